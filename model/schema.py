@@ -1,0 +1,144 @@
+"""The live schema of a database, and pruning it to what a question needs."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Column:
+    name: str
+    type: str
+    primary_key: bool = False
+    not_null: bool = False
+
+
+@dataclass
+class ForeignKey:
+    column: str
+    ref_table: str
+    ref_column: str
+
+
+@dataclass
+class Table:
+    name: str
+    kind: str  # "table" or "view"
+    sql: str
+    columns: list[Column] = field(default_factory=list)
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+
+    def column(self, name: str) -> Column | None:
+        lowered = name.lower()
+        return next((c for c in self.columns if c.name.lower() == lowered), None)
+
+
+@dataclass
+class Schema:
+    tables: list[Table]
+
+    def table(self, name: str) -> Table | None:
+        lowered = name.lower()
+        return next((t for t in self.tables if t.name.lower() == lowered), None)
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.tables]
+
+
+def quote(name: str) -> str:
+    """An identifier quoted for SQLite."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def read_schema(conn: sqlite3.Connection) -> Schema:
+    """Tables and views with columns and foreign keys, from the catalog (no row reads)."""
+    entries = conn.execute(
+        "SELECT name, type, coalesce(sql, '') FROM sqlite_master "
+        "WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name"
+    ).fetchall()
+    tables = []
+    for name, kind, sql in entries:
+        columns = [
+            Column(c_name, c_type or "", bool(pk), bool(notnull))
+            for _, c_name, c_type, notnull, _, pk in conn.execute(
+                "SELECT cid, name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?)",
+                (name,),
+            )
+        ]
+        fks = [
+            ForeignKey(row[3], row[2], row[4] or "")
+            for row in conn.execute("SELECT * FROM pragma_foreign_key_list(?)", (name,))
+        ]
+        tables.append(Table(name, kind, sql, columns, fks))
+    # Fill in implicit foreign-key targets (REFERENCES t with no column means its primary key).
+    by_name = {t.name.lower(): t for t in tables}
+    for t in tables:
+        for fk in t.foreign_keys:
+            target = by_name.get(fk.ref_table.lower())
+            if not fk.ref_column and target:
+                fk.ref_column = next((c.name for c in target.columns if c.primary_key), "")
+    return Schema(tables)
+
+
+def row_count(conn: sqlite3.Connection, table: str) -> int:
+    return conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
+
+
+_WORD = re.compile(r"[A-Za-z][a-z]*|[0-9]+")
+_STOP = {"the", "of", "and", "or", "in", "on", "for", "with", "by", "to", "what", "which", "who",
+         "how", "many", "is", "are", "was", "were", "list", "show", "give", "all", "each", "id"}
+
+
+def _words(text: str) -> set[str]:
+    """Lower-case word stems: splits snake_case and CamelCase, drops a plural 's'."""
+    out = set()
+    for w in _WORD.findall(text):
+        w = w.lower()
+        if len(w) > 3 and w.endswith("s"):
+            w = w[:-1]
+        if len(w) > 1 and w not in _STOP:
+            out.add(w)
+    return out
+
+
+def prune(schema: Schema, question: str, max_tables: int = 6) -> list[str]:
+    """The tables a question most likely needs, plus the tables that join them.
+
+    Scored by words shared between the question and a table's name (weighted) and column
+    names. Small schemas are sent whole. Best first; the context renders tables in the
+    schema's own order, whatever this order.
+    """
+    if len(schema.tables) <= max_tables:
+        return schema.names
+    q = _words(question)
+    scores: dict[str, float] = {}
+    for t in schema.tables:
+        name_hits = len(q & _words(t.name))
+        column_hits = len(q & set().union(*(_words(c.name) for c in t.columns)))
+        scores[t.name] = 3 * name_hits + column_hits
+    ranked = sorted(schema.tables, key=lambda t: -scores[t.name])
+    chosen = [t.name for t in ranked if scores[t.name] > 0][: max(1, max_tables // 2)]
+    if not chosen:
+        chosen = [ranked[0].name]
+    # Add foreign-key neighbours (both directions) so joins between chosen tables exist.
+    neighbours: list[str] = []
+    for t in schema.tables:
+        for fk in t.foreign_keys:
+            if t.name in chosen and fk.ref_table not in chosen:
+                neighbours.append(fk.ref_table)
+            elif fk.ref_table in chosen and t.name not in chosen:
+                neighbours.append(t.name)
+    real = {t.name.lower(): t.name for t in schema.tables}
+    for n in sorted(neighbours, key=lambda n: -scores.get(real.get(n.lower(), n), 0)):
+        n = real.get(n.lower())
+        if n and n not in chosen and len(chosen) < max_tables:
+            chosen.append(n)
+    for t in ranked:  # fill remaining room with the next best scored tables
+        if len(chosen) >= max_tables or scores[t.name] <= 0:
+            break
+        if t.name not in chosen:
+            chosen.append(t.name)
+    return chosen
