@@ -23,22 +23,52 @@ PAGE_SIZE = 500
 _WRITE_ACTIONS = {
     getattr(sqlite3, name)
     for name in (
-        "SQLITE_INSERT", "SQLITE_UPDATE", "SQLITE_DELETE", "SQLITE_CREATE_INDEX",
-        "SQLITE_CREATE_TABLE", "SQLITE_CREATE_TEMP_INDEX", "SQLITE_CREATE_TEMP_TABLE",
-        "SQLITE_CREATE_TEMP_TRIGGER", "SQLITE_CREATE_TEMP_VIEW", "SQLITE_CREATE_TRIGGER",
-        "SQLITE_CREATE_VIEW", "SQLITE_CREATE_VTABLE", "SQLITE_DROP_INDEX", "SQLITE_DROP_TABLE",
-        "SQLITE_DROP_TEMP_INDEX", "SQLITE_DROP_TEMP_TABLE", "SQLITE_DROP_TEMP_TRIGGER",
-        "SQLITE_DROP_TEMP_VIEW", "SQLITE_DROP_TRIGGER", "SQLITE_DROP_VIEW", "SQLITE_DROP_VTABLE",
-        "SQLITE_ALTER_TABLE", "SQLITE_REINDEX", "SQLITE_ANALYZE", "SQLITE_ATTACH",
+        "SQLITE_INSERT",
+        "SQLITE_UPDATE",
+        "SQLITE_DELETE",
+        "SQLITE_CREATE_INDEX",
+        "SQLITE_CREATE_TABLE",
+        "SQLITE_CREATE_TEMP_INDEX",
+        "SQLITE_CREATE_TEMP_TABLE",
+        "SQLITE_CREATE_TEMP_TRIGGER",
+        "SQLITE_CREATE_TEMP_VIEW",
+        "SQLITE_CREATE_TRIGGER",
+        "SQLITE_CREATE_VIEW",
+        "SQLITE_CREATE_VTABLE",
+        "SQLITE_DROP_INDEX",
+        "SQLITE_DROP_TABLE",
+        "SQLITE_DROP_TEMP_INDEX",
+        "SQLITE_DROP_TEMP_TABLE",
+        "SQLITE_DROP_TEMP_TRIGGER",
+        "SQLITE_DROP_TEMP_VIEW",
+        "SQLITE_DROP_TRIGGER",
+        "SQLITE_DROP_VIEW",
+        "SQLITE_DROP_VTABLE",
+        "SQLITE_ALTER_TABLE",
+        "SQLITE_REINDEX",
+        "SQLITE_ANALYZE",
+        "SQLITE_ATTACH",
         "SQLITE_DETACH",
     )
 }
 _ALWAYS_DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH}
 # PRAGMAs that only read when given no argument; with an argument most of them write.
 _READ_PRAGMAS = {
-    "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo",
-    "foreign_key_list", "database_list", "collation_list", "function_list", "module_list",
-    "pragma_list", "compile_options", "table_list", "integrity_check", "quick_check",
+    "table_info",
+    "table_xinfo",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "foreign_key_list",
+    "database_list",
+    "collation_list",
+    "function_list",
+    "module_list",
+    "pragma_list",
+    "compile_options",
+    "table_list",
+    "integrity_check",
+    "quick_check",
     "foreign_key_check",
 }
 
@@ -148,8 +178,14 @@ class Database:
             name = str(arg1).lower()
             if arg2 is not None and name not in _READ_PRAGMAS:
                 return sqlite3.SQLITE_DENY
-            if name in {"writable_schema", "journal_mode", "wal_checkpoint", "optimize",
-                        "incremental_vacuum", "shrink_memory"}:
+            if name in {
+                "writable_schema",
+                "journal_mode",
+                "wal_checkpoint",
+                "optimize",
+                "incremental_vacuum",
+                "shrink_memory",
+            }:
                 return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
 
@@ -164,7 +200,8 @@ class Database:
 
         def record(action: int, *args: Any) -> int:
             if action in _WRITE_ACTIONS or (
-                action == sqlite3.SQLITE_PRAGMA and args[1] is not None
+                action == sqlite3.SQLITE_PRAGMA
+                and args[1] is not None
                 and str(args[0]).lower() not in _READ_PRAGMAS
             ):
                 seen.append(action)
@@ -190,8 +227,7 @@ class Database:
             message = str(e)
             if "not authorized" in message or "prohibited" in message:
                 raise WriteRefused(
-                    f"refused: {self.path.name} is open read-only "
-                    "(start with --write to change it)"
+                    f"refused: {self.path.name} is open read-only (start with --write to change it)"
                 ) from None
             if "readonly" in message.replace("-", "").replace(" ", ""):
                 raise WriteRefused(f"refused: {self.path.name} is read-only") from None

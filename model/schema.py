@@ -64,7 +64,7 @@ def read_schema(conn: sqlite3.Connection) -> Schema:
         columns = [
             Column(c_name, c_type or "", bool(pk), bool(notnull))
             for _, c_name, c_type, notnull, _, pk in conn.execute(
-                "SELECT cid, name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?)",
+                'SELECT cid, name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)',
                 (name,),
             )
         ]
@@ -88,8 +88,33 @@ def row_count(conn: sqlite3.Connection, table: str) -> int:
 
 
 _WORD = re.compile(r"[A-Za-z][a-z]*|[0-9]+")
-_STOP = {"the", "of", "and", "or", "in", "on", "for", "with", "by", "to", "what", "which", "who",
-         "how", "many", "is", "are", "was", "were", "list", "show", "give", "all", "each", "id"}
+_STOP = {
+    "the",
+    "of",
+    "and",
+    "or",
+    "in",
+    "on",
+    "for",
+    "with",
+    "by",
+    "to",
+    "what",
+    "which",
+    "who",
+    "how",
+    "many",
+    "is",
+    "are",
+    "was",
+    "were",
+    "list",
+    "show",
+    "give",
+    "all",
+    "each",
+    "id",
+}
 
 
 def _words(text: str) -> set[str]:

@@ -1,0 +1,118 @@
+"""The prompt format is the seed's, character for character, and contexts fit the budget."""
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from model.db import Database
+from model.prompt import (
+    CONTEXT_BUDGET_CHARS,
+    build_prompt,
+    context_for,
+    render_context,
+    sql_literal,
+    training_text,
+)
+from model.samples import CHINOOK
+
+SEED_QUESTION = "Name the top 10 albums with the highest sales amount"
+SEED_CONTEXT = (
+    "CREATE TABLE albums (AlbumId INT, Title TEXT); "
+    "INSERT INTO albums VALUES (1, 'For Those About To Rock We Salute You');"
+)
+SEED_SQL = "SELECT Title FROM albums LIMIT 10"
+
+# Written out by hand from the original fine-tune's notes (design.md), not from our constant.
+SEED_TEXT = (
+    "<start_of_turn>user You are a powerful text-to-SQL model. Your job is to answer questions "
+    "about a database. You are given a question and context regarding one or more tables:\n"
+    "\n"
+    " SQL Question: Name the top 10 albums with the highest sales amount \n"
+    "\n"
+    " SQL Context: CREATE TABLE albums (AlbumId INT, Title TEXT); "
+    "INSERT INTO albums VALUES (1, 'For Those About To Rock We Salute You');\n"
+    "\n"
+    " Generated SQL Query: <end_of_turn>\n"
+    "\n"
+    "<start_of_turn> model SELECT Title FROM albums LIMIT 10 <end_of_turn>"
+)
+
+
+def test_seed_prompt_matches_character_for_character() -> None:
+    prompt, answer = training_text(SEED_QUESTION, SEED_CONTEXT, SEED_SQL)
+    assert prompt + answer == SEED_TEXT
+    assert build_prompt(SEED_QUESTION, SEED_CONTEXT) == prompt
+    assert SEED_TEXT.startswith(prompt)
+
+
+def test_whitespace_is_normalised() -> None:
+    prompt, answer = training_text(
+        "How many\r\n albums?", SEED_CONTEXT, "SELECT\r\n  count(*)\tFROM albums"
+    )
+    assert "\r" not in prompt + answer
+    assert "SQL Question: How many albums? \n" in prompt
+    assert answer == " SELECT count(*) FROM albums <end_of_turn>"
+
+
+def test_literals() -> None:
+    assert sql_literal(None) == "NULL"
+    assert sql_literal("it's") == "'it''s'"
+    assert sql_literal(3) == "3"
+    assert sql_literal(b"\x00\x01") == "NULL"
+    assert len(sql_literal("x" * 500)) < 50
+
+
+def test_chinook_context_has_creates_and_rows() -> None:
+    db = Database.open(CHINOOK)
+    schema = db.schema()
+    text = render_context(db.conn, schema, ["albums"])
+    create, insert = text.splitlines()
+    assert create.startswith('CREATE TABLE "albums"') and "\n" not in create
+    assert insert.startswith('INSERT INTO "albums" VALUES (1, \'For Those About To Rock')
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["Name the top 10 albums with the highest sales amount", "How many customers are from Brazil?"],
+)
+def test_context_fits_budget_and_keeps_every_table_of_chinook(question: str) -> None:
+    db = Database.open(CHINOOK)
+    context = context_for(db.conn, db.schema(), question)
+    assert len(context.text) <= CONTEXT_BUDGET_CHARS
+    # Chinook's DDL fits, so every table is there; rows only for some.
+    assert "invoice_items" in context.tables and "customers" in context.tables
+    assert not context.pruned
+
+
+def test_big_schema_is_pruned_to_the_question(tmp_path: Path) -> None:
+    path = tmp_path / "big.db"
+    conn = sqlite3.connect(path)
+    for i in range(60):
+        conn.execute(
+            f"CREATE TABLE filler_{i} (id INTEGER PRIMARY KEY, "
+            + ", ".join(f"c{j} TEXT" for j in range(15))
+            + ")"
+        )
+    conn.execute("CREATE TABLE singer (singer_id INTEGER PRIMARY KEY, name TEXT, country TEXT)")
+    conn.execute(
+        "CREATE TABLE concert (concert_id INTEGER PRIMARY KEY, singer_id INTEGER REFERENCES singer(singer_id), year INT)"
+    )
+    conn.commit()
+    conn.close()
+    db = Database.open(path)
+    context = context_for(db.conn, db.schema(), "How many concerts did each singer give?")
+    assert context.pruned
+    assert set(context.tables) >= {"singer", "concert"}
+    assert len(context.text) <= CONTEXT_BUDGET_CHARS
+
+
+def test_training_and_inference_render_the_same_context(tmp_path: Path) -> None:
+    # finetune renders Spider contexts with context_for over the live file, as the app does.
+    copy = tmp_path / "c.db"
+    shutil.copy(CHINOOK, copy)
+    db = Database.open(copy)
+    a = context_for(db.conn, db.schema(), SEED_QUESTION)
+    b = context_for(Database.open(copy).conn, db.schema(), SEED_QUESTION)
+    assert a == b
