@@ -97,7 +97,8 @@ def test_big_schema_is_pruned_to_the_question(tmp_path: Path) -> None:
         )
     conn.execute("CREATE TABLE singer (singer_id INTEGER PRIMARY KEY, name TEXT, country TEXT)")
     conn.execute(
-        "CREATE TABLE concert (concert_id INTEGER PRIMARY KEY, singer_id INTEGER REFERENCES singer(singer_id), year INT)"
+        "CREATE TABLE concert (concert_id INTEGER PRIMARY KEY,"
+        " singer_id INTEGER REFERENCES singer(singer_id), year INT)"
     )
     conn.commit()
     conn.close()
