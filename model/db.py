@@ -91,15 +91,21 @@ class QueryResult:
     rows_changed: int = -1
     started: float = field(default_factory=time.perf_counter)
     exhausted: bool = False
+    # One row read ahead, so `exhausted` is true as soon as the last page is fetched (a result
+    # of exactly 2 pages would otherwise look unfinished until a third, empty fetch).
+    _ahead: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
 
     def fetch(self, n: int = PAGE_SIZE) -> list[tuple[Any, ...]]:
         """The next `n` rows (fewer at the end). Never reads the whole result."""
         if self.cursor is None or self.exhausted:
             return []
-        rows = self.cursor.fetchmany(n)
-        if len(rows) < n:
+        rows = self._ahead + self.cursor.fetchmany(n + 1 - len(self._ahead))
+        if len(rows) <= n:
             self.exhausted = True
-        return rows
+            self._ahead = []
+            return rows
+        self._ahead = rows[n:]
+        return rows[:n]
 
     def close(self) -> None:
         if self.cursor is not None:

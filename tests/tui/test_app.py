@@ -1,0 +1,277 @@
+"""The app over real SQLite files, driven with Textual's Pilot."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from rich.text import Text
+from textual.coordinate import Coordinate
+from textual.pilot import Pilot
+
+from model.history import History
+from tui.app import GemmaSqlApp
+from tui.widgets.confirm import ConfirmScreen
+from tui.widgets.editor import SqlEditor
+from tui.widgets.export import ExportScreen
+from tui.widgets.history import HistoryScreen
+from tui.widgets.results import ResultsTable
+from tui.widgets.schema_tree import SchemaTree
+from tui.widgets.status import StatusBar
+
+SIZE = (140, 44)
+
+CHINOOK_TABLES = [
+    "albums", "artists", "customers", "employees", "genres", "invoice_items", "invoices",
+    "limit15", "media_types", "playlist_track", "playlists", "tracks",
+]
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def settle(app: GemmaSqlApp, pilot: Pilot) -> None:
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def run_sql(app: GemmaSqlApp, pilot: Pilot, sql: str) -> None:
+    app.query_one(SqlEditor).text = sql
+    await pilot.press("ctrl+j")
+    await settle(app, pilot)
+
+
+def status(app: GemmaSqlApp) -> str:
+    return app.query_one(StatusBar).message
+
+
+def results(app: GemmaSqlApp) -> ResultsTable:
+    return app.query_one(ResultsTable)
+
+
+async def test_tree_lists_tables_with_columns_keys_and_counts(chinook, make_app):
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        tree = app.query_one(SchemaTree)
+        names = [node.data.name for node in tree.root.children]
+        assert names == CHINOOK_TABLES
+        albums = tree.root.children[0]
+        assert str(albums.label) == "albums  347"  # counted lazily, once on screen
+        albums.expand()
+        await pilot.pause()
+        columns = [str(c.label) for c in albums.children]
+        assert columns == [
+            "AlbumId INTEGER PK",
+            "Title NVARCHAR(160) NOT NULL",
+            "ArtistId INTEGER NOT NULL -> artists.ArtistId",
+        ]
+
+
+async def test_enter_on_tree_node_inserts_quoted_name(chinook, make_app):
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f6")
+        assert app.focused is app.query_one(SchemaTree)
+        await pilot.press("down", "enter")  # second table: artists
+        assert app.query_one(SqlEditor).text == '"artists"'
+        assert app.focused is app.query_one(SqlEditor)
+
+
+async def test_query_shows_rows_count_and_time(chinook, make_app):
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, "SELECT AlbumId, Title FROM albums WHERE AlbumId <= 3")
+        table = results(app)
+        assert [str(c.label) for c in table.columns.values()] == ["AlbumId", "Title"]
+        assert table.row_count == 3
+        assert table.get_cell_at(Coordinate(0, 1)) == "For Those About To Rock We Salute You"
+        assert table.border_subtitle.startswith("3 rows · ")
+        assert table.border_subtitle.endswith(" s")
+
+
+async def test_statement_under_cursor_runs(chinook, make_app):
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        editor = app.query_one(SqlEditor)
+        editor.text = "SELECT 1 AS one;\nSELECT 2 AS two;\nSELECT 3 AS three;"
+        editor.move_cursor((1, 3))
+        await pilot.press("ctrl+j")
+        await settle(app, pilot)
+        assert [str(c.label) for c in results(app).columns.values()] == ["two"]
+
+
+async def test_results_are_paged(numbers_db, make_app):
+    app = make_app(numbers_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, "SELECT * FROM numbers")
+        table = results(app)
+        assert table.row_count == 500
+        assert "more below" in table.border_subtitle
+        await pilot.press("f5")
+        for expected in (1000, 1500, 2000):
+            await pilot.press("ctrl+end")  # cursor to the last loaded row
+            await settle(app, pilot)
+            assert table.row_count == expected
+        assert table.border_subtitle.startswith("2,000 rows · ")
+        assert table.get_cell_at(Coordinate(1999, 1)) == "row 2000"
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [("SELEC 1", 'near "SELEC": syntax error'), ("SELECT * FROM nope", "no such table: nope")],
+)
+async def test_errors_are_shown_and_the_app_keeps_running(chinook, make_app, sql, expected):
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, sql)
+        assert status(app) == f"error: {expected}"
+        await run_sql(app, pilot, "SELECT 42")
+        assert results(app).get_cell_at(Coordinate(0, 0)).plain == "42"
+
+
+async def test_read_only_refuses_writes_and_file_is_unchanged(chinook, make_app):
+    before = sha(chinook)
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, "DELETE FROM albums")
+        assert status(app).startswith("error: refused: chinook.db is open read-only")
+        await run_sql(app, pilot, "SELECT count(*) FROM albums")
+        assert results(app).get_cell_at(Coordinate(0, 0)).plain == "347"
+    assert sha(chinook) == before
+
+
+@pytest.mark.parametrize("confirm", [True, False])
+async def test_write_needs_confirmation(chinook, make_app, confirm):
+    before = sha(chinook)
+    app = make_app(chinook, write=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, "UPDATE artists SET Name = 'Changed' WHERE ArtistId = 1")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y" if confirm else "n")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, ConfirmScreen)
+        expected_status = "done · 1 row changed" if confirm else "not run"
+        assert status(app).startswith(expected_status)
+    conn = sqlite3.connect(chinook)
+    name = conn.execute("SELECT Name FROM artists WHERE ArtistId = 1").fetchone()[0]
+    conn.close()
+    assert name == ("Changed" if confirm else "AC/DC")
+    if not confirm:
+        assert sha(chinook) == before
+
+
+async def test_write_session_runs_reads_without_asking(chinook, make_app):
+    app = make_app(chinook, write=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, "SELECT count(*) FROM artists")
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert results(app).get_cell_at(Coordinate(0, 0)).plain == "275"
+
+
+async def test_escape_cancels_a_long_query(chinook, make_app):
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one(SqlEditor).text = (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+            "WHERE x < 1000000000) SELECT count(*) FROM c"
+        )
+        await pilot.press("ctrl+j")
+        await asyncio.sleep(0.3)  # let SQLite get going
+        assert app._busy("query")
+        started = time.perf_counter()
+        await pilot.press("escape")
+        await asyncio.wait_for(app.workers.wait_for_complete(), timeout=5)
+        await pilot.pause()
+        assert time.perf_counter() - started < 1.0
+        assert status(app) == "query cancelled"
+        await run_sql(app, pilot, "SELECT 1")  # the connection is fine afterwards
+        assert results(app).row_count == 1
+
+
+async def test_history_is_persisted_and_reusable(chinook, make_app, data_dir):
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, "SELECT 1")
+        await run_sql(app, pilot, "SELECT Name FROM artists LIMIT 2")
+        await run_sql(app, pilot, "SELECT * FROM nope")
+    lines = (data_dir / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["sql"] for line in lines] == [
+        "SELECT 1", "SELECT Name FROM artists LIMIT 2", "SELECT * FROM nope"]
+    assert json.loads(lines[1])["rows"] == 2
+    assert json.loads(lines[2])["error"] == "no such table: nope"
+
+    app = make_app(chinook)  # a new session sees the old one's history
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f8")
+        assert isinstance(app.screen, HistoryScreen)
+        await pilot.press("down", "enter")  # newest first: the second is the artists query
+        assert not isinstance(app.screen, HistoryScreen)
+        assert app.query_one(SqlEditor).text == "SELECT Name FROM artists LIMIT 2"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".parquet"])
+async def test_export_streams_every_row(numbers_db, make_app, tmp_path, suffix):
+    out = tmp_path / f"out{suffix}"
+    app = make_app(numbers_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, "SELECT n, label FROM numbers ORDER BY n")
+        assert results(app).row_count == 500
+        await pilot.press("ctrl+e")
+        assert isinstance(app.screen, ExportScreen)
+        assert "every row" in str(app.screen.query_one("#export-note").render())
+        app.screen.query_one("#export-path").value = str(out)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert status(app) == f"exported 2,000 rows to {out}"
+    if suffix == ".csv":
+        lines = out.read_text().splitlines()
+        assert lines[0] == "n,label" and lines[1] == "1,row 1" and len(lines) == 2001
+    elif suffix == ".json":
+        data = json.loads(out.read_text())
+        assert len(data) == 2000 and data[-1] == {"n": 2000, "label": "row 2000"}
+    else:
+        table = pq.read_table(out)
+        assert table.num_rows == 2000 and table.column("n").to_pylist()[-1] == 2000
+
+
+async def test_null_blob_and_long_text_rendering(numbers_db, make_app):
+    app = make_app(numbers_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, "SELECT v FROM odd")
+        table = results(app)
+        null, text_null, blob, long = (table.get_cell_at(Coordinate(i, 0)) for i in range(4))
+        assert isinstance(null, Text) and null.plain == "∅" and null.style == "dim italic"
+        assert text_null == "NULL"  # a plain string, no special style
+        assert isinstance(blob, Text) and blob.plain == "<blob 1.2 KB>"
+        assert len(long) == 80 and long.endswith("…")
+
+
+async def test_copy_cell_and_row(chinook, make_app):
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, "SELECT ArtistId, Name FROM artists WHERE ArtistId = 1")
+        await pilot.press("f5", "right", "ctrl+c")
+        assert app.clipboard == "AC/DC"
+        await pilot.press("y")
+        assert app.clipboard == "1\tAC/DC"
+
+
+async def test_f1_shows_the_bindings(chinook, make_app):
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f1")
+        assert app.screen.query("HelpPanel")
+        await pilot.press("f1")
+        assert not app.screen.query("HelpPanel")
+
+
+def test_history_dir_comes_from_env(data_dir):
+    assert History().path == data_dir / "history.jsonl"

@@ -1,0 +1,305 @@
+"""The gemma-sql app: composes the widgets and routes messages between them and the workers.
+
+Work happens in tui/workers.py (thread workers over model/); widgets live in tui/widgets/.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Static
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from model.db import Database, QueryResult
+from model.history import History
+from tui import messages as m
+from tui import workers
+from tui.widgets.confirm import ConfirmScreen
+from tui.widgets.editor import SqlEditor
+from tui.widgets.export import ExportScreen
+from tui.widgets.history import HistoryScreen
+from tui.widgets.question import QuestionBox
+from tui.widgets.results import ResultsTable
+from tui.widgets.schema_tree import SchemaTree
+from tui.widgets.status import StatusBar
+
+# Actions that make no sense behind a modal dialog (their keys are app-wide priority keys).
+_MAIN_SCREEN_ONLY = {"run_query", "export", "history", "focus"}
+_ACTIVE = (WorkerState.PENDING, WorkerState.RUNNING)
+
+
+class GemmaSqlApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "gemma-sql"
+    BINDINGS = [
+        Binding("ctrl+j,ctrl+enter", "run_query", "Run", priority=True),
+        Binding("escape", "cancel", "Cancel"),
+        Binding("f1", "toggle_keys", "Keys"),
+        Binding("f2", "focus('editor')", "Editor", priority=True),
+        Binding("f3", "focus('question')", "Ask", priority=True),
+        Binding("f5", "focus('results')", "Results", priority=True),
+        Binding("f6", "focus('schema')", "Schema", priority=True),
+        Binding("f8", "history", "History", priority=True),
+        # Priority: the editor's own ctrl+e (end of line) and f6 (select line) would win.
+        Binding("ctrl+e", "export", "Export", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(self, database: Database, model: str | None = None, adapter: Any = None,
+                 device: str | None = None, load_model: bool = True,
+                 engine: Any = None, history: History | None = None) -> None:
+        super().__init__()
+        self.database = database
+        self.model_name, self.adapter, self.device = model, adapter, device
+        self.load_model = load_model
+        self.engine = engine  # tests inject an engine-like object
+        self.history = history or History()
+        self.result: QueryResult | None = None  # the result on screen, maybe half fetched
+        self.cancel_generation = threading.Event()
+
+    def compose(self) -> ComposeResult:
+        db = self.database
+        with Horizontal(id="main"):
+            yield SchemaTree(db.schema(), db.path.name, id="schema")
+            with Vertical(id="right"):
+                yield QuestionBox(id="question")
+                yield SqlEditor.code_editor(language="sql", id="editor")
+                yield Static("", id="sql-notes")
+                yield ResultsTable(id="results")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        mode = "read-write" if self.database.write else "read-only"
+        self.title = f"gemma-sql · {self.database.path.name}"
+        self.status.say(f"{self.database.path.name} ({mode}) · F1 keys")
+        if self.engine is not None:
+            self.status.model(workers.describe_engine(self.engine))
+        elif self.load_model:
+            self.status.model("model loading…")
+            self.load_engine()
+        else:
+            self.status.model("no model: started with --no-model")
+        self.query_one(SqlEditor).focus()
+
+    @property
+    def status(self) -> StatusBar:
+        return self.query_one(StatusBar)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action in _MAIN_SCREEN_ONLY and isinstance(self.screen, ModalScreen))
+
+    def _active(self, group: str) -> list[Worker[Any]]:
+        return [w for w in self.workers if w.group == group and w.state in _ACTIVE]
+
+    def _busy(self, group: str) -> bool:
+        return bool(self._active(group))
+
+    # Workers: thin wrappers; the work itself is in tui/workers.py.
+
+    @work(thread=True, exclusive=True, group="query", exit_on_error=False)
+    def run_statements(self, statements: list[str], confirmed: bool = False) -> None:
+        previous, self.result = self.result, None
+        workers.run_statements(self.database, self.history, statements, confirmed, previous,
+                               self.post_message)
+
+    @work(thread=True, exclusive=True, group="query", exit_on_error=False)
+    def fetch_more(self, result: QueryResult) -> None:
+        workers.fetch_more(self.database, result, self.post_message)
+
+    @work(thread=True, group="count", exit_on_error=False)
+    def count_rows(self, tables: list[str]) -> None:
+        workers.count_rows(self.database, tables, self.post_message)
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def export(self, sql: str, columns: list[str], path: str) -> None:
+        worker = get_current_worker()
+        workers.export_result(self.database, sql, columns, path, lambda: worker.is_cancelled,
+                              self.post_message)
+
+    @work(thread=True, group="model", exit_on_error=False)
+    def load_engine(self) -> None:
+        workers.load_model(self.model_name, self.adapter, self.device, self.post_message)
+
+    @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
+    def generate(self, question: str, cancel: threading.Event) -> None:
+        workers.generate(self.engine, self.database, question, cancel, self.post_message)
+
+    # Actions
+
+    def action_run_query(self) -> None:
+        statements = self.query_one(SqlEditor).statements_to_run()
+        if not statements:
+            self.status.say("nothing to run", "warning")
+            return
+        self.status.say("running…")
+        self.run_statements(statements)
+
+    def action_cancel(self) -> None:
+        if self._busy("generate"):
+            self.cancel_generation.set()
+            self.status.say("cancelling generation…")
+        for worker in self._active("query"):
+            self.status.say("cancelling query…")
+            self._interrupt_query(worker)
+        self.workers.cancel_group(self, "export")
+
+    def _interrupt_query(self, worker: Worker[Any], tries: int = 20) -> None:
+        # SQLite drops an interrupt that arrives before the statement starts stepping, so
+        # repeat it every 50 ms until that worker has ended (it stops within ~1 ms).
+        if worker.state in _ACTIVE:
+            self.database.interrupt()
+            if tries > 1:
+                self.set_timer(0.05, lambda: self._interrupt_query(worker, tries - 1))
+
+    def action_toggle_keys(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    def action_history(self) -> None:
+        def chosen(sql: str | None) -> None:
+            if sql:
+                self.query_one(SqlEditor).replace_all(sql)
+                self.query_one(SqlEditor).focus()
+
+        self.push_screen(HistoryScreen(self.history.entries()), chosen)
+
+    def action_export(self) -> None:
+        result, table = self.result, self.query_one(ResultsTable)
+        if result is None or not result.columns:
+            self.status.say("no result to export: run a query first", "warning")
+            return
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self.status.say(f"exporting to {path}…")
+                self.export(result.sql, result.columns, path)
+
+        default = str(Path.cwd() / f"{self.database.path.stem}-result.csv")
+        self.push_screen(ExportScreen(default, len(table.raw)), chosen)
+
+    # Messages from workers
+
+    @on(m.QueryRan)
+    def _query_ran(self, message: m.QueryRan) -> None:
+        result, table = message.result, self.query_one(ResultsTable)
+        if self.result is not None and self.result is not result:
+            self.result.close()
+        self.result = result
+        if result.columns:
+            table.show(result.columns, message.rows, not result.exhausted, message.seconds)
+            self.status.say(f"{table.border_subtitle}")
+        else:
+            changed = result.rows_changed
+            text = f"done · {changed} row{'s' * (changed != 1)} changed" if changed >= 0 \
+                else "done"
+            table.show_message(f"{text} · {message.seconds:.3f} s")
+            self.status.say(text)
+            if self.database.write:  # DDL may have changed the schema
+                self.query_one(SchemaTree).load(self.database.schema(refresh=True))
+
+    @on(m.RowsFetched)
+    def _rows_fetched(self, message: m.RowsFetched) -> None:
+        if message.result is self.result:
+            self.query_one(ResultsTable).append(message.rows, not message.result.exhausted)
+
+    @on(ResultsTable.MoreWanted)
+    def _more_wanted(self) -> None:
+        if self.result is not None and not self.result.exhausted and not self._busy("query"):
+            self.fetch_more(self.result)
+
+    @on(m.QueryFailed)
+    def _query_failed(self, message: m.QueryFailed) -> None:
+        if message.cancelled:
+            self.status.say("query cancelled", "warning")
+        else:
+            self.status.say(f"error: {message.error}", "error")
+            self.notify(message.error, title="Query failed", severity="error")
+
+    @on(m.ConfirmWrite)
+    def _confirm_write(self, message: m.ConfirmWrite) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.status.say("running…")
+                self.run_statements(message.statements, confirmed=True)
+            else:
+                self.status.say("not run: cancelled at the confirmation", "warning")
+
+        self.push_screen(ConfirmScreen(message.statements, self.database.path.name), answered)
+
+    @on(SchemaTree.CountsWanted)
+    def _counts_wanted(self, message: SchemaTree.CountsWanted) -> None:
+        self.count_rows(message.tables)
+
+    @on(m.RowCounted)
+    def _row_counted(self, message: m.RowCounted) -> None:
+        self.query_one(SchemaTree).set_count(message.table, message.count)
+
+    @on(SchemaTree.NameChosen)
+    def _name_chosen(self, message: SchemaTree.NameChosen) -> None:
+        self.query_one(SqlEditor).insert_name(message.text)
+
+    @on(m.Exported)
+    def _exported(self, message: m.Exported) -> None:
+        if message.error:
+            self.status.say(f"export failed: {message.error}", "error")
+            self.notify(message.error, title="Export failed", severity="error")
+        else:
+            self.status.say(f"exported {message.rows:,} rows to {message.path}")
+
+    # The model
+
+    @on(m.ModelStatus)
+    def _model_status(self, message: m.ModelStatus) -> None:
+        self.status.model(message.text)
+
+    @on(m.ModelReady)
+    def _model_ready(self, message: m.ModelReady) -> None:
+        self.engine = message.engine
+        self.status.model(workers.describe_engine(self.engine))
+
+    @on(QuestionBox.Asked)
+    def _asked(self, message: QuestionBox.Asked) -> None:
+        if self.engine is None:
+            reason = self.status.model_text
+            waiting = self._busy("model")
+            self.status.say("model loading…" if waiting else reason or "no model", "warning")
+            return
+        self.cancel_generation = threading.Event()
+        self.query_one(SqlEditor).replace_all("")
+        self.query_one("#sql-notes", Static).update("")
+        self.status.say("writing SQL… (escape cancels)")
+        self.generate(message.question, self.cancel_generation)
+
+    @on(m.SqlChunk)
+    def _sql_chunk(self, message: m.SqlChunk) -> None:
+        self.query_one(SqlEditor).append(message.text)
+
+    @on(m.SqlDone)
+    def _sql_done(self, message: m.SqlDone) -> None:
+        answer = message.answer
+        editor = self.query_one(SqlEditor)
+        editor.replace_all(answer.sql)
+        editor.focus()
+        notes = f"sent: {', '.join(answer.tables_sent)}"
+        problems = list(getattr(answer, "problems", []) or [])
+        if problems:
+            notes += "  ⚠ " + "; ".join(map(str, problems))
+        self.query_one("#sql-notes", Static).update(notes)
+        self.query_one("#sql-notes", Static).set_class(bool(problems), "-warning")
+        seconds = getattr(answer, "seconds", 0.0) or 0.0
+        self.status.say(f"SQL written in {seconds:.1f} s: review it, then ctrl+j runs it")
+        self.status.model(workers.describe_engine(self.engine))
+
+    @on(m.GenerationFailed)
+    def _generation_failed(self, message: m.GenerationFailed) -> None:
+        self.status.say(message.error, "warning" if message.cancelled else "error")

@@ -1,0 +1,158 @@
+"""What the app's thread workers do, as plain functions over model/.
+
+They never touch widgets: every outcome, failures included, goes back as a message through
+`post` (thread-safe). The app wraps each in `@work(thread=True, exit_on_error=False)`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from textual.message import Message
+
+from model import export
+from model.db import Database, DatabaseError, QueryResult
+from model.history import Entry, History
+from model.schema import quote
+from tui.messages import (
+    ConfirmWrite,
+    Exported,
+    GenerationFailed,
+    ModelReady,
+    ModelStatus,
+    QueryFailed,
+    QueryRan,
+    RowCounted,
+    RowsFetched,
+    SqlChunk,
+    SqlDone,
+)
+
+Post = Callable[[Message], Any]
+
+
+def one_line(error: BaseException | str) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def run_statements(db: Database, history: History, statements: list[str], confirmed: bool,
+                   previous: QueryResult | None, post: Post) -> None:
+    if previous is not None:
+        # Close the old cursor first: a statement left open would keep SQLite's "running"
+        # count above zero, and an interrupt meant for it would hit the new query too.
+        previous.close()
+    if db.write and not confirmed:
+        writes = [s for s in statements if db.changes_data(s)]
+        if writes:
+            post(ConfirmWrite(statements))
+            return
+    for i, sql in enumerate(statements):
+        started = time.perf_counter()
+        try:
+            result = db.execute(sql)
+            rows = db.fetch(result) if result.columns else []
+        except DatabaseError as e:
+            message = one_line(e)
+            history.add(Entry.now(sql, db.path.name, time.perf_counter() - started, None,
+                                  message))
+            post(QueryFailed(sql, message, cancelled=message == "query cancelled"))
+            return
+        seconds = time.perf_counter() - started
+        history.add(Entry.now(sql, db.path.name, seconds,
+                              len(rows) if result.columns else result.rows_changed))
+        post(QueryRan(result, rows, seconds, remaining=len(statements) - i - 1))
+
+
+def fetch_more(db: Database, result: QueryResult, post: Post) -> None:
+    try:
+        rows = db.fetch(result)
+    except DatabaseError as e:
+        message = one_line(e)
+        post(QueryFailed(result.sql, message, cancelled=message == "query cancelled"))
+        return
+    post(RowsFetched(result, rows))
+
+
+def count_rows(db: Database, tables: list[str], post: Post) -> None:
+    """Counts on a connection of their own, so they never queue behind (or get interrupted
+    with) the user's query."""
+    try:
+        conn = sqlite3.connect(f"{db.path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.Error:
+        return
+    try:
+        for table in tables:
+            try:
+                count = conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
+            except sqlite3.Error:
+                count = None  # e.g. a view over a missing table: shown as "?"
+            post(RowCounted(table, count))
+    finally:
+        conn.close()
+
+
+def export_result(db: Database, sql: str, columns: list[str], path: str,
+                  cancelled: Callable[[], bool], post: Post) -> None:
+    try:
+        n = export.write(path, columns, db.iter_rows(sql), cancelled)
+    except (export.ExportError, DatabaseError) as e:
+        post(Exported(path, None, one_line(e)))
+        return
+    post(Exported(path, n))
+
+
+def load_model(model: str | None, adapter: Any, device: str | None, post: Post) -> None:
+    try:
+        from model.engine import load_engine
+    except Exception as e:  # the engine is optional: the app stays a plain SQL client
+        post(ModelStatus(f"no model: {one_line(e)}", failed=True))
+        return
+
+    def progress(*args: Any, **kwargs: Any) -> None:
+        # Accept any progress shape (text, fraction, (done, total)): it only becomes a line.
+        parts = [f"{a:.0%}" if isinstance(a, float) and 0 <= a <= 1 else str(a) for a in args]
+        parts += [f"{k}={v}" for k, v in kwargs.items()]
+        post(ModelStatus("model loading… " + " ".join(parts)))
+
+    post(ModelStatus("model loading…"))
+    try:
+        engine = load_engine(model, adapter, device, progress)
+    except Exception as e:  # ModelUnavailable or anything else: one line, app keeps going
+        post(ModelStatus(f"no model: {one_line(e)}", failed=True))
+        return
+    post(ModelReady(engine))
+
+
+def generate(engine: Any, db: Database, question: str, cancel: threading.Event,
+             post: Post) -> None:
+    try:
+        from model.ask import ask
+    except Exception as e:
+        post(GenerationFailed(f"no model: {one_line(e)}"))
+        return
+    try:
+        answer = ask(engine, db, question, on_chunk=lambda t: post(SqlChunk(t)), cancel=cancel)
+    except Exception as e:  # the model's failure is shown, never raised into the UI
+        post(GenerationFailed(one_line(e), cancelled=cancel.is_set()))
+        return
+    if cancel.is_set():
+        post(GenerationFailed("generation cancelled", cancelled=True))
+        return
+    post(SqlDone(answer))
+
+
+def describe_engine(engine: Any) -> str:
+    """name · device · tok/s, whatever shape last_stats has (dict or object)."""
+    parts = [str(getattr(engine, "name", "model")), str(getattr(engine, "device", "?"))]
+    stats = getattr(engine, "last_stats", None)
+    for key in ("tokens_per_second", "tok_per_s", "tokens_per_s", "tok_s"):
+        value = stats.get(key) if isinstance(stats, dict) else getattr(stats, key, None)
+        if isinstance(value, int | float):
+            parts.append(f"{value:.1f} tok/s")
+            break
+    return " · ".join(parts)
