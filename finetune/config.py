@@ -1,0 +1,57 @@
+"""TrainConfig: every knob of `gemma-sql finetune`, one dataclass (no torch import here, so
+the command line can build its flags from it and `--help` stays instant)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+def knob(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    # model
+    base: str = knob(
+        "google/gemma-2-2b-it",
+        "Base model: hub id, local directory, or gemma-3-270m-sql (the offline base).",
+    )
+    quant: str = knob("nf4", "Base weights: nf4 (4-bit NF4, double quant, bf16 compute) or none.")
+    lora_r: int = knob(16, "LoRA rank (all linear projections).")
+    lora_alpha: int = knob(32, "LoRA alpha.")
+    lora_dropout: float = knob(0.05, "LoRA dropout.")
+    gradient_checkpointing: bool = knob(True, "Recompute activations in backward (less memory).")
+    # data
+    data: str = knob(
+        "gretelai/synthetic_text_to_sql", "Hub data set id or local .jsonl/.parquet file."
+    )
+    max_length: int = knob(1024, "Longest example in tokens; longer ones are skipped.")
+    limit: int = knob(0, "Use only the first N examples (0: all).")
+    # optimisation
+    batch_size: int = knob(4, "Examples per micro-batch.")
+    grad_accum: int = knob(1, "Micro-batches per optimizer step.")
+    lr: float = knob(2e-4, "Peak learning rate.")
+    min_lr_ratio: float = knob(0.1, "Final learning rate as a fraction of the peak (cosine).")
+    warmup_steps: int = knob(20, "Linear warm-up steps.")
+    weight_decay: float = knob(0.0, "AdamW weight decay.")
+    grad_clip: float = knob(1.0, "Clip the gradient norm to this (0: off).")
+    epochs: float = knob(1.0, "Passes over the data (used when max_steps is 0).")
+    max_steps: int = knob(0, "Optimizer steps (0: from epochs).")
+    max_minutes: float = knob(0.0, "Stop and save after this many minutes (0: no limit).")
+    seed: int = knob(0, "Seed for LoRA init, data order and dropout.")
+    # output
+    output: str = knob("runs/finetune", "Output directory (adapter, metrics, model card).")
+    save_every: int = knob(50, "Checkpoint every N steps (a crash loses at most N).")
+    log_every: int = knob(1, "Record loss every N steps.")
+    resume: bool = knob(False, "Continue from OUTPUT/checkpoint.")
+    device: str = knob("", "cpu, cuda, cuda:1 ... (default: cuda if available).")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

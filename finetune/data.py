@@ -1,0 +1,321 @@
+"""Training data: load text-to-SQL rows, render them in THE prompt format, tokenize, batch.
+
+Sources: the hub data set `gretelai/synthetic_text_to_sql` (columns sql_prompt, sql_context,
+sql), or a local .jsonl/.json/.parquet file with those columns or question/context/sql.
+Every example goes through `model.prompt.training_text`, the function inference uses, so the
+model is trained on exactly the text it is later asked. Loss is on the answer only: the
+labels are -100 over the prompt.
+
+`prepare_spider` turns Spider's training questions into a train file whose contexts are
+rendered from the live database files by `model.prompt.context_for` (same pruning, sample
+rows and budget as the app), holding out whole databases as the eval split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from model.prompt import CONTEXT_BUDGET_CHARS, context_for, training_text
+
+GRETEL = "gretelai/synthetic_text_to_sql"
+IGNORE = -100  # label of positions that carry no loss (PyTorch cross_entropy's ignore_index)
+
+# Column names of each accepted layout, mapped to ours.
+_LAYOUTS = (
+    {"question": "question", "context": "context", "sql": "sql"},
+    {"sql_prompt": "question", "sql_context": "context", "sql": "sql"},
+)
+
+
+class DataError(Exception):
+    """A data source that cannot be read, said in one line."""
+
+
+class Tokenizer(Protocol):
+    def __call__(self, text: str, add_special_tokens: bool = ...) -> Any: ...
+
+
+@dataclass
+class Example:
+    question: str
+    context: str
+    sql: str
+    db_id: str | None = None
+
+
+@dataclass
+class Tokenized:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE on the prompt, the token itself on the answer
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+@dataclass
+class LoadReport:
+    """What happened to each row: kept, or skipped and why (counted, never a crash)."""
+
+    read: int = 0
+    kept: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def line(self) -> str:
+        why = ", ".join(f"{n} {reason}" for reason, n in self.skipped.most_common())
+        return f"{self.kept} of {self.read} rows kept" + (f" (skipped: {why})" if why else "")
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def read_rows(source: str | Path, split: str = "train") -> Iterator[dict[str, Any]]:
+    """Raw rows from a local .jsonl/.json/.parquet file, or a hub data set id."""
+    path = Path(source).expanduser()
+    if path.exists():
+        yield from _read_local(path)
+        return
+    if str(source).endswith((".jsonl", ".json", ".parquet")) or str(source).startswith(
+        (".", "/", "~")
+    ):
+        raise DataError(f"{source}: no such file")
+    yield from _read_hub(str(source), split)
+
+
+def _read_local(path: Path) -> Iterator[dict[str, Any]]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        yield from pq.read_table(path).to_pylist()
+    elif path.suffix in (".jsonl", ".json"):
+        with path.open(encoding="utf-8") as f:
+            if path.suffix == ".json" and f.read(1) == "[":
+                f.seek(0)
+                yield from json.load(f)
+                return
+            f.seek(0)
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError:
+                        yield {"__bad__": f"line {n} is not JSON"}
+    else:
+        raise DataError(f"{path}: expected a .jsonl, .json or .parquet file")
+
+
+def _read_hub(repo_id: str, split: str) -> Iterator[dict[str, Any]]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(repo_id, split=split)
+    except Exception as e:  # datasets raises many types when offline; all mean the same here
+        if _looks_offline(e):
+            raise DataError(
+                f"{repo_id}: cannot reach the Hugging Face hub and the data set is not cached;"
+                " pass a local .jsonl or .parquet file instead"
+            ) from None
+        raise DataError(f"{repo_id}: {type(e).__name__}: {e}") from None
+    yield from ds
+
+
+def _looks_offline(e: Exception) -> bool:
+    text = f"{type(e).__name__} {e}".lower()
+    return any(
+        word in text
+        for word in ("connection", "offline", "resolve", "timed out", "couldn't reach",
+                     "network", "max retries", "not find", "doesn't exist", "cannot find")
+    )
+
+
+def to_example(row: dict[str, Any]) -> Example | str:
+    """The row as an Example, or the reason it is unusable."""
+    if "__bad__" in row:
+        return "not JSON"
+    for layout in _LAYOUTS:
+        if all(k in row for k in layout):
+            values = {ours: row[theirs] for theirs, ours in layout.items()}
+            break
+    else:
+        return "missing columns"
+    if not all(isinstance(v, str) and v.strip() for v in values.values()):
+        return "empty field"
+    db_id = row.get("db_id")
+    return Example(values["question"], values["context"], values["sql"],
+                   db_id if isinstance(db_id, str) else None)
+
+
+def load_examples(source: str | Path, split: str = "train") -> tuple[list[Example], LoadReport]:
+    report = LoadReport()
+    out = []
+    for row in read_rows(source, split):
+        report.read += 1
+        ex = to_example(row)
+        if isinstance(ex, str):
+            report.skipped[ex] += 1
+        else:
+            out.append(ex)
+    report.kept = len(out)
+    return out, report
+
+
+# --- tokenizing ----------------------------------------------------------------------------
+
+
+def tokenize(tokenizer: Tokenizer, ex: Example) -> Tokenized:
+    """Prompt (with BOS, as inference tokenizes it) then answer; loss on the answer only.
+
+    The two halves are tokenized separately: the answer starts with a space (" SELECT") so
+    the boundary is a token boundary either way, and the labels line up exactly.
+    """
+    prompt, answer = training_text(ex.question, ex.context, ex.sql)
+    p = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+    a = list(tokenizer(answer, add_special_tokens=False)["input_ids"])
+    return Tokenized(p + a, [IGNORE] * len(p) + a)
+
+
+def tokenize_all(
+    tokenizer: Tokenizer, examples: Iterable[Example], max_length: int, report: LoadReport
+) -> list[Tokenized]:
+    """Tokenized examples; those over `max_length` are skipped (never cut: that would cut the
+    answer) and counted in `report`."""
+    out = []
+    for ex in examples:
+        t = tokenize(tokenizer, ex)
+        if len(t) > max_length:
+            report.skipped[f"over {max_length} tokens"] += 1
+            continue
+        out.append(t)
+    report.kept = len(out)
+    return out
+
+
+def data_hash(examples: Iterable[Example]) -> str:
+    """A short sha256 of the examples' text, for the model card and metrics."""
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(json.dumps([ex.question, ex.context, ex.sql]).encode())
+    return h.hexdigest()[:16]
+
+
+# --- batching ------------------------------------------------------------------------------
+
+
+def length_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Batches of similar length (little padding), in a shuffled order fixed by seed+epoch.
+
+    Sorting by length groups neighbours; shuffling the batches (not the examples) keeps the
+    order random across lengths. Ties are broken by a seeded shuffle first, so same-length
+    examples do not always share a batch.
+    """
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    order.sort(key=lambda i: lengths[i])
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(items: list[Tokenized], pad_id: int) -> dict[str, Any]:
+    """Right-padded input_ids, attention_mask, labels as tensors."""
+    import torch
+
+    width = max(len(t) for t in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    for row, t in enumerate(items):
+        n = len(t)
+        ids[row, :n] = torch.tensor(t.input_ids)
+        labels[row, :n] = torch.tensor(t.labels)
+        mask[row, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+# --- Spider --------------------------------------------------------------------------------
+
+SPIDER_TRAIN = Path("/work/shared/data/train/spider_train.jsonl")
+SPIDER_DBS = Path("/work/shared/data/spider_train_databases")
+HELDOUT_FILE = Path(__file__).parent / "data" / "spider_heldout.jsonl"
+
+
+@dataclass
+class SpiderSplit:
+    train: int
+    eval: int
+    heldout_dbs: list[str]
+    skipped: Counter[str]
+
+    def line(self) -> str:
+        why = ", ".join(f"{n} {reason}" for reason, n in self.skipped.most_common())
+        return (
+            f"{self.train} train and {self.eval} eval examples; "
+            f"{len(self.heldout_dbs)} databases held out; skipped: {why or 'none'}"
+        )
+
+
+def spider_db_path(db_root: Path, db_id: str) -> Path:
+    return db_root / db_id / f"{db_id}.sqlite"
+
+
+def choose_heldout(db_ids: Iterable[str], n: int, seed: int) -> list[str]:
+    """`n` whole databases for the eval split, fixed by `seed` (sorted first: deterministic)."""
+    pool = sorted(set(db_ids))
+    return sorted(random.Random(seed).sample(pool, min(n, len(pool))))
+
+
+def prepare_spider(
+    source: Path = SPIDER_TRAIN,
+    db_root: Path = SPIDER_DBS,
+    train_out: Path = Path("runs/spider/train.jsonl"),
+    eval_out: Path = HELDOUT_FILE,
+    n_heldout: int = 20,
+    seed: int = 0,
+    budget_chars: int = CONTEXT_BUDGET_CHARS,
+) -> SpiderSplit:
+    """Write train.jsonl (question, context, sql, db_id) and eval.jsonl (question, sql, db_id).
+
+    Contexts come from the live database via `context_for`, exactly what inference sends.
+    Rows whose database file is missing or whose gold SQL does not execute are skipped.
+    """
+    from model.db import Database
+
+    rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line]
+    present = {r["db_id"] for r in rows if spider_db_path(db_root, r["db_id"]).exists()}
+    heldout = set(choose_heldout(present, n_heldout, seed))
+    skipped: Counter[str] = Counter()
+    dbs: dict[str, Database] = {}
+    train_out.parent.mkdir(parents=True, exist_ok=True)
+    eval_out.parent.mkdir(parents=True, exist_ok=True)
+    n_train = n_eval = 0
+    with train_out.open("w", encoding="utf-8") as tr, eval_out.open("w", encoding="utf-8") as ev:
+        for r in rows:
+            db_id = r["db_id"]
+            if db_id not in present:
+                skipped["database file missing"] += 1
+                continue
+            if r.get("gold_executes") is False:
+                skipped["gold does not execute"] += 1
+                continue
+            if db_id in heldout:
+                ev.write(json.dumps({"question": r["question"], "sql": r["sql"],
+                                     "db_id": db_id}) + "\n")
+                n_eval += 1
+                continue
+            if db_id not in dbs:
+                dbs[db_id] = Database.open(spider_db_path(db_root, db_id))
+            db = dbs[db_id]
+            ctx = context_for(db.conn, db.schema(), r["question"], budget_chars)
+            tr.write(json.dumps({"question": r["question"], "context": ctx.text,
+                                 "sql": r["sql"], "db_id": db_id}) + "\n")
+            n_train += 1
+    for db in dbs.values():
+        db.close()
+    return SpiderSplit(n_train, n_eval, sorted(heldout), skipped)

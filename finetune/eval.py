@@ -1,0 +1,204 @@
+"""Execution accuracy: `gemma-sql eval DATA.jsonl [--db-root DIR] ...`.
+
+Each line of DATA.jsonl holds `question`, `sql` (the gold query) and either `db` (a path;
+relative paths resolve against the JSONL file's folder) or `db_id` (DIR/<db_id>/<db_id>.sqlite).
+The model answers through `model.ask.ask`, the pipeline the app and `gemma-sql ask` use. A
+prediction is correct when its result equals the gold result as a multiset of rows (as a list
+where the gold query has a top-level ORDER BY). A gold query that fails is reported and left
+out, not counted wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model.db import Database, DatabaseError
+
+MAX_ROWS = 100_000  # a prediction returning more than this is not compared (nor held)
+TIMEOUT_S = 10.0  # a runaway prediction (an accidental cross join) is interrupted
+FLOAT_DIGITS = 6
+
+
+class GoldError(Exception):
+    """The gold query itself failed: the example cannot be scored."""
+
+
+@dataclass
+class Record:
+    question: str
+    gold: str
+    pred: str
+    correct: bool
+    error: str | None
+    seconds: float
+    db: str = ""
+
+
+@dataclass
+class EvalReport:
+    model: str
+    records: list[Record] = field(default_factory=list)
+    gold_failed: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.records)
+
+    def summary(self) -> dict[str, Any]:
+        n = self.n or 1
+        return {
+            "execution_accuracy": sum(r.correct for r in self.records) / n,
+            "n": self.n,
+            "valid_sql_rate": sum(r.error is None for r in self.records) / n,
+            "mean_seconds": sum(r.seconds for r in self.records) / n,
+            "gold_failed": len(self.gold_failed),
+            "model": self.model,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.summary(), "records": [asdict(r) for r in self.records],
+                "gold_failures": self.gold_failed}
+
+
+# --- comparing results ---------------------------------------------------------------------
+
+
+def _value(v: Any) -> Any:
+    """Floats rounded (so 0.1+0.2 equals 0.3); 2.0 and 2 compare equal as Python does."""
+    if isinstance(v, float):
+        return round(v, FLOAT_DIGITS)
+    return v
+
+
+def run_sql(db: Database, sql: str, max_rows: int = MAX_ROWS,
+            timeout: float = TIMEOUT_S) -> list[tuple[Any, ...]]:
+    """All rows of `sql` (at most max_rows), interrupted after `timeout` seconds."""
+    timer = threading.Timer(timeout, db.interrupt)
+    timer.start()
+    try:
+        result = db.execute(sql)
+        if not result.columns:
+            raise DatabaseError("not a query (returns no rows)")
+        rows: list[tuple[Any, ...]] = []
+        while page := db.fetch(result):
+            rows.extend(tuple(_value(v) for v in row) for row in page)
+            if len(rows) > max_rows:
+                result.close()
+                raise DatabaseError(f"more than {max_rows} rows")
+        return rows
+    finally:
+        timer.cancel()
+
+
+def has_order_by(sql: str) -> bool:
+    """Whether the statement's outermost query has ORDER BY (not one inside a subquery)."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="sqlite")
+    except sqlglot.errors.ParseError:
+        return " order by " in " ".join(sql.lower().split())
+    if isinstance(tree, exp.Subquery | exp.Paren):
+        tree = tree.this
+    return tree.args.get("order") is not None
+
+
+def compare(db: Database, gold_sql: str, pred_sql: str) -> tuple[bool, str | None]:
+    """(correct, error): error is the prediction's failure, or None when it executed.
+
+    Raises GoldError when the gold query fails.
+    """
+    try:
+        gold = run_sql(db, gold_sql)
+    except DatabaseError as e:
+        raise GoldError(str(e)) from None
+    if not pred_sql.strip():
+        return False, "no SQL"
+    try:
+        pred = run_sql(db, pred_sql)
+    except DatabaseError as e:
+        return False, str(e)
+    if has_order_by(gold_sql):
+        return pred == gold, None
+    return Counter(pred) == Counter(gold), None
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    question: str
+    sql: str
+    db: Path
+
+
+def read_items(path: Path, db_root: Path | None = None, limit: int = 0) -> Iterator[Item]:
+    """Items of DATA.jsonl with their database paths resolved."""
+    with path.open(encoding="utf-8") as f:
+        n = 0
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if "db" in row:
+                db = Path(row["db"]).expanduser()
+                if not db.is_absolute():
+                    db = path.parent / db
+            elif "db_id" in row:
+                if db_root is None:
+                    raise ValueError(f"{path}:{lineno}: has db_id; pass --db-root DIR")
+                db = db_root / row["db_id"] / f"{row['db_id']}.sqlite"
+            else:
+                raise ValueError(f"{path}:{lineno}: needs db or db_id")
+            yield Item(row["question"], row["sql"], db)
+            n += 1
+            if limit and n >= limit:
+                return
+
+
+def evaluate(
+    path: Path,
+    engine: Any,
+    db_root: Path | None = None,
+    limit: int = 0,
+    model_name: str = "",
+    on_record: Callable[[Record], None] | None = None,
+) -> EvalReport:
+    """Ask the engine every question of DATA.jsonl through model.ask and score the SQL."""
+    from model.ask import ask
+
+    report = EvalReport(model_name)
+    dbs: dict[Path, Database] = {}
+    try:
+        for item in read_items(path, db_root, limit):
+            if item.db not in dbs:
+                dbs[item.db] = Database.open(item.db)
+            db = dbs[item.db]
+            t0 = time.perf_counter()
+            answer = ask(engine, db, item.question)
+            seconds = time.perf_counter() - t0
+            pred = answer.sql or ""
+            try:
+                correct, error = compare(db, item.sql, pred)
+            except GoldError as e:
+                report.gold_failed.append(
+                    {"question": item.question, "gold": item.sql, "error": str(e)})
+                continue
+            record = Record(item.question, item.sql, pred, correct, error, round(seconds, 3),
+                            str(item.db))
+            report.records.append(record)
+            if on_record:
+                on_record(record)
+    finally:
+        for db in dbs.values():
+            db.close()
+    return report

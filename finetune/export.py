@@ -1,0 +1,67 @@
+"""Export an adapter: merge it into full weights, or upload it to the Hugging Face hub."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+
+class ExportError(Exception):
+    """Said in one line to the user."""
+
+
+def adapter_base(adapter: Path) -> str:
+    config = adapter / "adapter_config.json"
+    if not config.is_file():
+        raise ExportError(f"{adapter}: not a PEFT adapter directory (no adapter_config.json)")
+    base = json.loads(config.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ExportError(f"{adapter}: adapter_config.json names no base model; pass --base")
+    return str(base)
+
+
+def merge(adapter: Path, out: Path, base: str | None = None,
+          say: Callable[[str], None] = print) -> Path:
+    """Base + adapter -> OUT with merged bf16 safetensors weights and the tokenizer."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from finetune.train import resolve_base
+
+    name = base or adapter_base(adapter)
+    try:
+        path = resolve_base(name)
+        say(f"loading {name}")
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise ExportError(f"{name}: {str(e).splitlines()[0]}") from None
+    say(f"merging {adapter}")
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    out.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def push_adapter(adapter: Path, repo_id: str, private: bool = False) -> str:
+    """Upload the adapter folder (adapter, config, model card, metrics) to `repo_id`."""
+    adapter_base(adapter)  # refuse a folder that is not an adapter
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi()
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(adapter), repo_id=repo_id,
+                          ignore_patterns=["checkpoint/*", "checkpoint*/**"])
+    except HfHubHTTPError as e:
+        raise ExportError(f"{repo_id}: {str(e).splitlines()[0]}") from None
+    except OSError as e:  # connection refused, DNS failure, offline mode
+        raise ExportError(
+            f"{repo_id}: cannot reach the Hugging Face hub ({type(e).__name__}); "
+            "the adapter is still in " + str(adapter)
+        ) from None
+    return f"https://huggingface.co/{repo_id}"
