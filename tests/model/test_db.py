@@ -1,0 +1,122 @@
+"""Database: read-only guard, paging, interrupt, changes_data, on real SQLite files."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from model.db import Database, DatabaseError, WriteRefused
+from model.samples import CHINOOK
+
+
+@pytest.fixture
+def chinook(tmp_path: Path) -> Path:
+    path = tmp_path / "chinook.db"
+    shutil.copy(CHINOOK, path)
+    return path
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("sql", [
+    "DELETE FROM albums",
+    "UPDATE artists SET Name = 'x'",
+    "INSERT INTO genres (Name) VALUES ('x')",
+    "DROP TABLE albums",
+    "CREATE TABLE t (x)",
+    "ATTACH DATABASE ':memory:' AS other",
+    "PRAGMA user_version = 5",
+    "SELECT load_extension('x')",
+])
+def test_read_only_refuses_writes(chinook: Path, sql: str) -> None:
+    before = digest(chinook)
+    db = Database.open(chinook)
+    with pytest.raises(WriteRefused, match="read-only"):
+        db.execute(sql)
+    db.close()
+    assert digest(chinook) == before
+
+
+def test_reads_and_read_pragmas_are_allowed(chinook: Path) -> None:
+    db = Database.open(chinook)
+    assert db.fetch(db.execute("SELECT count(*) FROM albums")) == [(347,)]
+    assert db.fetch(db.execute("PRAGMA table_info(albums)"))[0][1] == "AlbumId"
+
+
+def test_paging_never_reads_ahead_more_than_a_page(chinook: Path) -> None:
+    db = Database.open(chinook)
+    result = db.execute("SELECT TrackId FROM tracks ORDER BY TrackId")
+    first = db.fetch(result, 1000)
+    assert len(first) == 1000 and not result.exhausted
+    rest = db.fetch(result, 5000)
+    assert len(rest) == 3503 - 1000 and result.exhausted
+    assert db.fetch(result) == []
+
+
+def test_exact_multiple_of_page_is_exhausted_on_last_page(chinook: Path) -> None:
+    db = Database.open(chinook)
+    result = db.execute("SELECT AlbumId FROM albums LIMIT 10")
+    assert len(db.fetch(result, 5)) == 5 and not result.exhausted
+    assert len(db.fetch(result, 5)) == 5 and result.exhausted
+
+
+def test_changes_data(chinook: Path) -> None:
+    db = Database.open(chinook, write=True)
+    assert db.changes_data("DELETE FROM albums WHERE AlbumId = 1")
+    assert db.changes_data("PRAGMA user_version = 3")
+    assert not db.changes_data("SELECT * FROM albums")
+    assert not db.changes_data("PRAGMA table_info(albums)")
+    assert db.fetch(db.execute("SELECT count(*) FROM albums")) == [(347,)]  # nothing ran
+
+
+def test_write_session_changes_the_file(chinook: Path) -> None:
+    db = Database.open(chinook, write=True)
+    result = db.execute("UPDATE artists SET Name = 'x' WHERE ArtistId = 1")
+    assert result.rows_changed == 1 and result.columns == []
+    assert db.fetch(db.execute("SELECT Name FROM artists WHERE ArtistId = 1")) == [("x",)]
+
+
+def test_errors_are_one_line(chinook: Path) -> None:
+    db = Database.open(chinook)
+    with pytest.raises(DatabaseError, match="no such table: nope"):
+        db.execute("SELECT * FROM nope")
+    with pytest.raises(DatabaseError, match="nothing to run"):
+        db.execute("  ;  ")
+
+
+def test_interrupt_stops_a_long_query_quickly(chinook: Path) -> None:
+    db = Database.open(chinook)
+    sql = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+           "WHERE x < 1000000000) SELECT count(*) FROM c")
+    errors: list[str] = []
+
+    def run() -> None:
+        try:
+            db.execute(sql)
+        except DatabaseError as e:
+            errors.append(str(e))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(0.3)
+    started = time.perf_counter()
+    db.interrupt()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert time.perf_counter() - started < 0.1
+    assert errors == ["query cancelled"]
+    assert db.fetch(db.execute("SELECT 1")) == [(1,)]  # usable afterwards
+
+
+def test_missing_file_is_never_created(tmp_path: Path) -> None:
+    for write in (False, True):
+        with pytest.raises(DatabaseError, match="no such file"):
+            Database.open(tmp_path / "x.db", write=write)
+    assert list(tmp_path.iterdir()) == []

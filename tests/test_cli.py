@@ -1,0 +1,124 @@
+"""`gemma-sql [open] DB`: bad inputs exit 2 with one line naming the file, and create nothing."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from model.samples import CHINOOK
+
+GEMMA_SQL = Path(sys.executable).parent / "gemma-sql"
+
+
+def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(GEMMA_SQL), "--no-model", *map(str, args)], capture_output=True,
+                          text=True, timeout=60, cwd=cwd)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], path: Path) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("gemma-sql: ") and path.name in lines[0]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_missing_file_is_an_error_and_is_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "missing.db"
+    result = run(path)
+    assert_one_line_error(result, path)
+    assert "no such file" in result.stderr
+    assert not path.exists()
+
+
+def test_explicit_open_command_behaves_the_same(tmp_path: Path) -> None:
+    path = tmp_path / "missing.db"
+    result = subprocess.run([str(GEMMA_SQL), "open", "--no-model", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert_one_line_error(result, path)
+    assert not path.exists()
+
+
+def _directory(tmp: Path) -> Path:
+    (tmp / "a_dir").mkdir()
+    return tmp / "a_dir"
+
+
+def _text(tmp: Path) -> Path:
+    path = tmp / "notes.txt"
+    path.write_text("just some text, not a database\n")
+    return path
+
+
+def _empty(tmp: Path) -> Path:
+    path = tmp / "empty.db"
+    path.touch()
+    return path
+
+
+def _truncated(tmp: Path) -> Path:
+    path = tmp / "truncated.db"
+    shutil.copy(CHINOOK, path)
+    with path.open("r+b") as f:
+        f.truncate(2000)
+    return path
+
+
+def _scrambled(tmp: Path) -> Path:
+    """A valid header page, every other page garbage."""
+    path = tmp / "scrambled.db"
+    data = bytearray(CHINOOK.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    data[page:] = bytes((b * 7 + 13) & 255 for b in data[page:])
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (_directory, "is a directory"),
+        (_text, "not a SQLite database"),
+        (_empty, "empty file"),
+        (_truncated, "malformed"),
+        (_scrambled, "malformed"),
+    ],
+    ids=["directory", "text", "empty", "truncated", "scrambled"],
+)
+def test_bad_files_exit_2_naming_the_file(
+    tmp_path: Path, make: Callable[[Path], Path], reason: str
+) -> None:
+    path = make(tmp_path)
+    before = path.read_bytes() if path.is_file() else None
+    result = run(path)
+    assert_one_line_error(result, path)
+    assert reason in result.stderr
+    if before is not None:
+        assert path.read_bytes() == before  # opening never "repairs" or rewrites a file
+
+
+def test_locked_database_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    shutil.copy(CHINOOK, path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = run(path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert_one_line_error(result, path)
+    assert "locked" in result.stderr
+
+
+def test_write_flag_still_refuses_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    result = run("--write", path)
+    assert_one_line_error(result, path)
+    assert not path.exists()
