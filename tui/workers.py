@@ -121,7 +121,9 @@ def load_model(model: str | None, adapter: Any, device: str | None, post: Post) 
 
     post(ModelStatus("model loading…"))
     try:
-        engine = load_engine(model, adapter, device, progress)
+        # No --model means the engine's own default, so leave the argument out.
+        chosen = {"model": model} if model else {}
+        engine = load_engine(**chosen, adapter=adapter, device=device, progress=progress)
     except Exception as e:  # ModelUnavailable or anything else: one line, app keeps going
         post(ModelStatus(f"no model: {one_line(e)}", failed=True))
         return
@@ -152,7 +154,7 @@ def describe_engine(engine: Any) -> str:
     stats = getattr(engine, "last_stats", None)
     for key in ("tokens_per_second", "tok_per_s", "tokens_per_s", "tok_s"):
         value = stats.get(key) if isinstance(stats, dict) else getattr(stats, key, None)
-        if isinstance(value, int | float):
+        if isinstance(value, int | float) and value > 0:  # 0 until the first generation
             parts.append(f"{value:.1f} tok/s")
             break
     return " · ".join(parts)

@@ -1,0 +1,163 @@
+"""The model slots: loading on mount, question -> streamed SQL, cancel, and no model at all.
+
+model.engine / model.ask belong to the model engineer; these tests put small stand-ins in
+sys.modules so the app's side of the contract is tested on its own (SQLite stays real).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tui.widgets.editor import SqlEditor
+from tui.widgets.question import QuestionBox
+from tui.widgets.status import StatusBar
+
+SIZE = (140, 44)
+
+
+@dataclass
+class FakeEngine:
+    chunks: list[str]
+    name: str = "fake-270m"
+    device: str = "cpu"
+    delay: float = 0.0
+    last_stats: dict[str, float] = field(default_factory=dict)
+
+    def stream(self, prompt: str, cancel: threading.Event) -> Iterator[str]:
+        for chunk in self.chunks:
+            if cancel.is_set():
+                return
+            time.sleep(self.delay)
+            yield chunk
+        self.last_stats = {"tokens_per_s": 42.0}
+
+
+@dataclass
+class Answer:
+    sql: str
+    tables_sent: list[str]
+    problems: list[str]
+    seconds: float
+
+
+def fake_ask(engine: FakeEngine, db: Any, question: str,
+             on_chunk: Callable[[str], None] | None = None,
+             cancel: threading.Event | None = None) -> Answer:
+    text = ""
+    for chunk in engine.stream(question, cancel or threading.Event()):
+        text += chunk
+        if on_chunk:
+            on_chunk(chunk)
+    problems = ["unknown column: Nme"] if "Nme" in text else []
+    return Answer(text.strip().upper(), ["albums", "artists"], problems, 0.5)
+
+
+@pytest.fixture
+def fake_model(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    calls: dict[str, Any] = {}
+    engine_mod = types.ModuleType("model.engine")
+
+    def load_engine(model: str = "default", adapter: Any = None, device: Any = None,
+                    progress: Callable[[str], None] | None = None) -> FakeEngine:
+        calls["load"] = (model, adapter, device)
+        if progress:
+            progress("Loading fake on cpu…")
+        return FakeEngine(["select ", "title ", "from albums"])
+
+    engine_mod.load_engine = load_engine  # type: ignore[attr-defined]
+    ask_mod = types.ModuleType("model.ask")
+    ask_mod.ask = fake_ask  # type: ignore[attr-defined]
+    monkeypatch.setitem(__import__("sys").modules, "model.engine", engine_mod)
+    monkeypatch.setitem(__import__("sys").modules, "model.ask", ask_mod)
+    return calls
+
+
+def status(app: Any) -> StatusBar:
+    return app.query_one(StatusBar)
+
+
+async def ask(app: Any, pilot: Any, question: str) -> None:
+    await pilot.press("f3")
+    app.query_one(QuestionBox).value = question
+    await pilot.press("enter")
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def test_model_loads_on_mount_and_answers(chinook, make_app, fake_model):
+    app = make_app(chinook, load_model=True, device="cpu")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert fake_model["load"] == ("default", None, "cpu")
+        assert status(app).model_text == "fake-270m · cpu"
+        app.query_one(SqlEditor).text = "old text"
+        await ask(app, pilot, "titles of albums")
+        assert app.query_one(SqlEditor).text == "SELECT TITLE FROM ALBUMS"  # the pretty SQL
+        assert str(app.query_one("#sql-notes").render()) == "sent: albums, artists"
+        assert status(app).model_text == "fake-270m · cpu · 42.0 tok/s"
+        assert "ctrl+j runs it" in status(app).message
+        assert app.result is None  # nothing ran: model SQL is never executed automatically
+
+
+async def test_chunks_stream_into_a_cleared_editor(chinook, make_app, fake_model):
+    engine = FakeEngine(["SELECT ", "Nme ", "FROM artists"])
+    app = make_app(chinook, engine=engine)
+    seen: list[str] = []
+    async with app.run_test(size=SIZE, message_hook=lambda m: seen.append(type(m).__name__)) \
+            as pilot:
+        app.query_one(SqlEditor).text = "old"
+        await ask(app, pilot, "artist names")
+        assert "old" not in app.query_one(SqlEditor).text
+        assert seen.count("SqlChunk") == 3 and "SqlDone" in seen
+        notes = app.query_one("#sql-notes")
+        assert "unknown column: Nme" in str(notes.render())
+        assert notes.has_class("-warning")
+
+
+async def test_escape_cancels_generation(chinook, make_app, fake_model):
+    engine = FakeEngine(["SELECT "] * 200, delay=0.02)
+    app = make_app(chinook, engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        app.query_one(QuestionBox).value = "anything"
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        started = time.perf_counter()
+        await pilot.press("escape")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert time.perf_counter() - started < 1.0
+        assert status(app).message == "generation cancelled"
+
+
+async def test_no_model_says_why(chinook, make_app):
+    app = make_app(chinook)  # load_model=False, as --no-model
+    async with app.run_test(size=SIZE) as pilot:
+        assert status(app).model_text == "no model: started with --no-model"
+        await ask(app, pilot, "how many albums?")
+        assert status(app).message == "no model: started with --no-model"
+        assert app.query_one(SqlEditor).text == ""
+
+
+async def test_failing_engine_import_leaves_a_plain_sql_client(chinook, make_app,
+                                                               monkeypatch):
+    broken = types.ModuleType("model.engine")  # no load_engine: the import fails
+    monkeypatch.setitem(__import__("sys").modules, "model.engine", broken)
+    app = make_app(chinook, load_model=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert status(app).model_text.startswith("no model: cannot import name 'load_engine'")
+        app.query_one(SqlEditor).text = "SELECT 1"
+        await pilot.press("ctrl+j")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.query_one("#results").row_count == 1
