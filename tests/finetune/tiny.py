@@ -25,18 +25,21 @@ ROWS = [
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
 
 
-def tiny_tokenizer(vocab_size: int = 400) -> Any:
+def tiny_tokenizer(vocab_size: int = 600) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     from model.prompt import training_text
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
     texts = ["".join(training_text(e.question, e.context, e.sql)) for e in ROWS]
     tok.train_from_iterator(
-        texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS)
+        texts, trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=SPECIALS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
     )
     bos = tok.token_to_id("<bos>")
     tok.post_processor = processors.TemplateProcessing(

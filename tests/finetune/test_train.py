@@ -1,0 +1,208 @@
+"""The training loop on a tiny random Gemma: real code paths, CPU seconds."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from tiny import ROWS, tiny_gemma
+
+import finetune.train as train_mod
+from finetune.config import TrainConfig
+from finetune.data import collate, tokenize
+from finetune.train import AnswerLoss, add_lora, train
+
+
+def config(rows_file: Path, out: Path, **kw: Any) -> TrainConfig:
+    base = dict(base="tiny", quant="none", data=str(rows_file), output=str(out), batch_size=2,
+                lr=5e-3, warmup_steps=1, max_steps=8, save_every=0, lora_r=4, lora_alpha=8,
+                gradient_checkpointing=False)
+    return TrainConfig(**{**base, **kw})
+
+
+def lora_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+
+
+def batch(tok: Any) -> dict[str, torch.Tensor]:
+    return collate([tokenize(tok, e) for e in ROWS[:3]], tok.pad_token_id)
+
+
+@pytest.mark.parametrize("kind", ["gemma3", "gemma2"])
+def test_answer_only_loss_equals_full_logits_loss(tok: Any, kind: str) -> None:
+    """Same value and same gradients as model(labels=...).loss; gemma2 covers the softcap."""
+    model = add_lora(tiny_gemma(tok, kind).float(), TrainConfig(
+        quant="none", lora_dropout=0.0, gradient_checkpointing=False))
+    if kind == "gemma2":
+        assert model.config.final_logit_softcapping
+    for n, p in model.named_parameters():  # B = 0 at init would hide A's gradients
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.1)
+    b = batch(tok)
+    full = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                 labels=b["labels"]).loss
+    full.backward()
+    full_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    loss_sum, n_tokens = AnswerLoss(model)(**b)
+    ours = loss_sum / n_tokens
+    ours.backward()
+    assert n_tokens == (b["labels"][:, 1:] != -100).sum()
+    assert torch.allclose(ours, full, rtol=1e-5, atol=1e-6)
+    for n, p in model.named_parameters():
+        if n in full_grads:
+            assert torch.allclose(p.grad, full_grads[n], rtol=1e-4, atol=1e-6), n
+
+
+def test_loss_falls_and_outputs_are_written(tok: Any, rows_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    metrics = train(config(rows_file, out, max_steps=12), tiny_gemma(tok), tok, say=lambda _: None)
+    losses = [h["loss"] for h in metrics["history"]]
+    assert metrics["steps"] == 12 and metrics["status"] == "finished"
+    assert sum(losses[-3:]) / 3 < losses[0] - 0.2
+    for name in ("adapter_config.json", "adapter_model.safetensors", "train_config.json",
+                 "metrics.json", "loss.png", "README.md"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["seed"] == 0 and saved["data_hash"] and saved["tokens_per_second"] > 0
+    saved_config = json.loads((out / "train_config.json").read_text())
+    assert TrainConfig.from_dict(saved_config).max_steps == 12
+    card = (out / "README.md").read_text()
+    assert saved["data_hash"] in card and "final loss" in card
+    from safetensors.torch import load_file
+
+    assert {t.dtype for t in load_file(str(out / "adapter_model.safetensors")).values()} == {
+        torch.bfloat16}
+
+
+def test_adapter_reloads_with_peft_to_the_same_outputs(
+    tok: Any, rows_file: Path, tmp_path: Path
+) -> None:
+    from peft import PeftModel
+
+    out = tmp_path / "run"
+    trained = tiny_gemma(tok)
+    train(config(rows_file, out, max_steps=4), trained, tok, say=lambda _: None)
+    reloaded = PeftModel.from_pretrained(tiny_gemma(tok), out)  # same seed: same base
+    trained.eval()
+    reloaded.eval()
+    b = batch(tok)
+    with torch.no_grad():
+        a = trained(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+        r = reloaded(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+        plain = tiny_gemma(tok)(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    assert torch.allclose(a.float(), r.float(), atol=2e-2)
+    assert not torch.allclose(a.float(), plain.float(), atol=2e-2)  # the adapter matters
+
+
+def test_interrupt_saves_and_resume_matches_an_uninterrupted_run(
+    tok: Any, rows_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = tiny_gemma(tok)
+    train(config(rows_file, tmp_path / "whole"), whole, tok, say=lambda _: None)
+
+    real_get_lr = train_mod.get_lr
+
+    def ctrl_c_at_step_5(step: int, *args: Any) -> float:
+        if step == 5:
+            raise KeyboardInterrupt
+        return real_get_lr(step, *args)
+
+    monkeypatch.setattr(train_mod, "get_lr", ctrl_c_at_step_5)
+    out = tmp_path / "run"
+    first = train(config(rows_file, out), tiny_gemma(tok), tok, say=lambda _: None)
+    assert first["status"] == "interrupted" and first["steps"] == 5
+    assert (out / "adapter_model.safetensors").is_file()  # usable even when interrupted
+    monkeypatch.setattr(train_mod, "get_lr", real_get_lr)
+    resumed_model = tiny_gemma(tok)
+    second = train(config(rows_file, out, resume=True), resumed_model, tok, say=lambda _: None)
+    assert second["steps"] == 8 and second["status"] == "finished"
+    assert [h["step"] for h in second["history"]] == list(range(1, 9))
+    a, b = lora_weights(whole), lora_weights(resumed_model)
+    assert a.keys() == b.keys()
+    for n in a:
+        assert torch.allclose(a[n], b[n], atol=1e-6), n
+
+
+def test_a_crash_loses_at_most_save_every_steps(
+    tok: Any, rows_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_get_lr = train_mod.get_lr
+
+    def crash_at_step_5(step: int, *args: Any) -> float:
+        if step == 5:
+            raise RuntimeError("killed")
+        return real_get_lr(step, *args)
+
+    monkeypatch.setattr(train_mod, "get_lr", crash_at_step_5)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        train(config(rows_file, out, save_every=2), tiny_gemma(tok), tok, say=lambda _: None)
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 4
+    monkeypatch.setattr(train_mod, "get_lr", real_get_lr)
+    messages: list[str] = []
+    metrics = train(config(rows_file, out, save_every=2, resume=True), tiny_gemma(tok), tok,
+                    say=messages.append)
+    assert any("at step 4" in m for m in messages)
+    assert metrics["steps"] == 8
+
+
+def test_qlora_gradients_match_a_dequantized_reference(tok: Any, tmp_path: Path) -> None:
+    """4-bit NF4 on CPU: after an inference-mode forward (which makes bitsandbytes repack
+    weights on AVX512-BF16 CPUs unless disabled), a training step's LoRA gradients equal
+    those of the same LoRA on a float copy with the dequantized base weights."""
+    import bitsandbytes as bnb
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    tiny_gemma(tok).save_pretrained(tmp_path / "base")
+    q = AutoModelForCausalLM.from_pretrained(
+        tmp_path / "base", dtype=torch.bfloat16, device_map={"": "cpu"},
+        quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16))
+    cfg = TrainConfig(quant="nf4", lora_r=4, lora_dropout=0.0, gradient_checkpointing=False)
+    dequantized = {
+        n + ".weight": bnb.functional.dequantize_4bit(m.weight.data, m.weight.quant_state)
+        for n, m in q.named_modules() if isinstance(m, bnb.nn.Linear4bit)
+    }
+    assert dequantized
+    q = add_lora(q, cfg)
+    assert all(not m.support_avx512bf16_for_cpu
+               for m in q.modules() if isinstance(m, bnb.nn.Linear4bit))
+    for n, p in q.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.1)
+
+    ref = AutoModelForCausalLM.from_pretrained(tmp_path / "base", dtype=torch.float32)
+    ref.load_state_dict({k: v.float() for k, v in dequantized.items()}, strict=False)
+    ref = add_lora(ref, TrainConfig(quant="none", lora_r=4, lora_dropout=0.0,
+                                    gradient_checkpointing=False))
+    set_peft_model_state_dict(ref, get_peft_model_state_dict(q))
+
+    b = batch(tok)
+    q.eval()
+    with torch.no_grad():  # the inference-mode forward that used to repack the weights
+        q(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+    q.train()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s, n = AnswerLoss(q)(**b)
+        (s / n).backward()
+    assert not [w for w in caught if "autograd kernel" in str(w.message)]
+    s_ref, n_ref = AnswerLoss(ref)(**b)
+    (s_ref / n_ref).backward()
+    assert abs((s / n).item() - (s_ref / n_ref).item()) < 0.02
+    grads_q = {k: p.grad.float() for k, p in q.named_parameters() if p.requires_grad}
+    grads_r = {k: p.grad.float() for k, p in ref.named_parameters() if p.requires_grad}
+    assert grads_q.keys() == grads_r.keys() and grads_q
+    for k in grads_q:
+        g, r = grads_q[k].flatten(), grads_r[k].flatten()
+        assert g.norm() > 0, k
+        cos = torch.nn.functional.cosine_similarity(g, r, dim=0)
+        assert cos > 0.99 and (g - r).norm() / r.norm() < 0.1, (k, cos)
