@@ -1,0 +1,83 @@
+"""`gemma-sql finetune`, `finetune merge`, `prepare-spider` and `eval` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from tiny import tiny_gemma
+from typer.testing import CliRunner
+
+from finetune.config import TrainConfig
+from tui.cli import app
+
+runner = CliRunner()
+
+
+def test_every_train_config_field_is_a_flag() -> None:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    finetune = group.commands["finetune"]  # type: ignore[attr-defined]
+    flags = {opt for p in finetune.params for opt in p.opts}
+    for f in fields(TrainConfig):
+        assert "--" + f.name.replace("_", "-") in flags, f.name
+    assert {"merge", "prepare-spider"} <= set(finetune.commands)
+    assert runner.invoke(app, ["finetune", "--help"]).exit_code == 0
+
+
+def test_help_imports_no_torch() -> None:
+    code = "import sys, tui.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_finetune_then_merge_a_local_base(tok: Any, rows_file: Path, tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    tiny_gemma(tok).save_pretrained(base)
+    tok.save_pretrained(base)
+    out = tmp_path / "run"
+    result = runner.invoke(app, [
+        "finetune", "--base", str(base), "--quant", "none", "--data", str(rows_file),
+        "--output", str(out), "--max-steps", "2", "--batch-size", "2", "--lora-r", "4",
+        "--no-gradient-checkpointing", "--save-every", "1",
+    ])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 2
+    merged = tmp_path / "merged"
+    result = runner.invoke(app, ["finetune", "merge", str(out), str(merged)])
+    assert result.exit_code == 0, result.output
+    assert (merged / "model.safetensors").is_file() and (merged / "tokenizer.json").is_file()
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    assert not any("lora" in n for n, _ in model.named_parameters())
+
+
+def test_bad_data_and_bad_adapter_are_one_line_errors(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["finetune", "--data", str(tmp_path / "none.jsonl"),
+                                 "--base", str(tmp_path)])
+    assert result.exit_code == 1 and "no such file" in result.output
+    result = runner.invoke(app, ["finetune", "merge", str(tmp_path), str(tmp_path / "o")])
+    assert result.exit_code == 1 and "not a PEFT adapter" in result.output
+    result = runner.invoke(app, ["eval", str(tmp_path / "missing.jsonl")])
+    assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_push_to_hub_offline_is_one_line(tmp_path: Path, monkeypatch: Any) -> None:
+    from finetune.export import ExportError, push_adapter
+
+    (tmp_path / "adapter_config.json").write_text('{"base_model_name_or_path": "x"}')
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    try:
+        push_adapter(tmp_path, "someone/gemma-sql-test")
+    except ExportError as e:
+        assert "\n" not in str(e)
+    else:
+        raise AssertionError("upload should fail offline")
