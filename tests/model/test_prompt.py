@@ -8,9 +8,10 @@ import pytest
 
 from model.db import Database
 from model.prompt import (
-    CONTEXT_BUDGET_CHARS,
+    CONTEXT_BUDGET_TOKENS,
     build_prompt,
     context_for,
+    estimate_tokens,
     render_context,
     sql_literal,
     training_text,
@@ -80,7 +81,7 @@ def test_chinook_context_has_creates_and_rows() -> None:
 def test_context_fits_budget_and_keeps_every_table_of_chinook(question: str) -> None:
     db = Database.open(CHINOOK)
     context = context_for(db.conn, db.schema(), question)
-    assert len(context.text) <= CONTEXT_BUDGET_CHARS
+    assert estimate_tokens(context.text) <= CONTEXT_BUDGET_TOKENS
     # Chinook's DDL fits, so every table is there; rows only for some.
     assert "invoice_items" in context.tables and "customers" in context.tables
     assert not context.pruned
@@ -106,7 +107,7 @@ def test_big_schema_is_pruned_to_the_question(tmp_path: Path) -> None:
     context = context_for(db.conn, db.schema(), "How many concerts did each singer give?")
     assert context.pruned
     assert set(context.tables) >= {"singer", "concert"}
-    assert len(context.text) <= CONTEXT_BUDGET_CHARS
+    assert estimate_tokens(context.text) <= CONTEXT_BUDGET_TOKENS
 
 
 def test_training_and_inference_render_the_same_context(tmp_path: Path) -> None:
