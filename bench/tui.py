@@ -1,0 +1,185 @@
+"""TUI figures: first paint, a 1,000-table schema, the first page of a 10-million-row SELECT.
+
+    .venv/bin/python bench/tui.py            # generated databases are cached (see CACHE)
+
+Prints figures; asserts nothing (targets: paint <= 0.5 s, schema <= 1 s, first page <= 0.1 s
+with memory that does not grow with the table). Generating the 10M-row table takes a minute
+once and ~250 MB of disk under $GEMMA_SQL_BENCH_CACHE (default /tmp/gemma-sql-bench).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GEMMA_SQL_DATA_DIR", tempfile.mkdtemp(prefix="gemma-sql-bench-"))
+
+from model.db import Database  # noqa: E402
+from model.samples import CHINOOK  # noqa: E402
+from model.schema import read_schema  # noqa: E402
+
+CACHE = Path(os.environ.get("GEMMA_SQL_BENCH_CACHE", "/tmp/gemma-sql-bench"))
+SIZE = (160, 48)
+
+# Run in a fresh interpreter: time from process start (before any import) to the screen
+# being composed and refreshed once, headless.
+_PAINT = """
+import time, sys, asyncio
+t0 = time.perf_counter()
+from model.db import Database
+from tui.app import GemmaSqlApp
+async def main():
+    app = GemmaSqlApp(Database.open(sys.argv[1]), load_model=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        print(time.perf_counter() - t0)
+asyncio.run(main())
+"""
+
+
+def first_paint(db: Path) -> tuple[float, float]:
+    """(seconds inside the process, seconds including interpreter start) for the best of 3."""
+    inner, outer = [], []
+    for _ in range(3):
+        started = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", _PAINT, str(db)], capture_output=True,
+                             text=True, check=True, cwd=ROOT).stdout
+        outer.append(time.perf_counter() - started)
+        inner.append(float(out.strip().splitlines()[-1]))
+    return min(inner), min(outer)
+
+
+def wide_schema(tables: int = 1000, columns: int = 20) -> Path:
+    path = CACHE / f"schema_{tables}x{columns}.db"
+    if path.exists():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    tmp.unlink(missing_ok=True)
+    conn = sqlite3.connect(tmp)
+    with conn:
+        for t in range(tables):
+            cols = ", ".join(
+                [f"id{t} INTEGER PRIMARY KEY"]
+                + [f"c{c} TEXT NOT NULL" for c in range(1, columns - 1)]
+                + [f"ref INTEGER REFERENCES t{max(t - 1, 0):04d}(id{max(t - 1, 0)})"]
+            )
+            conn.execute(f"CREATE TABLE t{t:04d} ({cols})")
+    conn.close()
+    tmp.replace(path)
+    return path
+
+
+def big_table(rows: int) -> Path:
+    path = CACHE / f"rows_{rows}.db"
+    if path.exists():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    tmp.unlink(missing_ok=True)
+    print(f"  generating {rows:,} rows into {path} (once)…", flush=True)
+    conn = sqlite3.connect(tmp)
+    conn.execute("PRAGMA journal_mode = OFF")
+    conn.execute("PRAGMA synchronous = OFF")
+    with conn:  # one transaction, one recursive-CTE INSERT
+        conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, name TEXT, value REAL, "
+                     "category INTEGER)")
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+            "INSERT INTO big SELECT i, 'name ' || i, i * 0.5, i % 97 FROM n", (rows,))
+    conn.close()
+    tmp.replace(path)
+    return path
+
+
+async def _first_page(db_path: Path, trace: bool, sql: str = "SELECT * FROM big"
+                      ) -> tuple[float, int]:
+    """Seconds from the run action to the frame with the first rows; traced peak bytes."""
+    from tui.app import GemmaSqlApp
+    from tui.widgets.editor import SqlEditor
+    from tui.widgets.results import ResultsTable
+
+    db = Database.open(db_path)
+    app = GemmaSqlApp(db, load_model=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()  # row counts of the tree, before timing
+        await pilot.pause()
+        app.query_one(SqlEditor).text = sql
+        if trace:
+            tracemalloc.start()
+        table = app.query_one(ResultsTable)
+        started = time.perf_counter()
+        # The run action, as ctrl+j triggers it (Pilot.press would add its own idle waits).
+        app.action_run_query()
+        while table.row_count == 0:
+            await asyncio.sleep(0.001)
+        painted = asyncio.Event()
+        table.call_after_refresh(painted.set)  # the frame with the first rows is out
+        await painted.wait()
+        seconds = time.perf_counter() - started
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        peak = tracemalloc.get_traced_memory()[1] if trace else 0
+        tracemalloc.stop()
+        assert table.row_count in (1, 500)
+    db.close()
+    return seconds, peak
+
+
+def first_page(db_path: Path) -> tuple[float, float, int]:
+    """(best app seconds of 3, database-only seconds, traced peak bytes)."""
+    app_s = min(asyncio.run(_first_page(db_path, trace=False))[0] for _ in range(3))
+    db = Database.open(db_path)
+    started = time.perf_counter()
+    result = db.execute("SELECT * FROM big")
+    assert len(db.fetch(result)) == 500
+    db_s = time.perf_counter() - started
+    db.close()
+    peak = asyncio.run(_first_page(db_path, trace=True))[1]
+    return app_s, db_s, peak
+
+
+def main() -> None:
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    inner, outer = first_paint(CHINOOK)
+    print(f"first paint, Chinook:           {inner:.3f} s in process, {outer:.3f} s with "
+          "interpreter start")
+
+    wide = wide_schema()
+    conn = sqlite3.connect(wide)
+    started = time.perf_counter()
+    schema = read_schema(conn)
+    read_s = time.perf_counter() - started
+    conn.close()
+    from tui.widgets.schema_tree import SchemaTree
+
+    started = time.perf_counter()
+    SchemaTree(schema, "wide.db")
+    tree_s = time.perf_counter() - started
+    print(f"schema, 1,000 tables x 20 cols: read_schema {read_s:.3f} s + tree {tree_s:.3f} s "
+          f"= {read_s + tree_s:.3f} s")
+    inner, outer = first_paint(wide)
+    print(f"first paint, 1,000 tables:      {inner:.3f} s in process, {outer:.3f} s with "
+          "interpreter start")
+
+    floor = min(asyncio.run(_first_page(big_table(100_000), False, "SELECT 1"))[0]
+                for _ in range(3))
+    print(f"one-row SELECT 1 through the same path (run to painted): {floor:.3f} s")
+    for rows in (100_000, 10_000_000):
+        app_s, db_s, peak = first_page(big_table(rows))
+        print(f"first page, SELECT * of {rows:>10,} rows: {app_s:.3f} s in the app "
+              f"(execute + fetch 500: {db_s * 1000:.1f} ms), traced peak "
+              f"{peak / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
