@@ -14,7 +14,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from model.db import Database, QueryResult
@@ -25,6 +25,7 @@ from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.editor import SqlEditor
 from tui.widgets.export import ExportScreen
 from tui.widgets.history import HistoryScreen
+from tui.widgets.notes import SqlNotes
 from tui.widgets.question import QuestionBox
 from tui.widgets.results import ResultsTable
 from tui.widgets.schema_tree import SchemaTree
@@ -71,7 +72,7 @@ class GemmaSqlApp(App[None]):
             with Vertical(id="right"):
                 yield QuestionBox(id="question")
                 yield SqlEditor.code_editor(language="sql", id="editor")
-                yield Static("", id="sql-notes")
+                yield SqlNotes(id="sql-notes")
                 yield ResultsTable(id="results")
         yield StatusBar(id="status")
         yield Footer()
@@ -276,7 +277,7 @@ class GemmaSqlApp(App[None]):
             return
         self.cancel_generation = threading.Event()
         self.query_one(SqlEditor).replace_all("")
-        self.query_one("#sql-notes", Static).update("")
+        self.query_one(SqlNotes).clear()
         self.status.say("writing SQL… (escape cancels)")
         self.generate(message.question, self.cancel_generation)
 
@@ -286,19 +287,19 @@ class GemmaSqlApp(App[None]):
 
     @on(m.SqlDone)
     def _sql_done(self, message: m.SqlDone) -> None:
-        answer = message.answer
-        editor = self.query_one(SqlEditor)
+        answer, editor = message.answer, self.query_one(SqlEditor)
+        self.status.model(workers.describe_engine(self.engine))
+        if getattr(answer, "cancelled", False):
+            self.status.say("generation cancelled", "warning")
+            return
+        if not answer.sql:  # leave the model's text in the editor to read
+            self.status.say("the model wrote no SQL", "warning")
+            return
         editor.replace_all(answer.sql)
         editor.focus()
-        notes = f"sent: {', '.join(answer.tables_sent)}"
-        problems = list(getattr(answer, "problems", []) or [])
-        if problems:
-            notes += "  ⚠ " + "; ".join(map(str, problems))
-        self.query_one("#sql-notes", Static).update(notes)
-        self.query_one("#sql-notes", Static).set_class(bool(problems), "-warning")
+        self.query_one(SqlNotes).show_answer(answer)
         seconds = getattr(answer, "seconds", 0.0) or 0.0
         self.status.say(f"SQL written in {seconds:.1f} s: review it, then ctrl+j runs it")
-        self.status.model(workers.describe_engine(self.engine))
 
     @on(m.GenerationFailed)
     def _generation_failed(self, message: m.GenerationFailed) -> None:

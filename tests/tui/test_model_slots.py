@@ -30,7 +30,7 @@ class FakeEngine:
     delay: float = 0.0
     last_stats: dict[str, float] = field(default_factory=dict)
 
-    def stream(self, prompt: str, cancel: threading.Event) -> Iterator[str]:
+    def stream(self, prompt: str, cancel: threading.Event, **options: Any) -> Iterator[str]:
         for chunk in self.chunks:
             if cancel.is_set():
                 return
@@ -161,3 +161,20 @@ async def test_failing_engine_import_leaves_a_plain_sql_client(chinook, make_app
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert app.query_one("#results").row_count == 1
+
+
+async def test_real_ask_pipeline_with_an_engine_like_object(chinook, make_app):
+    """The model engineer's model.ask with a scripted engine: the contract between the two."""
+    pytest.importorskip("model.ask")
+    engine = FakeEngine([" SELECT Title ", "FROM albums ", "WHERE AlbumId = 1 <end_of_turn>"])
+    app = make_app(chinook, engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await ask(app, pilot, "What is the title of album 1?")
+        sql = app.query_one(SqlEditor).text
+        assert "SELECT" in sql and "albums" in sql and "AlbumId = 1" in sql
+        assert str(app.query_one("#sql-notes").render()).startswith("sent: albums")
+        await pilot.press("ctrl+j")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        cell = app.query_one("#results").get_cell_at((0, 0))
+        assert cell == "For Those About To Rock We Salute You"
