@@ -136,6 +136,9 @@ class GemmaSqlApp(App[None]):
     # Actions
 
     def action_run_query(self) -> None:
+        if self._busy("query"):  # one connection: a second statement would queue behind it
+            self.status.say("a query is running: escape cancels it", "warning")
+            return
         statements = self.query_one(SqlEditor).statements_to_run()
         if not statements:
             self.status.say("nothing to run", "warning")

@@ -275,3 +275,19 @@ async def test_f1_shows_the_bindings(chinook, make_app):
 
 def test_history_dir_comes_from_env(data_dir):
     assert History().path == data_dir / "history.jsonl"
+
+
+async def test_second_run_while_busy_is_refused_not_queued(chinook, make_app):
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one(SqlEditor).text = (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+            "WHERE x < 1000000000) SELECT count(*) FROM c"
+        )
+        await pilot.press("ctrl+j")
+        await pilot.press("ctrl+j")
+        assert status(app) == "a query is running: escape cancels it"
+        await pilot.press("escape")
+        await asyncio.wait_for(app.workers.wait_for_complete(), timeout=5)
+        await pilot.pause()
+        assert status(app) == "query cancelled"
