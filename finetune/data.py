@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from model.prompt import CONTEXT_BUDGET_CHARS, context_for, training_text
+from model.prompt import CONTEXT_BUDGET_TOKENS, context_for, training_text
 
 GRETEL = "gretelai/synthetic_text_to_sql"
 IGNORE = -100  # label of positions that carry no loss (PyTorch cross_entropy's ignore_index)
@@ -278,7 +278,7 @@ def prepare_spider(
     eval_out: Path = HELDOUT_FILE,
     n_heldout: int = 20,
     seed: int = 0,
-    budget_chars: int = CONTEXT_BUDGET_CHARS,
+    budget_tokens: int = CONTEXT_BUDGET_TOKENS,
 ) -> SpiderSplit:
     """Write train.jsonl (question, context, sql, db_id) and eval.jsonl (question, sql, db_id).
 
@@ -312,7 +312,7 @@ def prepare_spider(
             if db_id not in dbs:
                 dbs[db_id] = Database.open(spider_db_path(db_root, db_id))
             db = dbs[db_id]
-            ctx = context_for(db.conn, db.schema(), r["question"], budget_chars)
+            ctx = context_for(db.conn, db.schema(), r["question"], budget_tokens)
             tr.write(json.dumps({"question": r["question"], "context": ctx.text,
                                  "sql": r["sql"], "db_id": db_id}) + "\n")
             n_train += 1

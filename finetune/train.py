@@ -466,6 +466,7 @@ def train(
             loss = loss_total / n_answer
             if state.step % cfg.log_every == 0 or state.step == 1:
                 state.history.append({"step": state.step, "loss": round(loss, 5), "lr": lr,
+                                      "tokens": tokens,
                                       "tokens_per_second": round(tokens / dt, 1),
                                       "elapsed": round(state.elapsed, 2)})
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / dt:.0f}")

@@ -1,0 +1,168 @@
+"""Training throughput: our loop (finetune/train.py) against TRL's SFTTrainer.
+
+    .venv/bin/python bench/train.py                 # the real Gemma 3 270M base, 4 steps each
+    .venv/bin/python bench/train.py --tiny --steps 6  # a tiny random Gemma (seconds)
+
+Same model, same LoRA (all linear projections), same Spider examples (contexts rendered by
+`finetune prepare-spider`), batch 4, same max length, same machine, one after the other.
+TRL runs with its defaults (prompt-completion data, so completion-only loss; gradient
+checkpointing on, bf16) and once more with gradient checkpointing off, as our CPU recipe
+runs. tokens/s counts non-padding tokens and leaves out each run's first step (warm-up).
+Prints figures; asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SPIDER_TRAIN = ROOT / "runs" / "spider" / "train.jsonl"
+
+
+def pick_examples(tokenizer: Any, n: int, max_length: int, seed: int) -> list[Any]:
+    from finetune.data import load_examples, prepare_spider, tokenize
+
+    if not SPIDER_TRAIN.exists():
+        prepare_spider(train_out=SPIDER_TRAIN, eval_out=Path(tempfile.mkdtemp()) / "eval.jsonl")
+    examples, _ = load_examples(SPIDER_TRAIN)
+    random.Random(seed).shuffle(examples)
+    return [e for e in examples[: n * 3] if len(tokenize(tokenizer, e)) <= max_length][:n]
+
+
+def load(tiny: bool) -> tuple[Any, Any]:
+    if tiny:
+        sys.path.insert(0, str(ROOT / "tests" / "finetune"))
+        from tiny import tiny_gemma, tiny_tokenizer
+
+        tok = tiny_tokenizer()
+        return tiny_gemma(tok), tok
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from model.engine import ensure_base_checkpoint
+
+    path = ensure_base_checkpoint(lambda m: print(m, file=sys.stderr))
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16), \
+        AutoTokenizer.from_pretrained(path)
+
+
+def ours(args: argparse.Namespace, examples: list[Any], checkpointing: bool) -> dict[str, Any]:
+    from finetune.config import TrainConfig
+    from finetune.train import train
+
+    model, tok = load(args.tiny)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data.jsonl"
+        data.write_text("".join(json.dumps(
+            {"question": e.question, "context": e.context, "sql": e.sql}) + "\n"
+            for e in examples))
+        cfg = TrainConfig(
+            base="bench", quant="none", data=str(data), output=str(Path(tmp) / "out"),
+            batch_size=args.batch_size, max_length=args.max_length, max_steps=args.steps,
+            lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.05, lr=2e-4,
+            warmup_steps=1, save_every=0, gradient_checkpointing=checkpointing, seed=args.seed,
+        )
+        metrics = train(cfg, model, tok, say=lambda _: None)
+    h = metrics["history"]
+    tokens = sum(x["tokens"] for x in h[1:])
+    seconds = h[-1]["elapsed"] - h[0]["elapsed"]
+    return {"tokens_per_second": tokens / seconds, "step0_loss": h[0]["loss"],
+            "seconds_per_step": seconds / (len(h) - 1)}
+
+
+def trl(args: argparse.Namespace, examples: list[Any], checkpointing: bool) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from model.prompt import training_text
+
+    model, tok = load(args.tiny)
+    pairs = [training_text(e.question, e.context, e.sql) for e in examples]
+    data = Dataset.from_list([{"prompt": p, "completion": c} for p, c in pairs])
+    ends: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, *a: Any, **k: Any) -> None:
+            ends.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = SFTConfig(
+            output_dir=tmp, per_device_train_batch_size=args.batch_size,
+            max_length=args.max_length, max_steps=args.steps, logging_steps=1,
+            save_strategy="no", report_to=[], seed=args.seed, disable_tqdm=True,
+            use_cpu=not torch.cuda.is_available(), gradient_checkpointing=checkpointing,
+            bf16=not args.tiny or torch.cuda.is_available(),
+        )
+        lora = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.05,
+                          target_modules="all-linear", task_type="CAUSAL_LM")
+        trainer = SFTTrainer(model=model, args=config, train_dataset=data,
+                             processing_class=tok, peft_config=lora, callbacks=[Clock()])
+        trainer.train()
+    logs = [x for x in trainer.state.log_history if "loss" in x and "num_tokens" in x]
+    tokens = logs[-1]["num_tokens"] - logs[0]["num_tokens"]
+    seconds = ends[-1] - ends[0]
+    return {"tokens_per_second": tokens / seconds, "step0_loss": logs[0]["loss"],
+            "seconds_per_step": seconds / (len(ends) - 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="a tiny random Gemma 3")
+    parser.add_argument("--steps", type=int, default=4, help="steps a run (first is warm-up)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-length", type=int, default=1024)
+    parser.add_argument("--lora-r", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-matched", action="store_true",
+                        help="skip the extra gradient-checkpointing-matched runs")
+    args = parser.parse_args()
+    import torch
+
+    _, tok = load(args.tiny) if args.tiny else (None, _tokenizer())
+    examples = pick_examples(tok, args.steps * args.batch_size, args.max_length, args.seed)
+    if len(examples) < args.steps * args.batch_size:
+        raise SystemExit(f"too few examples fit in {args.max_length} tokens; raise --max-length")
+    runs = [("ours (no checkpointing, the CPU recipe)", ours, False),
+            ("TRL SFTTrainer defaults (checkpointing)", trl, True)]
+    if not args.skip_matched:
+        runs += [("ours with checkpointing", ours, True),
+                 ("TRL without checkpointing", trl, False)]
+    device = "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"model: {'tiny random Gemma 3' if args.tiny else 'Gemma 3 270M'}; device {device}; "
+          f"{len(examples)} examples, batch {args.batch_size}, max length {args.max_length}, "
+          f"{args.steps} steps a run")
+    results: dict[str, dict[str, Any]] = {}
+    for name, fn, checkpointing in runs:
+        results[name] = r = fn(args, examples, checkpointing)
+        print(f"{name:42s} {r['tokens_per_second']:8.0f} tokens/s  "
+              f"{r['seconds_per_step']:6.1f} s/step  step-0 loss {r['step0_loss']:.3f}",
+              flush=True)
+    tps = [r["tokens_per_second"] for r in results.values()]
+    print(f"ratio, our recipe / TRL defaults: {tps[0] / tps[1]:.1f}x")
+    if not args.skip_matched:
+        print(f"ratio, both with checkpointing: {tps[2] / tps[1]:.1f}x; "
+              f"both without: {tps[0] / tps[3]:.1f}x")
+
+def _tokenizer() -> Any:
+    from transformers import AutoTokenizer
+
+    from model.engine import ensure_base_checkpoint
+
+    return AutoTokenizer.from_pretrained(ensure_base_checkpoint(None))
+
+
+if __name__ == "__main__":
+    main()
