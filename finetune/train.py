@@ -31,6 +31,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,7 +271,12 @@ def plot_loss(history: list[dict[str, float]], path: Path) -> None:
 
 
 def model_card(cfg: TrainConfig, metrics: dict[str, Any]) -> str:
-    command = " ".join(["gemma-sql", "finetune", *sys.argv[2:]]) if len(sys.argv) > 1 else ""
+    if len(sys.argv) > 1 and sys.argv[1] == "finetune":
+        command = " ".join(["gemma-sql", "finetune", *sys.argv[2:]])
+    elif sys.argv and sys.argv[0].endswith("train.py"):
+        command = " ".join(["python -m finetune.train", *sys.argv[1:]])
+    else:
+        command = ""
     config = "\n".join(f"| {k} | {v} |" for k, v in cfg.to_dict().items())
     base = cfg.base if cfg.base != OFFLINE_BASE else "google/gemma-3-270m"
     return f"""---
@@ -446,7 +452,7 @@ def train(
             loss_total = 0.0
             for j, b in enumerate(batches):
                 last = j == cfg.grad_accum - 1
-                sync = loss_fn.no_sync() if world > 1 and not last else _nothing()
+                sync = loss_fn.no_sync() if world > 1 and not last else nullcontext()
                 with sync:
                     loss_sum, _ = loss_fn(b["input_ids"], b["attention_mask"], b["labels"])
                     (loss_sum / n_answer).backward()
@@ -474,7 +480,7 @@ def train(
             # checkpoint every N steps; stop at the time limit
             if main and cfg.save_every and state.step % cfg.save_every == 0:
                 save_checkpoint(out, model, opt, state, cfg)
-            if time.perf_counter() > stop_at:
+            if _agree(time.perf_counter() > stop_at, world, device):
                 state.status = "stopped at the time limit"
                 log(f"\ntime limit of {cfg.max_minutes:g} min reached at step {state.step}")
                 break
@@ -495,6 +501,13 @@ def train(
         })
         log(f"{state.status}: {state.step} steps, final loss {metrics['final_loss']:.4f}, "
             f"{metrics['tokens_per_second']:.0f} tokens/s; adapter in {out}")
+        if cfg.push_to_hub:
+            from finetune.export import ExportError, push_adapter
+
+            try:
+                log(f"uploaded: {push_adapter(out, cfg.push_to_hub)}")
+            except ExportError as e:
+                log(f"not uploaded: {e}")
     if world > 1:
         import torch.distributed as dist
 
@@ -502,12 +515,15 @@ def train(
     return metrics
 
 
-class _nothing:
-    def __enter__(self) -> None:
-        return None
+def _agree(flag: bool, world: int, device: torch.device) -> bool:
+    """Under DDP every rank must stop at the same step: stop when any rank wants to."""
+    if world == 1:
+        return flag
+    import torch.distributed as dist
 
-    def __exit__(self, *exc: object) -> None:
-        return None
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def main(argv: list[str] | None = None) -> None:

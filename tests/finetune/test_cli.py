@@ -81,3 +81,38 @@ def test_push_to_hub_offline_is_one_line(tmp_path: Path, monkeypatch: Any) -> No
         assert "\n" not in str(e)
     else:
         raise AssertionError("upload should fail offline")
+
+
+def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
+    """`gemma-sql eval --json` end to end, with stand-ins for the model and model.ask."""
+    import sqlite3
+    import types
+    from dataclasses import dataclass
+
+    import model.engine
+
+    @dataclass
+    class Answer:
+        sql: str
+
+    fake_ask = types.ModuleType("model.ask")
+    fake_ask.ask = lambda engine, db, question, **kw: Answer(  # type: ignore[attr-defined]
+        "SELECT count(*) FROM t" if "how many" in question else "SELECT x FROM t")
+    monkeypatch.setitem(sys.modules, "model.ask", fake_ask)
+    monkeypatch.setattr(model.engine, "load_engine", lambda *a, **k: "engine")
+    root = tmp_path / "dbs"
+    (root / "d").mkdir(parents=True)
+    conn = sqlite3.connect(root / "d" / "d.sqlite")
+    conn.executescript("CREATE TABLE t (a int); INSERT INTO t VALUES (1), (2);")
+    conn.commit()
+    conn.close()
+    data = tmp_path / "e.jsonl"
+    data.write_text(
+        json.dumps({"question": "how many rows?", "sql": "SELECT count(a) FROM t", "db_id": "d"})
+        + "\n" + json.dumps({"question": "list a", "sql": "SELECT a FROM t", "db_id": "d"}) + "\n")
+    result = runner.invoke(app, ["eval", str(data), "--db-root", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["n"] == 2 and out["execution_accuracy"] == 0.5 and out["valid_sql_rate"] == 0.5
+    result = runner.invoke(app, ["eval", str(data), "--db-root", str(root), "--limit", "1"])
+    assert "execution accuracy  100.0%  (1 questions)" in result.stdout
