@@ -95,7 +95,65 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Write SQL for QUESTION about DB; print it (and with --run, its result)."""
-    raise fail("ask: not implemented yet", 1)
+    import json
+
+    from model.db import Database, DatabaseError
+
+    try:
+        database = Database.open(db)  # read-only; a missing file is an error, never created
+    except DatabaseError as e:
+        raise fail(str(e)) from None
+    from model.ask import ask as write_sql
+    from model.engine import DEFAULT_MODEL, ModelUnavailable, load_engine
+
+    # Progress only to a terminal: in scripts stderr carries just the one-line error, if any.
+    progress = (lambda m: typer.echo(m, err=True)) if sys.stderr.isatty() else None
+    try:
+        engine = load_engine(model or DEFAULT_MODEL, adapter=adapter, device=device,
+                             progress=progress)
+    except ModelUnavailable as e:
+        raise fail(str(e), 1) from None
+    answer = write_sql(engine, database, question)
+    error = answer.error or (None if answer.sql else "the model wrote no SQL")
+    columns: list[str] = []
+    rows: list[list[object]] = []
+    more = False
+    if run and error is None:
+        try:
+            result = database.execute(answer.sql)
+            columns = result.columns
+            fetched = database.fetch(result, 101)  # one extra row tells whether there is more
+            result.close()
+        except DatabaseError as e:
+            error = str(e)
+        else:
+            more = len(fetched) > 100
+            # Blobs as hex, as the exports write them.
+            rows = [[v.hex() if isinstance(v, bytes) else v for v in r] for r in fetched[:100]]
+    database.close()
+
+    if as_json:
+        typer.echo(json.dumps({
+            "question": question, "sql": answer.sql, "columns": columns, "rows": rows,
+            "error": error, "model": engine.name, "seconds": round(answer.seconds, 3),
+        }, ensure_ascii=False))
+    else:
+        if answer.sql:
+            typer.echo(answer.sql.rstrip(";") + ";")
+        for p in answer.problems:
+            if not p.fatal:
+                typer.echo(f"gemma-sql: warning: {p.message}", err=True)
+        if columns:
+            text = [["NULL" if v is None else str(v)[:40] for v in r] for r in rows]
+            widths = [max([len(c), *(len(r[i]) for r in text)]) for i, c in enumerate(columns)]
+            typer.echo()
+            typer.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+            typer.echo("  ".join("-" * w for w in widths))
+            for r in text:
+                typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+            typer.echo(f"({len(rows)} rows{', more not shown' if more else ''})")
+    if error is not None:
+        raise fail(error, 1)
 
 
 # --- eval and finetune (finetune/ is imported inside the commands: --help stays instant) ---

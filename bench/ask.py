@@ -1,0 +1,115 @@
+"""Question-to-SQL speed of the local model on this machine: time to first token, decoding
+rate, seconds per question (p50), model load time and peak memory.
+
+    .venv/bin/python bench/ask.py [--model M] [--adapter DIR] [--device D] [--questions N]
+
+Prints figures, asserts nothing. Runs through `model.ask.ask`, the pipeline the app uses, on
+the bundled Chinook sample. The machine's load average is printed too: on a shared 2-core
+CPU it moves these figures more than anything in the code does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from model.ask import ask  # noqa: E402
+from model.db import Database  # noqa: E402
+from model.engine import DEFAULT_MODEL, cache_root, ensure_base_checkpoint, load_engine  # noqa: E402
+from model.samples import CHINOOK  # noqa: E402
+
+QUESTIONS = [
+    "How many albums are there?",
+    "How many customers are from Brazil?",
+    "List the titles of all albums by the artist AC/DC.",
+    "Which genre has the most tracks?",
+    "What are the top 5 customers by total invoice amount?",
+    "How many tracks are longer than 5 minutes?",
+    "Which employees report to Andrew Adams?",
+    "What is the total revenue per billing country?",
+    "Which playlist has the most tracks?",
+    "What is the average unit price of tracks for each media type?",
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--adapter", default=None)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--questions", type=int, default=len(QUESTIONS))
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    args = parser.parse_args()
+
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    if args.model == DEFAULT_MODEL:
+        t0 = time.perf_counter()
+        path = ensure_base_checkpoint(lambda m: print("  " + m))
+        print(f"base checkpoint ({cache_root()}): {time.perf_counter() - t0:.1f} s  {path}")
+    t0 = time.perf_counter()
+    engine = load_engine(args.model, adapter=args.adapter, device=args.device)
+    load_s = time.perf_counter() - t0
+    adapters = ", ".join(str(a) for a in engine.adapters) or "none"
+    print(f"load {engine.name} on {engine.device}: {load_s:.1f} s (adapters: {adapters})")
+    import torch
+
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+    )
+
+    db = Database.open(CHINOOK)
+    ask(engine, db, "How many artists are there?", max_new_tokens=8)  # warm-up, not counted
+
+    rows = []
+    print(f"\n{'s':>6} {'ttft':>6} {'tok/s':>6} {'tok':>4} {'try':>3} {'ok':>3}  question -> sql")
+    for question in QUESTIONS[: args.questions]:
+        answer = ask(engine, db, question, max_new_tokens=args.max_new_tokens)
+        first, last = answer.stats[0], answer.stats[-1]
+        tokens = sum(s.tokens for s in answer.stats)
+        rows.append((answer.seconds, first.first_token_s, last.tokens_per_s, first.prompt_tokens))
+        sql = " ".join(answer.sql.split()) or f"(no SQL: {answer.raw[:40]!r}…)"
+        print(
+            f"{answer.seconds:6.2f} {first.first_token_s:6.2f} {last.tokens_per_s:6.1f} "
+            f"{tokens:4d} {answer.attempts:3d} {'yes' if answer.ok else 'no':>3}  "
+            f"{question} -> {sql[:80]}"
+        )
+    db.close()
+
+    seconds = [r[0] for r in rows]
+    ttft = [r[1] for r in rows]
+    rates = [r[2] for r in rows if r[2] > 0]
+    prompts = [r[3] for r in rows]
+    print()
+    print(
+        f"prompt tokens          median {statistics.median(prompts):.0f} "
+        f"(min {min(prompts)}, max {max(prompts)})"
+    )
+    print(f"time to first token    p50 {percentile(ttft, 0.5):.2f} s")
+    print(f"decoding               median {statistics.median(rates) if rates else 0:.1f} tok/s")
+    print(
+        f"question to SQL        p50 {percentile(seconds, 0.5):.2f} s, "
+        f"p90 {percentile(seconds, 0.9):.2f} s"
+    )
+    print(f"peak RSS               {peak_rss_mib():.0f} MiB")
+    print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""One question to checked SQL: the pipeline the app, `gemma-sql ask` and `gemma-sql eval` share.
+
+schema -> context (pruned to what the question needs) -> prompt -> streamed answer ->
+extracted, pretty-printed, checked SQL; when SQLite cannot prepare it, the question is asked
+again with the error attached (at most `max_repairs` times). The SQL is never executed here:
+running it is the caller's choice (`model.db`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from model.prompt import build_prompt, context_for
+from model.sqlcheck import Problem, check, extract_sql, is_echo, pretty
+
+if TYPE_CHECKING:
+    from model.db import Database
+    from model.engine import Engine, GenerationStats
+
+# How a failed attempt's error rides along with the question on the repair attempt. Short, so
+# the prompt stays close to the trained format; names the error so the model can avoid it.
+REPAIR_NOTE = "{question} (The query {sql} failed: {error}.)"
+REPAIR_NOTE_NO_SQL = "{question} (Answer with one SQLite query.)"
+RETRY_MARKER = "\n-- retrying: {error}\n"
+
+
+@dataclass
+class Answer:
+    question: str
+    sql: str = ""  # pretty-printed; "" when the model wrote no SQL
+    raw: str = ""  # the model's text, last attempt
+    tables_sent: list[str] = field(default_factory=list)
+    pruned: bool = False  # whether tables were left out of the context
+    problems: list[Problem] = field(default_factory=list)
+    repaired: bool = False  # the SQL comes from a repair attempt
+    attempts: int = 0
+    seconds: float = 0.0
+    cancelled: bool = False
+    model: str = ""
+    stats: list[GenerationStats] = field(default_factory=list)  # one per attempt
+
+    @property
+    def ok(self) -> bool:
+        """SQL that SQLite can prepare (warnings allowed)."""
+        return bool(self.sql) and not any(p.fatal for p in self.problems)
+
+    @property
+    def error(self) -> str:
+        return "; ".join(p.message for p in self.problems if p.fatal)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "sql": self.sql,
+            "tables_sent": self.tables_sent,
+            "pruned": self.pruned,
+            "problems": [
+                {"message": p.message, "kind": p.kind, "fatal": p.fatal, "start": p.start}
+                for p in self.problems
+            ],
+            "repaired": self.repaired,
+            "attempts": self.attempts,
+            "seconds": round(self.seconds, 3),
+            "cancelled": self.cancelled,
+            "model": self.model,
+            "stats": [s.to_dict() for s in self.stats],
+        }
+
+
+def ask(
+    engine: Engine,
+    db: Database,
+    question: str,
+    on_chunk: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
+    max_repairs: int = 1,
+    max_new_tokens: int = 256,
+) -> Answer:
+    """Write SQL for `question` about `db`. `on_chunk` sees the text as it streams (from a
+    worker thread in the app), including a `-- retrying: <error>` line before a repair."""
+    started = time.perf_counter()
+    schema = db.schema()
+    context = context_for(db.conn, schema, question)
+    answer = Answer(
+        question,
+        tables_sent=list(context.tables),
+        pruned=context.pruned,
+        model=str(getattr(engine, "name", "")),
+    )
+    asked = question
+    for attempt in range(max_repairs + 1):
+        pieces: list[str] = []
+        stream = engine.stream(
+            build_prompt(asked, context.text), cancel=cancel, max_new_tokens=max_new_tokens
+        )
+        for piece in stream:
+            pieces.append(piece)
+            if on_chunk is not None:
+                on_chunk(piece)
+            if is_echo("".join(pieces[-64:])):
+                stream.close()  # no answer is coming: stop decoding now, not 256 tokens later
+                break
+        answer.attempts = attempt + 1
+        answer.repaired = attempt > 0
+        answer.raw = "".join(pieces)
+        stats = getattr(engine, "last_stats", None)
+        if stats is not None and hasattr(stats, "to_dict"):
+            answer.stats.append(stats)
+        sql = extract_sql(answer.raw)
+        if cancel is not None and cancel.is_set():
+            answer.cancelled = True
+            answer.sql, answer.problems = sql, []  # partial: not worth checking
+            break
+        answer.sql = pretty(sql) if sql else ""
+        answer.problems = check(answer.sql, schema, db.conn)
+        fatal = [p.message for p in answer.problems if p.fatal]
+        if not fatal or attempt == max_repairs:
+            break
+        error = "; ".join(fatal)
+        if on_chunk is not None:
+            on_chunk(RETRY_MARKER.format(error=error))
+        asked = repair_question(question, sql, error)
+    answer.seconds = time.perf_counter() - started
+    return answer
+
+
+def repair_question(question: str, sql: str, error: str) -> str:
+    """The question asked again after a failed attempt, with what went wrong."""
+    if not sql:
+        return REPAIR_NOTE_NO_SQL.format(question=question)
+    return REPAIR_NOTE.format(question=question, sql=sql, error=error)

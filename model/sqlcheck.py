@@ -1,0 +1,373 @@
+"""From model output to checked SQL: extract the statement, pretty-print it, check its names.
+
+`check` never runs the SQL: it parses it with sqlglot, resolves every table and column
+against the live schema, and asks SQLite to prepare it (`EXPLAIN`), which fails on exactly
+what running it would fail on, without reading a row.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.optimizer.scope import Scope, traverse_scope
+
+from model.schema import Schema
+from model.statements import split
+
+DIALECT = "sqlite"
+
+# Markers that end an answer (the model's turn is over) or show it repeating its prompt.
+_TURN_MARKERS = ("<end_of_turn>", "<start_of_turn>", "<eos>")
+_ANSWER_LABEL = "Generated SQL Query:"
+_ECHO_LABELS = ("SQL Question:", "SQL Context:")
+_FENCE = re.compile(r"```[ \t]*(?:sql|sqlite)?[ \t]*\n?(.*?)(?:```|$)", re.IGNORECASE | re.DOTALL)
+_SQL_START = re.compile(
+    r"\b(SELECT|WITH|VALUES|INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER|PRAGMA|EXPLAIN)\b",
+    re.IGNORECASE,
+)
+# SQLite tables always have these, unnamed in the schema.
+_IMPLICIT_COLUMNS = {"rowid", "oid", "_rowid_"}
+_SYSTEM_TABLES = {
+    "sqlite_master": ["type", "name", "tbl_name", "rootpage", "sql"],
+    "sqlite_schema": ["type", "name", "tbl_name", "rootpage", "sql"],
+    "sqlite_temp_master": ["type", "name", "tbl_name", "rootpage", "sql"],
+    "sqlite_sequence": ["name", "seq"],
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with a statement, said in one line.
+
+    `fatal` problems stop SQLite from running it (a parse error, or EXPLAIN failing); the
+    others are warnings, e.g. `"2010"` that SQLite reads as a string only for compatibility.
+    `start`/`end` are character offsets into the checked SQL (end exclusive), when known.
+    """
+
+    message: str
+    kind: str  # "parse", "table", "column" or "sqlite"
+    fatal: bool = True
+    start: int | None = None
+    end: int | None = None
+    name: str = ""  # the table or column at fault, as written ("c.Foo", "foo")
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# ----------------------------------------------------------------------------- extract
+
+
+def is_echo(text: str) -> bool:
+    """Whether an answer (so far) is the model repeating its prompt instead of answering.
+
+    The base model without its adapter does this; its SQL, if any, would only come after
+    the repeated schema, hundreds of tokens later, so callers stop reading early.
+    """
+    return any(label in text for label in _ECHO_LABELS)
+
+
+
+def extract_sql(text: str) -> str:
+    """The first SQL statement in a model's answer, without fences, prose or a repeated prompt.
+
+    Returns "" when the answer holds no SQL (e.g. the model only echoed its prompt).
+    """
+    for marker in _TURN_MARKERS:
+        text = text.split(marker, 1)[0]
+    if _ANSWER_LABEL in text:
+        # The model repeated its prompt: the answer, if any, follows the last label.
+        text = text.rsplit(_ANSWER_LABEL, 1)[1]
+    elif any(label in text for label in _ECHO_LABELS):
+        return ""  # an echo cut off before the answer: any SQL in it is the schema's
+    fence = _FENCE.search(text)
+    if fence:
+        text = fence.group(1)
+    # The first keyword that starts a statement sqlglot can parse ("I select the albums:
+    # SELECT ..." starts at the second); failing that, the first keyword at all.
+    first = ""
+    for match in _SQL_START.finditer(text):
+        statements = split(text[match.start() :])
+        if not statements:
+            break
+        candidate = _drop_trailing_prose(statements[0].text)
+        if _parses(candidate):
+            return candidate
+        first = first or candidate
+    return first
+
+
+def _parses(sql: str) -> bool:
+    try:
+        return bool(sqlglot.parse(sql, read=DIALECT))
+    except (ParseError, TokenError):
+        return False
+
+
+def _drop_trailing_prose(sql: str) -> str:
+    """Cut lines of prose after the SQL ("This query counts ..."): the longest prefix of
+    whole lines that parses wins; if none parses, the text is kept for `check` to report."""
+    lines = sql.splitlines()
+    if len(lines) == 1 or _parses(sql):
+        return sql.strip()
+    for end in range(len(lines) - 1, 0, -1):
+        head = "\n".join(lines[:end]).strip()
+        if head and _parses(head):
+            return head
+    return sql.strip()
+
+
+# ------------------------------------------------------------------------------ pretty
+
+
+def pretty(sql: str) -> str:
+    """sqlglot's pretty SQLite; the input unchanged when sqlglot cannot parse it."""
+    if not sql.strip():
+        return sql
+    try:
+        out = sqlglot.transpile(sql, read=DIALECT, write=DIALECT, pretty=True)
+    except (ParseError, TokenError):
+        return sql
+    return ";\n\n".join(s for s in out if s) or sql
+
+
+# ------------------------------------------------------------------------------- check
+
+
+def check(sql: str, schema: Schema, conn: sqlite3.Connection | None = None) -> list[Problem]:
+    """Problems with `sql` against `schema`, and against SQLite itself when `conn` is given.
+
+    With a connection SQLite has the last word on syntax: text sqlglot cannot parse but
+    SQLite prepares is fine (sqlglot does not know every SQLite form).
+    """
+    if not sql.strip():
+        return [Problem("no SQL in the answer", "parse")]
+    try:
+        trees = [t for t in sqlglot.parse(sql, read=DIALECT) if t is not None]
+    except (ParseError, TokenError) as e:
+        problem = _parse_problem(sql, e)
+        if conn is None:
+            return [problem]
+        error = explain_error(sql, conn)
+        if error is None:
+            return []
+        return [replace(problem, message=error, kind="sqlite")]
+    problems: list[Problem] = []
+    for tree in trees:
+        problems.extend(_check_names(tree, schema))
+    if conn is None:
+        return problems
+    error = explain_error(sql, conn)
+    if error is None:
+        # SQLite prepares it, so naming problems are warnings (e.g. a "string" in quotes).
+        return [replace(p, fatal=False) for p in problems]
+    confirmed = _confirmed_by(error, problems)
+    warnings = [replace(p, fatal=False) for p in problems if p is not confirmed]
+    if confirmed is not None:
+        # SQLite fails on a name we already explain (with a suggestion): say it once.
+        return [confirmed, *warnings]
+    return [*warnings, Problem(error, "sqlite")]
+
+
+def explain_error(sql: str, conn: sqlite3.Connection) -> str | None:
+    """SQLite's error preparing `sql`, or None. EXPLAIN compiles the statement and lists its
+    program; it reads no rows, and the connection's read-only authorizer still applies."""
+    for statement in split(sql):
+        try:
+            conn.execute(f"EXPLAIN {statement.text}").close()
+        except (sqlite3.Error, sqlite3.Warning) as e:
+            message = str(e)
+            if "not authorized" in message:
+                return "refused: the statement would change the database (read-only session)"
+            return message
+    return None
+
+
+def _confirmed_by(error: str, problems: list[Problem]) -> Problem | None:
+    """The name problem that SQLite's "no such column: x" / "no such table: x" is about."""
+    match = re.match(r"no such (?:column|table): (.+)", error)
+    if not match:
+        return None
+    name = match.group(1).strip().lower()
+    for p in problems:
+        if p.name and p.name.lower() in (name, name.rsplit(".", 1)[-1]):
+            return p
+    return None
+
+
+def _parse_problem(sql: str, error: ParseError | TokenError) -> Problem:
+    errors = getattr(error, "errors", None) or []
+    if not errors:
+        return Problem(f"syntax error: {_first_line(str(error))}", "parse")
+    first = errors[0]
+    description = re.sub(r"\s*<Token .*", "", str(first.get("description", ""))).strip()
+    near = first.get("highlight") or ""
+    message = f"syntax error near {near!r}" if near else "syntax error"
+    if description and description.lower() != "invalid expression / unexpected token":
+        message += f": {description[0].lower()}{description[1:]}"
+    start = _offset(sql, first.get("line"), first.get("col"), len(near))
+    return Problem(message, "parse", True, start, None if start is None else start + len(near))
+
+
+def _offset(sql: str, line: int | None, col: int | None, width: int) -> int | None:
+    """sqlglot reports 1-based line and the column of a token's last character."""
+    if not line or not col:
+        return None
+    lines = sql.split("\n")
+    if line > len(lines):
+        return None
+    return sum(len(x) + 1 for x in lines[: line - 1]) + max(0, col - width)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "unknown"
+
+
+# -------------------------------------------------------------------------- name check
+
+
+def _span(node: exp.Expression) -> tuple[int | None, int | None]:
+    meta = node.meta if node.meta else {}
+    if "start" in meta and "end" in meta:
+        return meta["start"], meta["end"] + 1
+    return None, None
+
+
+def _suggest(name: str, candidates: Iterable[str]) -> str:
+    """ " (did you mean X?)" for a near miss: customer_id -> CustomerId."""
+
+    def norm(s: str) -> str:
+        return s.lower().replace("_", "")
+
+    by_norm = {norm(c): c for c in candidates}
+    close = difflib.get_close_matches(norm(name), list(by_norm), n=1, cutoff=0.75)
+    return f" (did you mean {by_norm[close[0]]}?)" if close else ""
+
+
+def _table_columns(schema: Schema, name: str) -> list[str] | None:
+    table = schema.table(name)
+    if table is not None:
+        return [c.name for c in table.columns]
+    return _SYSTEM_TABLES.get(name.lower())
+
+
+def _cte_names(tree: exp.Expression) -> set[str]:
+    return {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+
+
+def _check_names(tree: exp.Expression, schema: Schema) -> list[Problem]:
+    problems: list[Problem] = []
+    ctes = _cte_names(tree)
+    for table in tree.find_all(exp.Table):
+        if not isinstance(table.this, exp.Identifier):
+            continue  # a table-valued function such as json_each(...)
+        name = table.name
+        if name.lower() in ctes or _table_columns(schema, name) is not None:
+            continue
+        start, end = _span(table.this)
+        hint = _suggest(name, schema.names)
+        problems.append(Problem(f"unknown table {name}{hint}", "table", True, start, end, name))
+    problems.extend(_check_columns(tree, schema))
+    return problems
+
+
+def _source_columns(source: object, schema: Schema) -> list[str] | None:
+    """Column names a FROM source offers; None when unknown (anything goes)."""
+    if isinstance(source, exp.Table):
+        if not isinstance(source.this, exp.Identifier):
+            return None
+        return _table_columns(schema, source.name)
+    if isinstance(source, Scope):
+        selects = getattr(source.expression, "named_selects", None)
+        if not selects or "*" in selects:
+            return None
+        return list(selects)
+    return None
+
+
+def _check_columns(tree: exp.Expression, schema: Schema) -> list[Problem]:
+    try:
+        scopes = traverse_scope(tree)
+    except Exception:  # sqlglot gives up on some shapes; SQLite's EXPLAIN still checks them
+        return []
+    problems: list[Problem] = []
+    owned: set[int] = set()
+    # traverse_scope yields inner scopes first: a column belongs to the first scope listing it
+    # (an outer scope also lists its subqueries' correlated columns).
+    for scope in scopes:
+        selects = getattr(scope.expression, "selects", [])
+        aliases = {s.alias.lower() for s in selects if isinstance(s, exp.Alias)}
+        for column in scope.columns:
+            if id(column) in owned or isinstance(column.this, exp.Star):
+                continue
+            owned.add(id(column))
+            problem = _check_column(column, scope, schema, aliases)
+            if problem is not None:
+                problems.append(problem)
+    return problems
+
+
+def _visible_sources(scope: Scope) -> Iterable[tuple[str, object]]:
+    """This scope's sources, then its enclosing scopes' (correlated subqueries)."""
+    current: Scope | None = scope
+    while current is not None:
+        yield from current.sources.items()
+        current = current.parent
+
+
+def _check_column(
+    column: exp.Column, scope: Scope, schema: Schema, aliases: set[str]
+) -> Problem | None:
+    name = column.name
+    lowered = name.lower()
+    start, end = _span(column.this)
+    if lowered in _IMPLICIT_COLUMNS:
+        return None
+    qualifier = column.table
+    if qualifier:
+        for source_name, source in _visible_sources(scope):
+            if source_name.lower() == qualifier.lower():
+                columns = _source_columns(source, schema)
+                if columns is None or lowered in {c.lower() for c in columns}:
+                    return None
+                hint = _suggest(name, columns)
+                return Problem(
+                    f"unknown column {qualifier}.{name}{hint}", "column", True, start, end, name
+                )
+        q_start, q_end = _span(column.args["table"])
+        return Problem(
+            f"unknown table or alias {qualifier} (in {qualifier}.{name})",
+            "table",
+            True,
+            q_start,
+            q_end,
+            f"{qualifier}.{name}",
+        )
+    if lowered in aliases:
+        return None  # SQLite lets WHERE, GROUP BY, HAVING and ORDER BY use select aliases
+    candidates: list[str] = []
+    for _, source in _visible_sources(scope):
+        columns = _source_columns(source, schema)
+        if columns is None:
+            return None  # a source we cannot see into may well have it
+        if lowered in {c.lower() for c in columns}:
+            return None
+        candidates.extend(columns)
+    if column.this.args.get("quoted"):
+        return Problem(
+            f"unknown column \"{name}\" (double quotes name a column; write '{name}' for text)",
+            "column",
+            True,
+            start,
+            end,
+            name,
+        )
+    hint = _suggest(name, candidates)
+    return Problem(f"unknown column {name}{hint}", "column", True, start, end, name)

@@ -1,0 +1,44 @@
+"""Fixtures shared across the test packages. Keep this small; append, do not reorganise."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Tests never reach the Hugging Face hub: set before huggingface_hub reads it at import.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The real 270M checkpoint is converted once (~1 min) into a stable directory and reused by
+# later runs; never into the user's own cache. CI may point GEMMA_SQL_CACHE elsewhere.
+os.environ.setdefault("GEMMA_SQL_CACHE", str(Path.home() / ".cache" / "gemma-sql-test"))
+
+
+@pytest.fixture
+def chinook(tmp_path: Path) -> Path:
+    """A private, writable copy of the bundled Chinook sample."""
+    from model.samples import CHINOOK
+
+    path = tmp_path / "chinook.db"
+    shutil.copy(CHINOOK, path)
+    path.chmod(0o644)
+    return path
+
+
+@pytest.fixture(scope="session")
+def base_checkpoint() -> Path:
+    """The real Gemma 3 270M as a bf16 checkpoint (converted on the first run only)."""
+    from model.engine import ensure_base_checkpoint
+
+    return ensure_base_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def real_engine(base_checkpoint: Path) -> Iterator[Any]:
+    """The real default engine on CPU, loaded once per session (a few seconds)."""
+    from model.engine import load_engine
+
+    yield load_engine(device="cpu")

@@ -1,0 +1,179 @@
+"""The question -> SQL pipeline, with a scripted engine (fast) and the real 270M (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from model.ask import RETRY_MARKER, ask
+from model.db import Database
+from model.engine import GenerationStats
+
+
+class ScriptedEngine:
+    """An engine that answers from a script, a few characters at a time, and records prompts."""
+
+    name = "scripted"
+    device = "cpu"
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+        self.prompts: list[str] = []
+        self.last_stats = GenerationStats()
+
+    def stream(
+        self, prompt: str, cancel: threading.Event | None = None, max_new_tokens: int = 256
+    ) -> Iterator[str]:
+        self.prompts.append(prompt)
+        text = self.answers.pop(0)
+        self.last_stats = GenerationStats(tokens=len(text) // 4, stop="eos")
+        for i in range(0, len(text), 4):
+            if cancel is not None and cancel.is_set():
+                self.last_stats.stop = "cancel"
+                return
+            yield text[i : i + 4]
+
+
+@pytest.fixture
+def db(chinook: Path) -> Iterator[Database]:
+    database = Database.open(chinook)
+    yield database
+    database.close()
+
+
+def test_good_answer_is_pretty_and_checked(db: Database) -> None:
+    engine = ScriptedEngine(" select Title from albums where AlbumId = 1 <end_of_turn>")
+    chunks: list[str] = []
+    answer = ask(engine, db, "Title of album 1?", on_chunk=chunks.append)
+    assert answer.sql == "SELECT\n  Title\nFROM albums\nWHERE\n  AlbumId = 1"
+    assert answer.ok and answer.problems == [] and answer.attempts == 1 and not answer.repaired
+    assert "".join(chunks) == answer.raw
+    assert "albums" in answer.tables_sent and answer.model == "scripted"
+    assert answer.seconds > 0 and len(answer.stats) == 1
+    assert "SQL Question: Title of album 1?" in engine.prompts[0]
+    assert "CREATE TABLE" in engine.prompts[0]
+
+
+def test_failed_sql_is_repaired_once_with_the_error(db: Database) -> None:
+    engine = ScriptedEngine(
+        " SELECT customer_id FROM customers",
+        " SELECT CustomerId FROM customers",
+    )
+    chunks: list[str] = []
+    answer = ask(engine, db, "Customer ids?", on_chunk=chunks.append)
+    assert answer.attempts == 2 and answer.repaired and answer.ok
+    assert answer.sql == "SELECT\n  CustomerId\nFROM customers"
+    error = "unknown column customer_id (did you mean CustomerId?)"
+    assert RETRY_MARKER.format(error=error) in "".join(chunks)
+    assert error in engine.prompts[1] and "SELECT customer_id FROM customers" in engine.prompts[1]
+
+
+def test_repairs_are_bounded(db: Database) -> None:
+    engine = ScriptedEngine(" SELECT nope FROM albums", " SELECT nope2 FROM albums", "unused")
+    answer = ask(engine, db, "?", max_repairs=1)
+    assert answer.attempts == 2 and not answer.ok
+    assert answer.error == "unknown column nope2"
+    assert ask(ScriptedEngine(" SELECT nope FROM albums"), db, "?", max_repairs=0).attempts == 1
+
+
+def test_warnings_do_not_trigger_a_repair(db: Database) -> None:
+    engine = ScriptedEngine(' SELECT * FROM invoices WHERE BillingAddress = "2010"')
+    answer = ask(engine, db, "Invoices at 2010?")
+    assert answer.attempts == 1 and answer.ok and len(answer.problems) == 1
+
+
+def test_no_sql_at_all(db: Database) -> None:
+    answer = ask(ScriptedEngine("I do not know.", "Still no idea."), db, "?")
+    assert answer.sql == "" and not answer.ok and answer.attempts == 2
+
+
+def test_an_echoed_prompt_is_abandoned_early(db: Database) -> None:
+    echo = " user You are a powerful text-to-SQL model. SQL Question: ?" + " blah" * 500
+    answer = ask(ScriptedEngine(echo, echo), db, "?")
+    assert answer.sql == "" and answer.attempts == 2
+    assert len(answer.raw) < 100  # stopped reading at "SQL Question:", not 2,500 chars later
+
+
+def test_cancel_stops_without_repair(db: Database) -> None:
+    cancel = threading.Event()
+
+    def on_chunk(piece: str) -> None:
+        cancel.set()
+
+    engine = ScriptedEngine(" SELECT Title FROM albums", "unused")
+    answer = ask(engine, db, "?", on_chunk=on_chunk, cancel=cancel)
+    assert answer.cancelled and answer.attempts == 1 and answer.problems == []
+
+
+def test_sql_is_never_executed(chinook: Path) -> None:
+    db = Database.open(chinook, write=True)  # even with writes allowed
+    answer = ask(ScriptedEngine(" DELETE FROM albums", " DELETE FROM albums"), db, "Delete?")
+    assert answer.sql.startswith("DELETE")
+    db.close()
+    with sqlite3.connect(chinook) as conn:
+        assert conn.execute("SELECT count(*) FROM albums").fetchone()[0] == 347
+
+
+@pytest.mark.slow
+def test_real_model_pipeline(real_engine: Any, db: Database) -> None:
+    chunks: list[str] = []
+    answer = ask(
+        real_engine, db, "How many albums are there?", on_chunk=chunks.append, max_new_tokens=24
+    )
+    assert chunks and answer.raw and 1 <= answer.attempts <= 2
+    assert answer.stats and all(s.tokens <= 24 for s in answer.stats)
+    assert "albums" in answer.tables_sent
+
+
+# ------------------------------------------------------------------ `gemma-sql ask`
+
+GEMMA_SQL = Path(sys.executable).parent / "gemma-sql"
+
+
+def run_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(GEMMA_SQL), "ask", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_cli_missing_db_is_one_line_exit_2(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.db"
+    result = run_cli(missing, "How many albums?")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == f"gemma-sql: {missing}: no such file"
+    assert not missing.exists()
+
+
+def test_cli_unavailable_model_is_one_line_exit_1(chinook: Path, tmp_path: Path) -> None:
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    result = run_cli(chinook, "How many albums?", "--model", "gemma-2-2b-sql", env=env)
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("gemma-sql: gemma-2-2b-sql needs DH21ML/gemma-2-2b-it-SQL-FineTuned")
+    assert line.endswith("the offline default is gemma-3-270m-sql.")
+
+
+@pytest.mark.slow
+def test_cli_json_with_the_real_model(chinook: Path, base_checkpoint: Path) -> None:
+    before = chinook.read_bytes()
+    result = run_cli(chinook, "How many albums are there?", "--run", "--json")
+    assert "Traceback" not in result.stderr
+    out = json.loads(result.stdout)
+    assert set(out) == {"question", "sql", "columns", "rows", "error", "model", "seconds"}
+    assert out["model"] == "gemma-3-270m-sql" and out["seconds"] > 0
+    # Either SQL that ran (exit 0) or a one-line reason (exit 1); never a changed database.
+    assert (result.returncode == 0) == (out["error"] is None)
+    assert chinook.read_bytes() == before

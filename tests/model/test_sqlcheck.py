@@ -1,0 +1,182 @@
+"""Extracting SQL from model output, pretty-printing it, and checking it on real SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from model.db import Database
+from model.prompt import PROMPT
+from model.sqlcheck import Problem, check, extract_sql, pretty
+
+
+@pytest.fixture
+def db(chinook: Path) -> Iterator[Database]:
+    database = Database.open(chinook)
+    yield database
+    database.close()
+
+
+def problems(db: Database, sql: str) -> list[Problem]:
+    return check(sql, db.schema(), db.conn)
+
+
+# ----------------------------------------------------------------------------- extract
+
+
+@pytest.mark.parametrize(
+    ("text", "sql"),
+    [
+        (" SELECT count(*) FROM albums <end_of_turn>", "SELECT count(*) FROM albums"),
+        (
+            "```sql\nSELECT Title\nFROM albums;\n```\nThis lists titles.",
+            "SELECT Title\nFROM albums",
+        ),
+        ("Here you go:\n```\nSELECT 1\n```", "SELECT 1"),
+        ("```sqlite\nSELECT Title FROM albums", "SELECT Title FROM albums"),  # fence cut off
+        (
+            "SELECT Title FROM albums WHERE Title = 'a;b'; SELECT 2",
+            "SELECT Title FROM albums WHERE Title = 'a;b'",
+        ),
+        ("SELECT Title\nFROM albums\nThis returns every album title.", "SELECT Title\nFROM albums"),
+        ("I select the titles: SELECT Title FROM albums", "SELECT Title FROM albums"),
+        (" model SELECT Name FROM artists LIMIT 5", "SELECT Name FROM artists LIMIT 5"),
+        ("select name from artists<eos>", "select name from artists"),
+        ("I cannot answer that.", ""),
+        ("", ""),
+    ],
+)
+def test_extract(text: str, sql: str) -> None:
+    assert extract_sql(text) == sql
+
+
+def test_extract_after_a_repeated_prompt() -> None:
+    echo = PROMPT.format(question="How many albums?", context="CREATE TABLE albums (a INT);")
+    echo = echo.replace("<start_of_turn>", "")
+    # The base model repeats its prompt: the CREATE TABLE in it is not an answer ...
+    cut = echo.split("Generated SQL Query:")[0]
+    assert extract_sql(cut) == ""
+    # ... but SQL after the repeated "Generated SQL Query:" is.
+    assert extract_sql(echo.split(" model")[0] + " SELECT count(*) FROM albums") == (
+        "SELECT count(*) FROM albums"
+    )
+
+
+# ------------------------------------------------------------------------------ pretty
+
+
+def test_pretty() -> None:
+    assert pretty("select Title from albums where AlbumId = 1") == (
+        "SELECT\n  Title\nFROM albums\nWHERE\n  AlbumId = 1"
+    )
+    assert pretty("SELECT FROM WHERE nonsense (") == "SELECT FROM WHERE nonsense ("
+    assert pretty("") == ""
+
+
+def test_pretty_keeps_meaning(db: Database) -> None:
+    sql = (
+        "SELECT g.Name, count(*) AS n, ifnull(sum(t.Milliseconds), 0) / 60000 AS minutes "
+        "FROM tracks t JOIN genres g ON g.GenreId = t.GenreId WHERE t.Name LIKE '%love%' "
+        "GROUP BY g.Name HAVING n > 1 ORDER BY n DESC, 1 LIMIT 5"
+    )
+    assert db.conn.execute(pretty(sql)).fetchall() == db.conn.execute(sql).fetchall()
+
+
+# ------------------------------------------------------------------------------- check
+
+
+def test_clean_sql_has_no_problems(db: Database) -> None:
+    for sql in [
+        "SELECT c.FirstName, sum(i.Total) AS total FROM customers c "
+        "JOIN invoices i ON i.CustomerId = c.CustomerId GROUP BY c.CustomerId ORDER BY total DESC",
+        "SELECT Name FROM tracks WHERE Milliseconds > (SELECT avg(Milliseconds) FROM tracks)",
+        "SELECT a.Title FROM albums a WHERE EXISTS "
+        "(SELECT 1 FROM tracks t WHERE t.AlbumId = a.AlbumId AND Name = Title)",
+        "SELECT Name FROM tracks UNION SELECT Title FROM albums ORDER BY 1",
+        "SELECT rowid, main.albums.Title FROM main.albums",
+        "SELECT a.Title, ar.Name FROM albums a JOIN artists ar USING (ArtistId)",
+        "SELECT name FROM sqlite_master WHERE type = 'table'",
+    ]:
+        assert problems(db, sql) == [], sql
+
+
+def test_unknown_column_is_flagged_with_a_suggestion(db: Database) -> None:
+    sql = "SELECT customer_id FROM customers"
+    [problem] = problems(db, sql)
+    assert problem.message == "unknown column customer_id (did you mean CustomerId?)"
+    assert problem.fatal and problem.kind == "column"
+    assert sql[problem.start : problem.end] == "customer_id"
+
+
+def test_unknown_qualified_column_and_alias(db: Database) -> None:
+    [problem] = problems(db, "SELECT c.Foo FROM customers AS c")
+    assert problem.message == "unknown column c.Foo"
+    [problem] = problems(db, "SELECT x.Name FROM customers c")
+    assert problem.message == "unknown table or alias x (in x.Name)"
+
+
+def test_unknown_table_is_flagged(db: Database) -> None:
+    sql = "SELECT * FROM foo"
+    [problem] = problems(db, sql)
+    assert problem.message == "unknown table foo" and problem.fatal
+    assert sql[problem.start : problem.end] == "foo"
+    [problem] = problems(db, "SELECT * FROM album")
+    assert problem.message == "unknown table album (did you mean albums?)"
+
+
+def test_cte_and_select_aliases_are_not_unknown(db: Database) -> None:
+    sql = (
+        "WITH per_customer AS (SELECT CustomerId AS cid, count(*) AS n FROM invoices GROUP BY 1) "
+        "SELECT per_customer.cid, n AS invoices FROM per_customer WHERE n > 5 ORDER BY invoices"
+    )
+    assert problems(db, sql) == []
+    assert problems(db, "SELECT count(*) AS n FROM albums GROUP BY ArtistId HAVING n > 1") == []
+    [problem] = problems(db, "WITH t AS (SELECT 1 AS a) SELECT b FROM t")
+    assert problem.message == "unknown column b"
+
+
+def test_double_quoted_text_is_a_warning(db: Database) -> None:
+    # SQLite reads "2010" as a string only when no such column exists: legal but a mistake.
+    [problem] = problems(db, 'SELECT * FROM invoices WHERE BillingAddress = "2010"')
+    assert problem.message.startswith('unknown column "2010"') and "'2010'" in problem.message
+    assert not problem.fatal
+
+
+def test_parse_error_is_caught(db: Database) -> None:
+    sql = "SELECT FROM WHERE x"
+    [problem] = problems(db, sql)
+    assert problem.fatal and problem.kind == "sqlite" and "syntax error" in problem.message
+    assert problem.start is not None
+    [offline] = check(sql, db.schema(), None)  # without SQLite, sqlglot's own words
+    assert offline.kind == "parse" and "syntax error" in offline.message
+
+
+def test_explain_error_is_caught(db: Database) -> None:
+    # Names are right, but SQLite rejects it: only EXPLAIN knows.
+    [problem] = problems(db, "SELECT Title FROM albums GROUP BY nosuchfunction(Title)")
+    assert problem.kind == "sqlite" and "no such function" in problem.message
+    [problem] = problems(db, "SELECT Title FROM albums LIMIT 3 OFFSET")
+    assert problem.fatal
+
+
+def test_writes_are_refused_never_run(db: Database, chinook: Path) -> None:
+    [problem] = problems(db, "DELETE FROM albums")
+    assert problem.fatal and "read-only" in problem.message
+    with sqlite3.connect(chinook) as conn:
+        assert conn.execute("SELECT count(*) FROM albums").fetchone()[0] == 347
+
+
+def test_every_statement_is_checked(db: Database) -> None:
+    assert problems(db, "SELECT Title FROM albums; SELECT 1") == []
+    [problem] = problems(db, "SELECT Title FROM albums; SELECT nope FROM albums")
+    assert problem.message == "unknown column nope"
+
+
+def test_empty_sql() -> None:
+    from model.schema import Schema
+
+    [problem] = check("", Schema([]), None)
+    assert problem.fatal and problem.message == "no SQL in the answer"
