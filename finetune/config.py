@@ -47,6 +47,7 @@ class TrainConfig:
     log_every: int = knob(1, "Record loss every N steps.")
     resume: bool = knob(False, "Continue from OUTPUT/checkpoint.")
     device: str = knob("", "cpu, cuda, cuda:1 ... (default: cuda if available).")
+    threads: int = knob(0, "CPU threads for torch (0: torch's default, one a core).")
     push_to_hub: str = knob("", "Upload the adapter and its model card to this hub repo.")
 
     def to_dict(self) -> dict[str, Any]:

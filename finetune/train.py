@@ -377,6 +377,8 @@ def train(
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     main = rank == 0
     log = say if main else (lambda _: None)
     random.seed(cfg.seed)
