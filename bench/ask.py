@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from model.ask import ask  # noqa: E402
 from model.db import Database  # noqa: E402
 from model.engine import DEFAULT_MODEL, cache_root, ensure_base_checkpoint, load_engine  # noqa: E402
+from model.prompt import build_prompt, context_for  # noqa: E402
 from model.samples import CHINOOK  # noqa: E402
 
 QUESTIONS = [
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--questions", type=int, default=len(QUESTIONS))
     parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--answer-tokens", type=int, default=24)
     args = parser.parse_args()
 
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
@@ -90,6 +92,22 @@ def main() -> None:
             f"{tokens:4d} {answer.attempts:3d} {'yes' if answer.ok else 'no':>3}  "
             f"{question} -> {sql[:80]}"
         )
+
+    # The base model without its adapter never answers, so the figures above time its
+    # (abandoned) echo, twice. What one answered attempt costs: the same prompts, decoding
+    # exactly `--answer-tokens` tokens (Chinook's gold SQL is 6-67 tokens, median 15).
+    schema = db.schema()
+    stops, engine.stop_ids = engine.stop_ids, set()
+    one_attempt = []
+    for question in QUESTIONS[: args.questions]:
+        context = context_for(db.conn, schema, question)
+        t0 = time.perf_counter()
+        for _ in engine.stream(
+            build_prompt(question, context.text), max_new_tokens=args.answer_tokens
+        ):
+            pass
+        one_attempt.append(time.perf_counter() - t0)
+    engine.stop_ids = stops
     db.close()
 
     seconds = [r[0] for r in rows]
@@ -106,6 +124,10 @@ def main() -> None:
     print(
         f"question to SQL        p50 {percentile(seconds, 0.5):.2f} s, "
         f"p90 {percentile(seconds, 0.9):.2f} s"
+    )
+    print(
+        f"one attempt, {args.answer_tokens}-token answer  p50 "
+        f"{percentile(one_attempt, 0.5):.2f} s, p90 {percentile(one_attempt, 0.9):.2f} s"
     )
     print(f"peak RSS               {peak_rss_mib():.0f} MiB")
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

