@@ -416,7 +416,7 @@ def load_engine(
         with _no_loading_bars():
             tokenizer = AutoTokenizer.from_pretrained(str(path))
             llm = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
-    except OSError as e:
+    except (OSError, ValueError, ImportError) as e:  # missing files or architecture; no bnb
         raise ModelUnavailable(f"{path}: cannot load a model from it ({_first_line(e)})") from None
     for adapter_dir in adapters:
         llm = _apply_adapter(llm, adapter_dir, merge=not four_bit)

@@ -74,7 +74,6 @@ def is_echo(text: str) -> bool:
     return any(label in text for label in _ECHO_LABELS)
 
 
-
 def extract_sql(text: str) -> str:
     """The first SQL statement in a model's answer, without fences, prose or a repeated prompt.
 
