@@ -89,6 +89,10 @@ MODELS: dict[str, ModelSpec] = {
         description="Gemma 3 270M (from PyPI) + this project's LoRA adapter; any CPU, offline",
         adapter=PACKAGED_ADAPTERS / "gemma-3-270m-sql",
     ),
+    "gemma-3-270m": ModelSpec(
+        name="gemma-3-270m",
+        description="the same base without the adapter (to measure what the adapter adds)",
+    ),
     "gemma-2-2b-sql": ModelSpec(
         name="gemma-2-2b-sql",
         description="the original fine-tune from the Hugging Face hub; CUDA GPU, 4-bit NF4",
