@@ -476,7 +476,8 @@ def train(
                 state.history.append({"step": state.step, "loss": round(loss, 5), "lr": lr,
                                       "tokens": tokens,
                                       "tokens_per_second": round(tokens / dt, 1),
-                                      "elapsed": round(state.elapsed, 2)})
+                                      "elapsed": round(state.elapsed, 2),
+                                      "cpu_seconds": round(time.process_time(), 2)})
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / dt:.0f}")
             bar.update(1)
             # checkpoint every N steps; stop at the time limit
