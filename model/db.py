@@ -51,7 +51,6 @@ _WRITE_ACTIONS = {
         "SQLITE_DETACH",
     )
 }
-_ALWAYS_DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH}
 # PRAGMAs that only read when given no argument; with an argument most of them write.
 _READ_PRAGMAS = {
     "table_info",
@@ -168,8 +167,6 @@ class Database:
         return db
 
     def _authorize(self, action: int, arg1: Any, arg2: Any, dbname: Any, source: Any) -> int:
-        if action in _ALWAYS_DENIED and not self.write:
-            return sqlite3.SQLITE_DENY
         if action == sqlite3.SQLITE_FUNCTION and arg2 == "load_extension":
             return sqlite3.SQLITE_DENY
         if self.write:
