@@ -28,7 +28,9 @@ import math
 import os
 import random
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -438,6 +440,9 @@ def train(
 
     from tqdm import tqdm
 
+    # SIGTERM (kill, a batch scheduler, a background job that ignores SIGINT) saves like Ctrl+C.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     bar = tqdm(total=total, initial=state.step, disable=not main, dynamic_ncols=True,
                unit="step", desc="finetune")
     started = time.perf_counter() - state.elapsed

@@ -116,3 +116,30 @@ def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
     assert out["n"] == 2 and out["execution_accuracy"] == 0.5 and out["valid_sql_rate"] == 0.5
     result = runner.invoke(app, ["eval", str(data), "--db-root", str(root), "--limit", "1"])
     assert "execution accuracy  100.0%  (1 questions)" in result.stdout
+
+
+def test_sigterm_saves_and_exits_like_ctrl_c(tok: Any, rows_file: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    base = tmp_path / "base"
+    tiny_gemma(tok).save_pretrained(base)
+    tok.save_pretrained(base)
+    out = tmp_path / "run"
+    cli = Path(sys.executable).with_name("gemma-sql")
+    proc = subprocess.Popen(
+        [str(cli), "finetune", "--base", str(base), "--quant", "none", "--data", str(rows_file),
+         "--output", str(out), "--max-steps", "100000", "--batch-size", "2", "--lora-r", "4",
+         "--no-gradient-checkpointing", "--save-every", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint" / "state.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 130
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted" and metrics["steps"] >= 1
+    assert (out / "adapter_model.safetensors").is_file()
