@@ -24,8 +24,10 @@ from finetune.data import (
 )
 from model.prompt import training_text
 
-SPIDER = Path("/work/shared/data/train/spider_train.jsonl")
-SPIDER_DBS = Path("/work/shared/data/spider_train_databases")
+# shared/ sits beside the checkout (here and in CI); the data is not part of the repo.
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SPIDER = SHARED / "train" / "spider_train.jsonl"
+SPIDER_DBS = SHARED / "spider_train_databases"
 needs_spider = pytest.mark.skipif(not SPIDER.exists(), reason="Spider data not on this machine")
 
 # The first row of Spider train, as the data set has it.
