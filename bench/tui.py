@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,47 +59,48 @@ def first_paint(db: Path) -> tuple[float, float]:
     return min(inner), min(outer)
 
 
-def wide_schema(tables: int = 1000, columns: int = 20) -> Path:
-    path = CACHE / f"schema_{tables}x{columns}.db"
+def cached_db(name: str, build: Callable[[sqlite3.Connection], None]) -> Path:
+    """A generated database, built once into the cache (via a temp file: never half-built)."""
+    path = CACHE / name
     if path.exists():
         return path
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".partial")
     tmp.unlink(missing_ok=True)
     conn = sqlite3.connect(tmp)
-    with conn:
-        for t in range(tables):
-            cols = ", ".join(
-                [f"id{t} INTEGER PRIMARY KEY"]
-                + [f"c{c} TEXT NOT NULL" for c in range(1, columns - 1)]
-                + [f"ref INTEGER REFERENCES t{max(t - 1, 0):04d}(id{max(t - 1, 0)})"]
-            )
-            conn.execute(f"CREATE TABLE t{t:04d} ({cols})")
+    build(conn)
     conn.close()
     tmp.replace(path)
     return path
+
+
+def wide_schema(tables: int = 1000, columns: int = 20) -> Path:
+    def build(conn: sqlite3.Connection) -> None:
+        with conn:
+            for t in range(tables):
+                cols = ", ".join(
+                    [f"id{t} INTEGER PRIMARY KEY"]
+                    + [f"c{c} TEXT NOT NULL" for c in range(1, columns - 1)]
+                    + [f"ref INTEGER REFERENCES t{max(t - 1, 0):04d}(id{max(t - 1, 0)})"]
+                )
+                conn.execute(f"CREATE TABLE t{t:04d} ({cols})")
+
+    return cached_db(f"schema_{tables}x{columns}.db", build)
 
 
 def big_table(rows: int) -> Path:
-    path = CACHE / f"rows_{rows}.db"
-    if path.exists():
-        return path
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".partial")
-    tmp.unlink(missing_ok=True)
-    print(f"  generating {rows:,} rows into {path} (once)…", flush=True)
-    conn = sqlite3.connect(tmp)
-    conn.execute("PRAGMA journal_mode = OFF")
-    conn.execute("PRAGMA synchronous = OFF")
-    with conn:  # one transaction, one recursive-CTE INSERT
-        conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, name TEXT, value REAL, "
-                     "category INTEGER)")
-        conn.execute(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
-            "INSERT INTO big SELECT i, 'name ' || i, i * 0.5, i % 97 FROM n", (rows,))
-    conn.close()
-    tmp.replace(path)
-    return path
+    def build(conn: sqlite3.Connection) -> None:
+        print(f"  generating {rows:,} rows into {CACHE} (once)…", flush=True)
+        conn.execute("PRAGMA journal_mode = OFF")
+        conn.execute("PRAGMA synchronous = OFF")
+        with conn:  # one transaction, one recursive-CTE INSERT
+            conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, name TEXT, value REAL, "
+                         "category INTEGER)")
+            conn.execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+                "INSERT INTO big SELECT i, 'name ' || i, i * 0.5, i % 97 FROM n", (rows,))
+
+    return cached_db(f"rows_{rows}.db", build)
 
 
 async def _first_page(db_path: Path, trace: bool, sql: str = "SELECT * FROM big"

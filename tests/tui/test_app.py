@@ -26,6 +26,11 @@ from tui.widgets.schema_tree import SchemaTree
 from tui.widgets.status import StatusBar
 
 SIZE = (140, 44)
+# Counts to a billion: runs for minutes unless cancelled.
+LONG_QUERY = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+    "WHERE x < 1000000000) SELECT count(*) FROM c"
+)
 
 CHINOOK_TABLES = [
     "albums", "artists", "customers", "employees", "genres", "invoice_items", "invoices",
@@ -179,10 +184,7 @@ async def test_write_session_runs_reads_without_asking(chinook, make_app):
 async def test_escape_cancels_a_long_query(chinook, make_app):
     app = make_app(chinook)
     async with app.run_test(size=SIZE) as pilot:
-        app.query_one(SqlEditor).text = (
-            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
-            "WHERE x < 1000000000) SELECT count(*) FROM c"
-        )
+        app.query_one(SqlEditor).text = LONG_QUERY
         await pilot.press("ctrl+j")
         await asyncio.sleep(0.3)  # let SQLite get going
         assert app._busy("query")
@@ -280,10 +282,7 @@ def test_history_dir_comes_from_env(data_dir):
 async def test_second_run_while_busy_is_refused_not_queued(chinook, make_app):
     app = make_app(chinook)
     async with app.run_test(size=SIZE) as pilot:
-        app.query_one(SqlEditor).text = (
-            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
-            "WHERE x < 1000000000) SELECT count(*) FROM c"
-        )
+        app.query_one(SqlEditor).text = LONG_QUERY
         await pilot.press("ctrl+j")
         await pilot.press("ctrl+j")
         assert status(app) == "a query is running: escape cancels it"
