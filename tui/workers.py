@@ -17,7 +17,7 @@ from textual.message import Message
 from model import export
 from model.db import Database, DatabaseError, QueryResult
 from model.history import Entry, History
-from model.schema import quote
+from model.schema import row_count
 from tui.messages import (
     ConfirmWrite,
     Exported,
@@ -88,7 +88,7 @@ def count_rows(db: Database, tables: list[str], post: Post) -> None:
     try:
         for table in tables:
             try:
-                count = conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
+                count = row_count(conn, table)
             except sqlite3.Error:
                 count = None  # e.g. a view over a missing table: shown as "?"
             post(RowCounted(table, count))
