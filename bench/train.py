@@ -8,6 +8,13 @@ Same model, same LoRA (all linear projections), same Spider examples (contexts r
 TRL runs with its defaults (prompt-completion data, so completion-only loss; gradient
 checkpointing on, bf16) and once more with gradient checkpointing off, as our CPU recipe
 runs. tokens/s counts non-padding tokens and leaves out each run's first step (warm-up).
+
+Both see the same batches in the same order, so their step-0 losses must agree (LoRA's B
+starts at zero: step 0 is the base model's loss on the first batch). Two settings make TRL
+do so, and neither changes its speed: its sampler is sequential over the examples laid out
+in our loop's batch order (its default RandomSampler would draw other batches), and its
+`eos_token` is `<end_of_turn>`, which our answers already end with (by default it appends
+`<eos>` to every completion, one more answer token that our format does not train).
 Prints figures; asserts nothing about time.
 """
 
@@ -55,6 +62,14 @@ def load(tiny: bool) -> tuple[Any, Any]:
         AutoTokenizer.from_pretrained(path)
 
 
+def batch_order(tokenizer: Any, examples: list[Any], args: argparse.Namespace) -> list[Any]:
+    """The examples in the order our loop's first epoch takes them (its length batches)."""
+    from finetune.data import length_batches, tokenize
+
+    lengths = [len(tokenize(tokenizer, e)) for e in examples]
+    return [examples[i] for b in length_batches(lengths, args.batch_size, args.seed, 0) for i in b]
+
+
 def ours(args: argparse.Namespace, examples: list[Any], checkpointing: bool) -> dict[str, Any]:
     from finetune.config import TrainConfig
     from finetune.train import train
@@ -87,10 +102,10 @@ def trl(args: argparse.Namespace, examples: list[Any], checkpointing: bool) -> d
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from model.prompt import training_text
+    from model.prompt import END_OF_TURN, training_text
 
     model, tok = load(args.tiny)
-    pairs = [training_text(e.question, e.context, e.sql) for e in examples]
+    pairs = [training_text(e.question, e.context, e.sql) for e in batch_order(tok, examples, args)]
     data = Dataset.from_list([{"prompt": p, "completion": c} for p, c in pairs])
     ends: list[float] = []
     cpu: list[float] = []
@@ -107,6 +122,8 @@ def trl(args: argparse.Namespace, examples: list[Any], checkpointing: bool) -> d
             save_strategy="no", report_to=[], seed=args.seed, disable_tqdm=True,
             use_cpu=not torch.cuda.is_available(), gradient_checkpointing=checkpointing,
             bf16=not args.tiny or torch.cuda.is_available(),
+            # the same batches as ours, and no extra <eos> after our <end_of_turn>
+            train_sampling_strategy="sequential", eos_token=END_OF_TURN,
         )
         lora = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.05,
                           target_modules="all-linear", task_type="CAUSAL_LM")
@@ -167,6 +184,10 @@ def main() -> None:
             line += (f"; both with checkpointing: {v[2] / v[1]:.1f}x;"
                      f" both without: {v[0] / v[3]:.1f}x")
         print(line)
+    losses = [r["step0_loss"] for r in results.values()]
+    spread = max(losses) - min(losses)
+    print(f"step-0 loss, same first batch: {' / '.join(f'{x:.4f}' for x in losses)} "
+          f"({'agree' if spread <= 0.01 * max(losses) else 'DIFFER'}: spread {spread:.4f})")
 
 def _tokenizer() -> Any:
     from transformers import AutoTokenizer
