@@ -8,6 +8,7 @@ running it is the caller's choice (`model.db`).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 REPAIR_NOTE = "{question} (The query {sql} failed: {error}.)"
 REPAIR_NOTE_NO_SQL = "{question} (Answer with one SQLite query.)"
 RETRY_MARKER = "\n-- retrying: {error}\n"
+# The small model sometimes copies the note's " failed: <error>" after its new SQL.
+_ECHOED_NOTE = re.compile(r"\s+failed:\s")
 
 
 @dataclass
@@ -111,6 +114,8 @@ def ask(
         if stats is not None and hasattr(stats, "to_dict"):
             answer.stats.append(stats)
         sql = extract_sql(answer.raw)
+        if attempt > 0:
+            sql = cut_echoed_note(sql)
         if cancel is not None and cancel.is_set():
             answer.cancelled = True
             answer.sql, answer.problems = sql, []  # partial: not worth checking
@@ -133,3 +138,11 @@ def repair_question(question: str, sql: str, error: str) -> str:
     if not sql:
         return REPAIR_NOTE_NO_SQL.format(question=question)
     return REPAIR_NOTE.format(question=question, sql=sql, error=error)
+
+
+def cut_echoed_note(sql: str) -> str:
+    """The SQL before a copied " failed: ..." of the repair note (not one inside a string)."""
+    for match in _ECHOED_NOTE.finditer(sql):
+        if sql.count("'", 0, match.start()) % 2 == 0:
+            return sql[: match.start()]
+    return sql

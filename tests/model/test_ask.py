@@ -77,6 +77,16 @@ def test_failed_sql_is_repaired_once_with_the_error(db: Database) -> None:
     assert error in engine.prompts[1] and "SELECT customer_id FROM customers" in engine.prompts[1]
 
 
+def test_a_copied_repair_note_is_cut_from_the_repair(db: Database) -> None:
+    engine = ScriptedEngine(
+        " SELECT nope FROM albums",
+        " SELECT Title FROM albums WHERE Title <> 'x failed: y' failed: unknown column nope",
+    )
+    answer = ask(engine, db, "Titles?")
+    assert answer.ok and answer.repaired
+    assert answer.sql == "SELECT\n  Title\nFROM albums\nWHERE\n  Title <> 'x failed: y'"
+
+
 def test_repairs_are_bounded(db: Database) -> None:
     engine = ScriptedEngine(" SELECT nope FROM albums", " SELECT nope2 FROM albums", "unused")
     answer = ask(engine, db, "?", max_repairs=1)
