@@ -28,7 +28,8 @@ def test_adapter_is_shipped_as_package_data() -> None:
     ("question", "gold"),
     [
         ("How many albums are there?", "SELECT count(*) FROM albums"),
-        ("What is the title of the album with id 1?", "SELECT Title FROM albums WHERE AlbumId = 1"),
+        ("How many customers are from Brazil?",
+         "SELECT count(*) FROM customers WHERE Country = 'Brazil'"),
         ("How many playlists are there?", "SELECT count(*) FROM playlists"),
     ],
 )
