@@ -189,6 +189,7 @@ def main() -> None:
     print(f"step-0 loss, same first batch: {' / '.join(f'{x:.4f}' for x in losses)} "
           f"({'agree' if spread <= 0.01 * max(losses) else 'DIFFER'}: spread {spread:.4f})")
 
+
 def _tokenizer() -> Any:
     from transformers import AutoTokenizer
 
