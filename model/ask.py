@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 REPAIR_NOTE = "{question} (The query {sql} failed: {error}.)"
 REPAIR_NOTE_NO_SQL = "{question} (Answer with one SQLite query.)"
 RETRY_MARKER = "\n-- retrying: {error}\n"
-# The small model sometimes copies the note's " failed: <error>" after its new SQL.
-_ECHOED_NOTE = re.compile(r"\s+failed:\s")
+# The small model sometimes copies the note's " failed: <error>" after its new SQL. Quoted
+# strings and identifiers are matched first so that a " failed: " inside one is skipped.
+_ECHOED_NOTE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\s+failed:\s)")
 
 
 @dataclass
@@ -143,6 +144,6 @@ def repair_question(question: str, sql: str, error: str) -> str:
 def cut_echoed_note(sql: str) -> str:
     """The SQL before a copied " failed: ..." of the repair note (not one inside a string)."""
     for match in _ECHOED_NOTE.finditer(sql):
-        if sql.count("'", 0, match.start()) % 2 == 0:
-            return sql[: match.start()]
+        if match.group(1):
+            return sql[: match.start(1)]
     return sql
