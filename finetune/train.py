@@ -441,8 +441,9 @@ def train(
     from tqdm import tqdm
 
     # SIGTERM (kill, a batch scheduler, a background job that ignores SIGINT) saves like Ctrl+C.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    if on_main_thread:
+        previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
     bar = tqdm(total=total, initial=state.step, disable=not main, dynamic_ncols=True,
                unit="step", desc="finetune")
     started = time.perf_counter() - state.elapsed
@@ -500,6 +501,8 @@ def train(
         log(f"\ninterrupted at step {state.step}; saving (resume with --resume)")
     finally:
         bar.close()
+        if on_main_thread:  # the caller's handler again (tests and benches call train in-process)
+            signal.signal(signal.SIGTERM, previous_sigterm)
     state.elapsed = time.perf_counter() - started
     metrics: dict[str, Any] = {}
     if main:
