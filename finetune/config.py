@@ -22,6 +22,9 @@ class TrainConfig:
     lora_r: int = knob(16, "LoRA rank (all linear projections).")
     lora_alpha: int = knob(32, "LoRA alpha.")
     lora_dropout: float = knob(0.05, "LoRA dropout.")
+    init_adapter: str = knob(
+        "", "Start from this LoRA adapter (a directory) instead of a fresh one: continue training."
+    )
     gradient_checkpointing: bool = knob(True, "Recompute activations in backward (less memory).")
     # data
     data: str = knob(

@@ -137,6 +137,32 @@ def add_lora(model: nn.Module, cfg: TrainConfig) -> nn.Module:
     return get_peft_model(model, lora)
 
 
+def read_init_adapter(cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """The weights of --init-adapter, checked before anything is written (same rank, alpha)."""
+    from safetensors.torch import load_file
+
+    folder = Path(cfg.init_adapter)
+    config_file, weights_file = folder / "adapter_config.json", folder / "adapter_model.safetensors"
+    if not (config_file.is_file() and weights_file.is_file()):
+        raise ValueError(f"{folder}: not a PEFT adapter (adapter_config.json and "
+                         "adapter_model.safetensors expected)")
+    saved = json.loads(config_file.read_text())
+    if (saved.get("r"), saved.get("lora_alpha")) != (cfg.lora_r, cfg.lora_alpha):
+        raise ValueError(f"{folder}: rank {saved.get('r')} and alpha {saved.get('lora_alpha')}, "
+                         f"but --lora-r {cfg.lora_r} --lora-alpha {cfg.lora_alpha} were given")
+    return load_file(str(weights_file))
+
+
+def load_init_adapter(model: nn.Module, weights: dict[str, torch.Tensor], folder: str) -> None:
+    from peft import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(model, weights)
+    missing = [k for k in result.missing_keys if "lora_" in k]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"{folder}: does not fit this base ({len(missing)} LoRA weights missing,"
+                         f" {len(result.unexpected_keys)} unexpected)")
+
+
 def causal_lm(model: nn.Module) -> nn.Module:
     """The *ForCausalLM under a PeftModel (or the model itself)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -386,6 +412,7 @@ def train(
     log = say if main else (lambda _: None)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
+    init_weights = read_init_adapter(cfg) if cfg.init_adapter else None
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -407,6 +434,8 @@ def train(
     # model: LoRA on all linear projections; the loss module is what DDP wraps
     if not hasattr(model, "peft_config"):
         model = add_lora(model, cfg)
+        if init_weights is not None:  # a resumed checkpoint below overrides it, being later
+            load_init_adapter(model, init_weights, cfg.init_adapter)
     if cfg.quant == "none":
         model.to(device)
     model.train()

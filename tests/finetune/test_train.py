@@ -206,3 +206,36 @@ def test_qlora_gradients_match_a_dequantized_reference(tok: Any, tmp_path: Path)
         assert g.norm() > 0, k
         cos = torch.nn.functional.cosine_similarity(g, r, dim=0)
         assert cos > 0.99 and (g - r).norm() / r.norm() < 0.1, (k, cos)
+
+
+def test_init_adapter_continues_from_its_weights(
+    tok: Any, rows_file: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    first = train(config(rows_file, tmp_path / "first", max_steps=12), tiny_gemma(tok), tok,
+                  say=lambda _: None)
+    # lr 0: the continued run must write back exactly the weights it started from
+    kept = train(config(rows_file, tmp_path / "kept", max_steps=2, lr=0.0,
+                        init_adapter=str(tmp_path / "first")), tiny_gemma(tok), tok,
+                 say=lambda _: None)
+    a = load_file(str(tmp_path / "first" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "kept" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    fresh_start = first["history"][0]["loss"]
+    assert kept["history"][0]["loss"] < fresh_start - 0.2  # it starts where the first ended
+
+
+def test_init_adapter_of_another_rank_is_refused_before_writing(
+    tok: Any, rows_file: Path, tmp_path: Path
+) -> None:
+    train(config(rows_file, tmp_path / "first", max_steps=1), tiny_gemma(tok), tok,
+          say=lambda _: None)
+    out = tmp_path / "second"
+    with pytest.raises(ValueError, match="rank 4 and alpha 8, but --lora-r 8"):
+        train(config(rows_file, out, lora_r=8, init_adapter=str(tmp_path / "first")),
+              tiny_gemma(tok), tok, say=lambda _: None)
+    with pytest.raises(ValueError, match="not a PEFT adapter"):
+        train(config(rows_file, out, init_adapter=str(tmp_path)), tiny_gemma(tok), tok,
+              say=lambda _: None)
+    assert not out.exists()
