@@ -39,6 +39,8 @@ class Record:
     error: str | None
     seconds: float
     db: str = ""
+    corrected: bool = False  # misspelt names were put right by the schema check
+    repaired: bool = False  # from another candidate or a repair attempt
 
 
 @dataclass
@@ -58,6 +60,8 @@ class EvalReport:
             "n": self.n,
             "valid_sql_rate": sum(r.error is None for r in self.records) / n,
             "mean_seconds": sum(r.seconds for r in self.records) / n,
+            "corrected": sum(r.corrected for r in self.records),
+            "repaired": sum(r.repaired for r in self.records),
             "gold_failed": len(self.gold_failed),
             "model": self.model,
         }
@@ -172,6 +176,7 @@ def evaluate(
     limit: int = 0,
     model_name: str = "",
     on_record: Callable[[Record], None] | None = None,
+    beams: int = 0,
 ) -> EvalReport:
     """Ask the engine every question of DATA.jsonl through model.ask and score the SQL."""
     from model.ask import ask
@@ -184,7 +189,7 @@ def evaluate(
                 dbs[item.db] = Database.open(item.db)
             db = dbs[item.db]
             t0 = time.perf_counter()
-            answer = ask(engine, db, item.question)
+            answer = ask(engine, db, item.question, beams=beams)
             seconds = time.perf_counter() - t0
             pred = answer.sql or ""
             try:
@@ -194,7 +199,7 @@ def evaluate(
                     {"question": item.question, "gold": item.sql, "error": str(e)})
                 continue
             record = Record(item.question, item.sql, pred, correct, error, round(seconds, 3),
-                            str(item.db))
+                            str(item.db), bool(answer.corrected), answer.repaired)
             report.records.append(record)
             if on_record:
                 on_record(record)

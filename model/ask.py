@@ -1,9 +1,13 @@
 """One question to checked SQL: the pipeline the app, `gemma-sql ask` and `gemma-sql eval` share.
 
 schema -> context (pruned to what the question needs) -> prompt -> streamed answer ->
-extracted, pretty-printed, checked SQL; when SQLite cannot prepare it, the question is asked
-again with the error attached (at most `max_repairs` times). The SQL is never executed here:
-running it is the caller's choice (`model.db`).
+extracted, pretty-printed, checked SQL. When the check fails on names the schema spells
+differently (customer_id for CustomerId), those names are corrected, and the correction
+shown. When it still fails, the model's next most likely
+answers (beam search on the same prompt) are checked in turn and the first that passes is
+taken; when none does, the question is asked again with the error attached (at most
+`max_repairs` times). The SQL is never executed here: running it is the caller's choice
+(`model.db`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from model.prompt import build_prompt, context_for
-from model.sqlcheck import Problem, check, extract_sql, is_echo, pretty
+from model.sqlcheck import Problem, apply_suggestions, check, extract_sql, is_echo, pretty
 
 if TYPE_CHECKING:
     from model.db import Database
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
 REPAIR_NOTE = "{question} (The query {sql} failed: {error}.)"
 REPAIR_NOTE_NO_SQL = "{question} (Answer with one SQLite query.)"
 RETRY_MARKER = "\n-- retrying: {error}\n"
+CANDIDATES_MARKER = "\n-- {error}; checking {n} other answers\n"
 # The small model sometimes copies the note's " failed: <error>" after its new SQL. Quoted
 # strings and identifiers are matched first so that a " failed: " inside one is skipped.
 _ECHOED_NOTE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\s+failed:\s)")
@@ -40,7 +45,8 @@ class Answer:
     tables_sent: list[str] = field(default_factory=list)
     pruned: bool = False  # whether tables were left out of the context
     problems: list[Problem] = field(default_factory=list)
-    repaired: bool = False  # the SQL comes from a repair attempt
+    repaired: bool = False  # the SQL comes from a repair attempt or another candidate
+    corrected: list[str] = field(default_factory=list)  # names put right: "album → albums"
     attempts: int = 0
     seconds: float = 0.0
     cancelled: bool = False
@@ -67,6 +73,7 @@ class Answer:
                 for p in self.problems
             ],
             "repaired": self.repaired,
+            "corrected": self.corrected,
             "attempts": self.attempts,
             "seconds": round(self.seconds, 3),
             "cancelled": self.cancelled,
@@ -83,9 +90,11 @@ def ask(
     cancel: threading.Event | None = None,
     max_repairs: int = 1,
     max_new_tokens: int = 256,
+    beams: int = 0,
 ) -> Answer:
     """Write SQL for `question` about `db`. `on_chunk` sees the text as it streams (from a
-    worker thread in the app), including a `-- retrying: <error>` line before a repair."""
+    worker thread in the app), including a `-- ...` line before another candidate or a
+    repair. `beams` other answers are checked when the first fails (0: none)."""
     started = time.perf_counter()
     schema = db.schema()
     context = context_for(db.conn, schema, question)
@@ -123,7 +132,15 @@ def ask(
             break
         answer.sql = pretty(sql) if sql else ""
         answer.problems = check(answer.sql, schema, db.conn)
+        if any(p.fatal for p in answer.problems):
+            correct_names(answer, db)
         fatal = [p.message for p in answer.problems if p.fatal]
+        if fatal and attempt == 0 and beams and hasattr(engine, "beams"):
+            if on_chunk is not None:
+                on_chunk(CANDIDATES_MARKER.format(error="; ".join(fatal), n=beams))
+            if take_candidate(answer, engine.beams(build_prompt(question, context.text),
+                                                   n=beams, cancel=cancel), db, on_chunk):
+                break
         if not fatal or attempt == max_repairs:
             break
         error = "; ".join(fatal)
@@ -132,6 +149,42 @@ def ask(
         asked = repair_question(question, sql, error)
     answer.seconds = time.perf_counter() - started
     return answer
+
+
+def correct_names(answer: Answer, db: Database) -> None:
+    """Put the schema's spelling in for near-miss names, when that makes the SQL pass.
+
+    A few rounds: a corrected table name lets the check see its columns' misspellings."""
+    sql, problems, corrected = answer.sql, answer.problems, []
+    for _ in range(3):
+        sql, changes = apply_suggestions(sql, problems)
+        if not changes:
+            return
+        corrected += changes
+        problems = check(sql, db.schema(), db.conn)
+        if not any(p.fatal for p in problems):
+            answer.sql, answer.problems, answer.corrected = sql, problems, corrected
+            return
+
+
+def take_candidate(
+    answer: Answer, texts: list[str], db: Database, on_chunk: Callable[[str], None] | None
+) -> bool:
+    """Take the first candidate whose SQL passes the check and differs from the failed one."""
+    schema = db.schema()
+    for text in texts:
+        sql = extract_sql(text)
+        sql = pretty(sql) if sql else ""
+        if not sql or sql == answer.sql:
+            continue
+        problems = check(sql, schema, db.conn)
+        if not any(p.fatal for p in problems):
+            answer.raw, answer.sql, answer.problems = text, sql, problems
+            answer.repaired = True
+            if on_chunk is not None:
+                on_chunk(text)
+            return True
+    return False
 
 
 def repair_question(question: str, sql: str, error: str) -> str:

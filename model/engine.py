@@ -649,6 +649,70 @@ class Engine:
                 if passes > 1 and decoding > 0:  # one token per forward pass after the prompt's
                     stats.tokens_per_s = (passes - 1) / decoding
 
+    def beams(
+        self,
+        prompt: str,
+        n: int = 4,
+        cancel: threading.Event | None = None,
+        max_new_tokens: int = 192,
+    ) -> list[str]:
+        """The `n` most likely answers by beam search, best first (score: mean log-prob).
+
+        Written out rather than `generate(num_beams=n)`, which repeats the prompt n times
+        before reading it; here the prompt is read once and its KV cache repeated n times.
+        """
+        import torch
+
+        with self._lock:
+            ids = self.encode(prompt)
+            inputs = torch.tensor([ids], device=self.device)
+            with torch.inference_mode(), _cpu_kernels(self.device, prefill=True):
+                out = self.model(input_ids=inputs, use_cache=True,
+                                 logits_to_keep=_last_position(inputs))
+            cache = out.past_key_values
+            logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+            stop = torch.tensor(sorted(self.stop_ids), dtype=torch.long, device=self.device)
+            logp[:, stop] = -torch.inf  # an empty answer is no answer
+            scores, first = logp[0].topk(n)
+            cache.batch_repeat_interleave(n)
+            alive = [[int(t)] for t in first]
+            finished: list[tuple[float, list[int]]] = []
+            for length in range(2, max_new_tokens + 1):
+                if cancel is not None and cancel.is_set():
+                    break
+                step = torch.tensor([[a[-1]] for a in alive], device=self.device)
+                with torch.inference_mode(), _cpu_kernels(self.device, prefill=False):
+                    out = self.model(input_ids=step, past_key_values=cache, use_cache=True,
+                                     logits_to_keep=1)
+                cache = out.past_key_values
+                total = scores[:, None] + torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+                top_scores, top = total.view(-1).topk(2 * n)
+                rows, next_scores, next_alive = [], [], []
+                for rank, (score, flat) in enumerate(zip(top_scores.tolist(), top.tolist(),
+                                                         strict=True)):
+                    row, token = divmod(flat, total.shape[1])
+                    if token in self.stop_ids:
+                        if rank < n:  # an ending counts only among the n best (HF's rule)
+                            finished.append((score / length, alive[row]))
+                    elif len(next_alive) < n:
+                        rows.append(row)
+                        next_scores.append(score)
+                        next_alive.append([*alive[row], token])
+                finished.sort(key=lambda f: -f[0])
+                # done when no live beam, even ending now, would enter the best n (HF's rule)
+                if len(finished) >= n and max(next_scores) / length <= finished[n - 1][0]:
+                    break
+                cache.reorder_cache(torch.tensor(rows, device=self.device))
+                alive, scores = next_alive, torch.tensor(next_scores, device=self.device)
+            if len(finished) < n:  # out of tokens: the best unfinished beams, cut off
+                finished += [(float(s) / len(a), a) for s, a in zip(scores, alive, strict=True)]
+                finished.sort(key=lambda f: -f[0])
+            return [
+                self.tokenizer.decode(tokens, skip_special_tokens=False,
+                                      clean_up_tokenization_spaces=False)
+                for _, tokens in finished[:n]
+            ]
+
     def generate(
         self,
         prompt: str,

@@ -57,6 +57,7 @@ class Problem:
     start: int | None = None
     end: int | None = None
     name: str = ""  # the table or column at fault, as written ("c.Foo", "foo")
+    suggestion: str = ""  # the schema's name it most likely means ("CustomerId")
 
     def __str__(self) -> str:
         return self.message
@@ -240,14 +241,31 @@ def _span(node: exp.Expression) -> tuple[int | None, int | None]:
 
 
 def _suggest(name: str, candidates: Iterable[str]) -> str:
-    """ " (did you mean X?)" for a near miss: customer_id -> CustomerId."""
+    """The candidate a near miss means (customer_id -> CustomerId), or ""."""
 
     def norm(s: str) -> str:
         return s.lower().replace("_", "")
 
     by_norm = {norm(c): c for c in candidates}
     close = difflib.get_close_matches(norm(name), list(by_norm), n=1, cutoff=0.75)
-    return f" (did you mean {by_norm[close[0]]}?)" if close else ""
+    return by_norm[close[0]] if close else ""
+
+
+def _hint(suggestion: str) -> str:
+    return f" (did you mean {suggestion}?)" if suggestion else ""
+
+
+def apply_suggestions(sql: str, problems: list[Problem]) -> tuple[str, list[str]]:
+    """`sql` with every misspelt name that has a suggestion replaced by it, and what changed
+    ("customer_id → CustomerId"). Offsets are into `sql`, so the edits go back to front."""
+    fixable = [p for p in problems
+               if p.suggestion and p.start is not None and p.end is not None
+               and sql[p.start:p.end].strip('"[]`') == p.name.rsplit(".", 1)[-1]]
+    fixable.sort(key=lambda p: p.start or 0)
+    for p in reversed(fixable):
+        sql = sql[: p.start] + exp.to_identifier(p.suggestion).sql(DIALECT) + sql[p.end :]
+    changes = [f"{p.name.rsplit('.', 1)[-1]} → {p.suggestion}" for p in fixable]
+    return sql, list(dict.fromkeys(changes))
 
 
 def _table_columns(schema: Schema, name: str) -> list[str] | None:
@@ -271,8 +289,9 @@ def _check_names(tree: exp.Expression, schema: Schema) -> list[Problem]:
         if name.lower() in ctes or _table_columns(schema, name) is not None:
             continue
         start, end = _span(table.this)
-        hint = _suggest(name, schema.names)
-        problems.append(Problem(f"unknown table {name}{hint}", "table", True, start, end, name))
+        guess = _suggest(name, schema.names)
+        problems.append(Problem(f"unknown table {name}{_hint(guess)}", "table", True, start, end,
+                                name, guess))
     problems.extend(_check_columns(tree, schema))
     return problems
 
@@ -336,10 +355,9 @@ def _check_column(
                 columns = _source_columns(source, schema)
                 if columns is None or lowered in {c.lower() for c in columns}:
                     return None
-                hint = _suggest(name, columns)
-                return Problem(
-                    f"unknown column {qualifier}.{name}{hint}", "column", True, start, end, name
-                )
+                guess = _suggest(name, columns)
+                return Problem(f"unknown column {qualifier}.{name}{_hint(guess)}", "column",
+                               True, start, end, name, guess)
         q_start, q_end = _span(column.args["table"])
         return Problem(
             f"unknown table or alias {qualifier} (in {qualifier}.{name})",
@@ -368,5 +386,6 @@ def _check_column(
             end,
             name,
         )
-    hint = _suggest(name, candidates)
-    return Problem(f"unknown column {name}{hint}", "column", True, start, end, name)
+    guess = _suggest(name, candidates)
+    return Problem(f"unknown column {name}{_hint(guess)}", "column", True, start, end, name,
+                   guess)

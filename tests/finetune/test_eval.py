@@ -91,6 +91,8 @@ def test_failing_pred_is_invalid_and_failing_gold_raises(db: Database) -> None:
 @dataclass
 class FakeAnswer:
     sql: str
+    corrected: tuple[str, ...] = ()
+    repaired: bool = False
 
 
 def test_evaluate_excludes_failing_golds_and_reports(

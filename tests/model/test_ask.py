@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from model.ask import RETRY_MARKER, ask
+from model.ask import CANDIDATES_MARKER, RETRY_MARKER, ask
 from model.db import Database
 from model.engine import GenerationStats
 
@@ -43,6 +43,20 @@ class ScriptedEngine:
             yield text[i : i + 4]
 
 
+class ScriptedBeamEngine(ScriptedEngine):
+    """A scripted engine whose beam search returns the given candidates."""
+
+    def __init__(self, candidates: list[str], *answers: str) -> None:
+        super().__init__(*answers)
+        self.candidates = candidates
+        self.beam_prompts: list[str] = []
+
+    def beams(self, prompt: str, n: int = 4, cancel: threading.Event | None = None,
+              max_new_tokens: int = 192) -> list[str]:
+        self.beam_prompts.append(prompt)
+        return self.candidates[:n]
+
+
 @pytest.fixture
 def db(chinook: Path) -> Iterator[Database]:
     database = Database.open(chinook)
@@ -65,16 +79,55 @@ def test_good_answer_is_pretty_and_checked(db: Database) -> None:
 
 def test_failed_sql_is_repaired_once_with_the_error(db: Database) -> None:
     engine = ScriptedEngine(
-        " SELECT customer_id FROM customers",
+        " SELECT Age FROM customers",
         " SELECT CustomerId FROM customers",
     )
     chunks: list[str] = []
     answer = ask(engine, db, "Customer ids?", on_chunk=chunks.append)
     assert answer.attempts == 2 and answer.repaired and answer.ok
     assert answer.sql == "SELECT\n  CustomerId\nFROM customers"
-    error = "unknown column customer_id (did you mean CustomerId?)"
+    error = "unknown column Age"
     assert RETRY_MARKER.format(error=error) in "".join(chunks)
-    assert error in engine.prompts[1] and "SELECT customer_id FROM customers" in engine.prompts[1]
+    assert error in engine.prompts[1] and "SELECT Age FROM customers" in engine.prompts[1]
+
+
+def test_misspelt_names_are_corrected_without_asking_again(db: Database) -> None:
+    engine = ScriptedBeamEngine([], " SELECT c.customer_id FROM customer AS c")
+    answer = ask(engine, db, "Customer ids?", beams=4)
+    assert answer.sql == "SELECT\n  c.CustomerId\nFROM customers AS c" and answer.ok
+    assert answer.corrected == ["customer → customers", "customer_id → CustomerId"]
+    assert len(engine.prompts) == 1 and engine.beam_prompts == []
+    assert answer.to_dict()["corrected"] == answer.corrected
+
+
+def test_a_failed_answer_takes_the_first_candidate_that_passes(db: Database) -> None:
+    engine = ScriptedBeamEngine(
+        [" SELECT Age FROM customers",  # the failed answer again: skipped
+         " SELECT Id FROM customers",  # fails the check too
+         " SELECT CustomerId FROM customers",
+         " SELECT FirstName FROM customers"],
+        " SELECT Age FROM customers",
+    )
+    chunks: list[str] = []
+    answer = ask(engine, db, "Customer ids?", on_chunk=chunks.append, beams=4)
+    assert answer.sql == "SELECT\n  CustomerId\nFROM customers" and answer.ok and answer.repaired
+    assert len(engine.prompts) == 1 and engine.beam_prompts == engine.prompts  # same prompt
+    error = "unknown column Age"
+    assert "".join(chunks).endswith(
+        CANDIDATES_MARKER.format(error=error, n=4) + " SELECT CustomerId FROM customers")
+
+
+def test_when_no_candidate_passes_the_question_is_repaired(db: Database) -> None:
+    engine = ScriptedBeamEngine(
+        [" SELECT nope FROM customers", "no SQL here"],
+        " SELECT Age FROM customers",
+        " SELECT CustomerId FROM customers",
+    )
+    answer = ask(engine, db, "Customer ids?", beams=4)
+    assert answer.attempts == 2 and answer.ok and len(engine.beam_prompts) == 1
+    assert "failed: unknown column Age" in engine.prompts[1]
+    assert ask(ScriptedBeamEngine([" SELECT Title FROM albums"], " SELECT nope FROM albums"),
+               db, "?", beams=0, max_repairs=0).error == "unknown column nope"
 
 
 def test_a_copied_repair_note_is_cut_from_the_repair(db: Database) -> None:

@@ -155,6 +155,25 @@ def test_stream_equals_greedy_generate(kind: str, tok: Any) -> None:
     assert stats.first_token_s > 0 and stats.tokens_per_s > 0
 
 
+@pytest.mark.parametrize("stops", [False, True])
+def test_beams_equal_hf_beam_search(tok: Any, stops: bool) -> None:
+    """The prompt read once and its cache repeated gives HF's beams (it reads it n times)."""
+    engine = Engine("tiny", tiny_model(tok), tok, device="cpu")
+    engine.stop_ids = set()  # random weights: without stop ids every beam runs the full length
+    ids = torch.tensor([engine.encode(PROMPT)])
+    if stops:  # a token the greedy answer reaches at step 3: some beams end early
+        engine.stop_ids = {new_ids(engine, n=3)[2]}
+    out = engine.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8,
+                                do_sample=False, num_beams=3, num_return_sequences=3,
+                                early_stopping=False, length_penalty=1.0,
+                                eos_token_id=sorted(engine.stop_ids) or None)
+    reference = [tok.decode([t for t in row[ids.shape[1]:].tolist()
+                             if t not in engine.stop_ids and t != tok.pad_token_id],
+                            clean_up_tokenization_spaces=False) for row in out]
+    assert len(set(reference)) == 3
+    assert engine.beams(PROMPT, n=3, max_new_tokens=8) == reference
+
+
 def test_stream_stops_at_a_stop_id(engine: Engine) -> None:
     engine.stop_ids = set()
     ids = new_ids(engine, n=12)

@@ -10,7 +10,7 @@ import pytest
 
 from model.db import Database
 from model.prompt import PROMPT
-from model.sqlcheck import Problem, check, extract_sql, pretty
+from model.sqlcheck import Problem, apply_suggestions, check, extract_sql, pretty
 
 
 @pytest.fixture
@@ -109,6 +109,18 @@ def test_unknown_column_is_flagged_with_a_suggestion(db: Database) -> None:
     assert problem.message == "unknown column customer_id (did you mean CustomerId?)"
     assert problem.fatal and problem.kind == "column"
     assert sql[problem.start : problem.end] == "customer_id"
+
+
+def test_suggestions_are_applied_where_each_name_was_written(db: Database) -> None:
+    sql = ("SELECT T1.employee_id, count(*) FROM employees AS T1 JOIN customer AS T2 "
+           "ON T1.employee_id = T2.SupportRepId GROUP BY T1.employee_id")
+    fixed, changes = apply_suggestions(sql, problems(db, sql))
+    assert fixed == ("SELECT T1.EmployeeId, count(*) FROM employees AS T1 JOIN customers AS T2 "
+                     "ON T1.EmployeeId = T2.SupportRepId GROUP BY T1.EmployeeId")
+    assert changes == ["employee_id → EmployeeId", "customer → customers"]
+    assert problems(db, fixed) == []
+    unfixable = "SELECT c.Foo FROM customers AS c"
+    assert apply_suggestions(unfixable, problems(db, unfixable)) == (unfixable, [])
 
 
 def test_unknown_qualified_column_and_alias(db: Database) -> None:

@@ -178,3 +178,13 @@ async def test_real_ask_pipeline_with_an_engine_like_object(chinook, make_app):
         await pilot.pause()
         cell = app.query_one("#results").get_cell_at((0, 0))
         assert cell == "For Those About To Rock We Salute You"
+
+
+async def test_corrected_names_are_shown_under_the_editor(chinook, make_app):
+    engine = FakeEngine([" SELECT Title FROM album WHERE album_id = 1 <end_of_turn>"])
+    app = make_app(chinook, engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await ask(app, pilot, "What is the title of album 1?")
+        assert "FROM albums" in app.query_one(SqlEditor).text
+        notes = str(app.query_one("#sql-notes").render())
+        assert "names corrected: album → albums, album_id → AlbumId" in notes

@@ -20,6 +20,9 @@ class SqlNotes(Static):
             text.append(" (the schema was cut to these tables)", style="dim")
         if getattr(answer, "repaired", False):
             text.append(" · repaired after a failed first try", style="dim")
+        corrected = getattr(answer, "corrected", [])
+        if corrected:
+            text.append(" · names corrected: " + ", ".join(corrected), style="dim")
         problems = list(getattr(answer, "problems", []) or [])
         for problem in problems:
             fatal = getattr(problem, "fatal", True)
