@@ -17,11 +17,16 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.optimizer.scope import Scope, traverse_scope
+from sqlglot.tokens import TokenType
 
 from model.schema import Schema
 from model.statements import split
 
 DIALECT = "sqlite"
+# sqlglot 30's parser backtracks exponentially over JOINs without ON or USING: each one doubles
+# the time (12 take 0.1 s, 30 would take days), and a degenerate answer repeats "JOIN t AS Tn"
+# up to its token limit. Longer runs are not handed to sqlglot; SQLite's EXPLAIN still checks.
+MAX_BARE_JOINS = 8
 
 # Markers that end an answer (the model's turn is over) or show it repeating its prompt.
 _TURN_MARKERS = ("<end_of_turn>", "<start_of_turn>", "<eos>")
@@ -104,9 +109,32 @@ def extract_sql(text: str) -> str:
     return first
 
 
+def parse(sql: str) -> list[exp.Expression | None]:
+    """sqlglot.parse, refusing (ParseError) the input it would take minutes over."""
+    if _bare_join_run(sql) > MAX_BARE_JOINS:
+        raise ParseError(f"more than {MAX_BARE_JOINS} JOINs in a row without ON")
+    return sqlglot.parse(sql, read=DIALECT)
+
+
+def _bare_join_run(sql: str) -> int:
+    """The longest run of JOIN keywords with no ON or USING between them."""
+    try:
+        tokens = sqlglot.tokenize(sql, read=DIALECT)
+    except TokenError:
+        return 0
+    run = longest = 0
+    for token in tokens:
+        if token.token_type == TokenType.JOIN:
+            run += 1
+            longest = max(longest, run)
+        elif token.token_type in (TokenType.ON, TokenType.USING):
+            run = 0
+    return longest
+
+
 def _parses(sql: str) -> bool:
     try:
-        return bool(sqlglot.parse(sql, read=DIALECT))
+        return bool(parse(sql))
     except (ParseError, TokenError):
         return False
 
@@ -132,7 +160,7 @@ def pretty(sql: str) -> str:
     if not sql.strip():
         return sql
     try:
-        out = sqlglot.transpile(sql, read=DIALECT, write=DIALECT, pretty=True)
+        out = [t.sql(dialect=DIALECT, pretty=True) for t in parse(sql) if t is not None]
     except (ParseError, TokenError):
         return sql
     return ";\n\n".join(s for s in out if s) or sql
@@ -150,7 +178,7 @@ def check(sql: str, schema: Schema, conn: sqlite3.Connection | None = None) -> l
     if not sql.strip():
         return [Problem("no SQL in the answer", "parse")]
     try:
-        trees = [t for t in sqlglot.parse(sql, read=DIALECT) if t is not None]
+        trees = [t for t in parse(sql) if t is not None]
     except (ParseError, TokenError) as e:
         problem = _parse_problem(sql, e)
         if conn is None:

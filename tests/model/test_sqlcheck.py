@@ -123,6 +123,18 @@ def test_suggestions_are_applied_where_each_name_was_written(db: Database) -> No
     assert apply_suggestions(unfixable, problems(db, unfixable)) == (unfixable, [])
 
 
+def test_a_degenerate_run_of_joins_is_left_to_sqlite(db: Database) -> None:
+    """sqlglot would take hours over 40 JOINs without ON (exponential backtracking)."""
+    joins = " ".join(f"JOIN artists AS T{i}" for i in range(2, 42))
+    answer = f" SELECT T1.Name FROM artists AS T1 {joins} <end_of_turn>"
+    sql = extract_sql(answer)
+    assert sql.startswith("SELECT T1.Name") and sql.endswith("T41")
+    assert pretty(sql) == sql
+    [problem] = check(sql, db.schema())
+    assert problem.message == "syntax error: more than 8 JOINs in a row without ON"
+    assert check(sql, db.schema(), db.conn) == []  # SQLite prepares it: a (huge) cross join
+
+
 def test_unknown_qualified_column_and_alias(db: Database) -> None:
     [problem] = problems(db, "SELECT c.Foo FROM customers AS c")
     assert problem.message == "unknown column c.Foo"
