@@ -2,12 +2,11 @@
 
 schema -> context (pruned to what the question needs) -> prompt -> streamed answer ->
 extracted, pretty-printed, checked SQL. When the check fails on names the schema spells
-differently (customer_id for CustomerId), those names are corrected, and the correction
-shown. When it still fails, the model's next most likely
-answers (beam search on the same prompt) are checked in turn and the first that passes is
-taken; when none does, the question is asked again with the error attached (at most
-`max_repairs` times). The SQL is never executed here: running it is the caller's choice
-(`model.db`).
+differently (customer_id for CustomerId), those names are corrected, and the correction shown.
+When it still fails: with `beams`, the model's next most likely answers (beam search on the
+same prompt) are checked and the first that passes is taken; failing that, the question is
+asked again with the error attached (at most `max_repairs` times). The SQL is never executed
+here: running it is the caller's choice (`model.db`).
 """
 
 from __future__ import annotations
