@@ -176,7 +176,7 @@ def evaluate(
     limit: int = 0,
     model_name: str = "",
     on_record: Callable[[Record], None] | None = None,
-    beams: int = 0,
+    beams: int = 4,
 ) -> EvalReport:
     """Ask the engine every question of DATA.jsonl through model.ask and score the SQL."""
     from model.ask import ask

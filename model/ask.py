@@ -3,7 +3,7 @@
 schema -> context (pruned to what the question needs) -> prompt -> streamed answer ->
 extracted, pretty-printed, checked SQL. When the check fails on names the schema spells
 differently (customer_id for CustomerId), those names are corrected, and the correction shown.
-When it still fails: with `beams`, the model's next most likely answers (beam search on the
+When it still fails, the model's `beams` next most likely answers (beam search on the
 same prompt) are checked and the first that passes is taken; failing that, the question is
 asked again with the error attached (at most `max_repairs` times). The SQL is never executed
 here: running it is the caller's choice (`model.db`).
@@ -89,7 +89,7 @@ def ask(
     cancel: threading.Event | None = None,
     max_repairs: int = 1,
     max_new_tokens: int = 256,
-    beams: int = 0,
+    beams: int = 4,
 ) -> Answer:
     """Write SQL for `question` about `db`. `on_chunk` sees the text as it streams (from a
     worker thread in the app), including a `-- ...` line before another candidate or a

@@ -172,7 +172,7 @@ def eval_cmd(
     device: DeviceOpt = None,
     limit: Annotated[int, typer.Option("--limit", help="Only the first N questions.")] = 0,
     beams: Annotated[int, typer.Option(
-        "--beams", help="When an answer fails the check, try the N next most likely.")] = 0,
+        "--beams", help="When an answer fails the check, try the N next most likely.")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Execution accuracy of a model on DATA (through the same pipeline as the app)."""

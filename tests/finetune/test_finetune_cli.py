@@ -94,6 +94,8 @@ def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
     @dataclass
     class Answer:
         sql: str
+        corrected: tuple[str, ...] = ()
+        repaired: bool = False
 
     fake_ask = types.ModuleType("model.ask")
     fake_ask.ask = lambda engine, db, question, **kw: Answer(  # type: ignore[attr-defined]
