@@ -129,8 +129,7 @@ def ask(
             answer.cancelled = True
             answer.sql, answer.problems = sql, []  # partial: not worth checking
             break
-        answer.sql = pretty(sql) if sql else ""
-        answer.problems = check(answer.sql, schema, db.conn)
+        answer.sql, answer.problems = pretty_and_checked(sql, db)
         if any(p.fatal for p in answer.problems):
             correct_names(answer, db)
         fatal = [p.message for p in answer.problems if p.fatal]
@@ -148,6 +147,11 @@ def ask(
         asked = repair_question(question, sql, error)
     answer.seconds = time.perf_counter() - started
     return answer
+
+
+def pretty_and_checked(sql: str, db: Database) -> tuple[str, list[Problem]]:
+    sql = pretty(sql) if sql else ""
+    return sql, check(sql, db.schema(), db.conn)
 
 
 def correct_names(answer: Answer, db: Database) -> None:
@@ -170,14 +174,9 @@ def take_candidate(
     answer: Answer, texts: list[str], db: Database, on_chunk: Callable[[str], None] | None
 ) -> bool:
     """Take the first candidate whose SQL passes the check and differs from the failed one."""
-    schema = db.schema()
     for text in texts:
-        sql = extract_sql(text)
-        sql = pretty(sql) if sql else ""
-        if not sql or sql == answer.sql:
-            continue
-        problems = check(sql, schema, db.conn)
-        if not any(p.fatal for p in problems):
+        sql, problems = pretty_and_checked(extract_sql(text), db)
+        if sql and sql != answer.sql and not any(p.fatal for p in problems):
             answer.raw, answer.sql, answer.problems = text, sql, problems
             answer.repaired = True
             if on_chunk is not None:

@@ -288,11 +288,11 @@ def apply_suggestions(sql: str, problems: list[Problem]) -> tuple[str, list[str]
     ("customer_id → CustomerId"). Offsets are into `sql`, so the edits go back to front."""
     fixable = [p for p in problems
                if p.suggestion and p.start is not None and p.end is not None
-               and sql[p.start:p.end].strip('"[]`') == p.name.rsplit(".", 1)[-1]]
+               and sql[p.start:p.end].strip('"[]`') == p.name]
     fixable.sort(key=lambda p: p.start or 0)
     for p in reversed(fixable):
         sql = sql[: p.start] + exp.to_identifier(p.suggestion).sql(DIALECT) + sql[p.end :]
-    changes = [f"{p.name.rsplit('.', 1)[-1]} → {p.suggestion}" for p in fixable]
+    changes = [f"{p.name} → {p.suggestion}" for p in fixable]
     return sql, list(dict.fromkeys(changes))
 
 
