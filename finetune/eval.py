@@ -4,12 +4,14 @@ Each line of DATA.jsonl holds `question`, `sql` (the gold query) and either `db`
 relative paths resolve against the JSONL file's folder) or `db_id` (DIR/<db_id>/<db_id>.sqlite).
 The model answers through `model.ask.ask`, the pipeline the app and `gemma-sql ask` use. A
 prediction is correct when its result equals the gold result as a multiset of rows (as a list
-where the gold query has a top-level ORDER BY). A gold query that fails is reported and left
-out, not counted wrong.
+where the gold query has a top-level ORDER BY), its columns taken in any order, as Spider's
+test-suite evaluation does (`SELECT avg(x), kind` answers `SELECT kind, avg(x)`). A gold query
+that fails is reported and left out, not counted wrong.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -24,6 +26,7 @@ from model.db import Database, DatabaseError
 MAX_ROWS = 100_000  # a prediction returning more than this is not compared (nor held)
 TIMEOUT_S = 10.0  # a runaway prediction (an accidental cross join) is interrupted
 FLOAT_DIGITS = 6
+MAX_PERMUTATIONS = 1_000  # column orders tried (many all-NULL columns could mean millions)
 
 
 class GoldError(Exception):
@@ -130,9 +133,45 @@ def compare(db: Database, gold_sql: str, pred_sql: str) -> tuple[bool, str | Non
         pred = run_sql(db, pred_sql)
     except DatabaseError as e:
         return False, str(e)
-    if has_order_by(gold_sql):
-        return pred == gold, None
-    return Counter(pred) == Counter(gold), None
+    return same_result(gold, pred, ordered=has_order_by(gold_sql)), None
+
+
+def same_result(gold: list[tuple[Any, ...]], pred: list[tuple[Any, ...]], ordered: bool) -> bool:
+    """Equal rows (in order when `ordered`) under some order of the prediction's columns.
+
+    Written here because the reference (test-suite-sql-eval's `result_eq`) is not a package.
+    Only orders that pair columns holding the same values are tried, at most MAX_PERMUTATIONS."""
+    if len(gold) != len(pred):
+        return False
+    if not gold:
+        return True
+    width = len(gold[0])
+    if len(pred[0]) != width:
+        return False
+    gold_columns = [Counter(row[i] for row in gold) for i in range(width)]
+    pred_columns = [Counter(row[j] for row in pred) for j in range(width)]
+    choices = [[j for j in range(width) if pred_columns[j] == gold_columns[i]]
+               for i in range(width)]
+    # Equal columns form groups; a group needs as many prediction columns as gold ones. Then
+    # every partial order extends to a full one, and the search below never backtracks.
+    if any(len(choices[i]) != gold_columns.count(gold_columns[i]) for i in range(width)):
+        return False
+    want = gold if ordered else Counter(gold)
+    for order in itertools.islice(_orders(choices, ()), MAX_PERMUTATIONS):
+        rows = [tuple(row[j] for j in order) for row in pred]
+        if (rows if ordered else Counter(rows)) == want:
+            return True
+    return False
+
+
+def _orders(choices: list[list[int]], taken: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+    """Each way to pick one column per choice list, no column twice."""
+    if len(taken) == len(choices):
+        yield taken
+        return
+    for j in choices[len(taken)]:
+        if j not in taken:
+            yield from _orders(choices, (*taken, j))
 
 
 # --- the run -------------------------------------------------------------------------------

@@ -129,9 +129,7 @@ def ask(
             answer.cancelled = True
             answer.sql, answer.problems = sql, []  # partial: not worth checking
             break
-        answer.sql, answer.problems = pretty_and_checked(sql, db)
-        if any(p.fatal for p in answer.problems):
-            correct_names(answer, db)
+        answer.sql, answer.problems, answer.corrected = checked(sql, db)
         fatal = [p.message for p in answer.problems if p.fatal]
         if fatal and attempt == 0 and beams and hasattr(engine, "beams"):
             if on_chunk is not None:
@@ -149,36 +147,44 @@ def ask(
     return answer
 
 
-def pretty_and_checked(sql: str, db: Database) -> tuple[str, list[Problem]]:
-    sql = pretty(sql) if sql else ""
-    return sql, check(sql, db.schema(), db.conn)
-
-
-def correct_names(answer: Answer, db: Database) -> None:
-    """Put the schema's spelling in for near-miss names, when that makes the SQL pass.
+def correct_names(
+    sql: str, problems: list[Problem], db: Database
+) -> tuple[str, list[Problem], list[str]]:
+    """(sql, problems, corrections) with the schema's spelling put in for near-miss names, when
+    that makes the SQL pass; unchanged (no corrections) when it does not.
 
     A few rounds: a corrected table name lets the check see its columns' misspellings."""
-    sql, problems, corrected = answer.sql, answer.problems, []
+    fixed, fixed_problems, corrected = sql, problems, []
     for _ in range(3):
-        sql, changes = apply_suggestions(sql, problems)
+        fixed, changes = apply_suggestions(fixed, fixed_problems)
         if not changes:
-            return
+            break
         corrected += changes
-        problems = check(sql, db.schema(), db.conn)
-        if not any(p.fatal for p in problems):
-            answer.sql, answer.problems, answer.corrected = sql, problems, corrected
-            return
+        fixed_problems = check(fixed, db.schema(), db.conn)
+        if not any(p.fatal for p in fixed_problems):
+            return fixed, fixed_problems, corrected
+    return sql, problems, []
+
+
+def checked(sql: str, db: Database) -> tuple[str, list[Problem], list[str]]:
+    """(sql, problems, corrections): pretty-printed, checked, near-miss names corrected."""
+    sql = pretty(sql) if sql else ""
+    problems = check(sql, db.schema(), db.conn)
+    if any(p.fatal for p in problems):
+        return correct_names(sql, problems, db)
+    return sql, problems, []
 
 
 def take_candidate(
     answer: Answer, texts: list[str], db: Database, on_chunk: Callable[[str], None] | None
 ) -> bool:
-    """Take the first candidate whose SQL passes the check and differs from the failed one."""
+    """Take the first candidate whose SQL passes the check (near-miss names corrected) and
+    differs from the failed one."""
     for text in texts:
-        sql, problems = pretty_and_checked(extract_sql(text), db)
+        sql, problems, corrected = checked(extract_sql(text), db)
         if sql and sql != answer.sql and not any(p.fatal for p in problems):
             answer.raw, answer.sql, answer.problems = text, sql, problems
-            answer.repaired = True
+            answer.corrected, answer.repaired = corrected, True
             if on_chunk is not None:
                 on_chunk(text)
             return True

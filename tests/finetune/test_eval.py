@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from finetune.eval import GoldError, compare, evaluate, has_order_by
+from finetune.eval import GoldError, compare, evaluate, has_order_by, same_result
 from model.db import Database
 
 
@@ -141,3 +141,28 @@ def test_db_id_resolves_against_db_root(tmp_path: Path, db_file: Path) -> None:
     assert item.db == root / "shop" / "shop.sqlite"
     with pytest.raises(ValueError, match="--db-root"):
         list(read_items(data, None))
+
+
+def test_columns_may_come_in_any_order(db: Database) -> None:
+    # Spider's test-suite evaluation: the same result with its columns in another order is right
+    gold = "SELECT kind, avg(price) FROM item GROUP BY kind"
+    assert compare(db, gold, "SELECT avg(price), kind FROM item GROUP BY kind") == (True, None)
+    assert compare(db, "SELECT id, name FROM item ORDER BY id",
+                   "SELECT name, id FROM item ORDER BY id") == (True, None)
+    # ...but each column must still be the gold's: same values, not merely the same count
+    assert compare(db, gold, "SELECT sum(price), kind FROM item GROUP BY kind") == (False, None)
+    assert compare(db, "SELECT id, name FROM item", "SELECT id, kind FROM item") == (False, None)
+    assert compare(db, "SELECT id, name FROM item", "SELECT id FROM item") == (False, None)
+    # rows must stay whole: columns that match one by one but pair differently are wrong
+    assert compare(db, "SELECT id, id + 1 FROM item",
+                   "SELECT id, (id % 5) + 2 FROM item") == (False, None)
+
+
+def test_many_identical_columns_do_not_blow_up() -> None:
+    width = 40
+    gold = [tuple([None] * width)] * 3
+    assert same_result(gold, list(gold), ordered=True)
+    pred = [tuple([None] * (width - 1) + [1])] * 3
+    assert not same_result(gold, pred, ordered=False)
+    shifted = [tuple(range(width))] * 2
+    assert same_result(shifted, [tuple(reversed(range(width)))] * 2, ordered=False)

@@ -117,6 +117,17 @@ def test_a_failed_answer_takes_the_first_candidate_that_passes(db: Database) -> 
         CANDIDATES_MARKER.format(error=error, n=4) + " SELECT CustomerId FROM customers")
 
 
+def test_a_candidate_with_misspelt_names_is_corrected_and_taken(db: Database) -> None:
+    engine = ScriptedBeamEngine(
+        [" SELECT nope FROM customers", " SELECT first_name FROM customer"],
+        " SELECT Age FROM customers",
+    )
+    answer = ask(engine, db, "First names?", beams=4)
+    assert answer.sql == "SELECT\n  FirstName\nFROM customers" and answer.ok and answer.repaired
+    assert answer.corrected == ["customer → customers", "first_name → FirstName"]
+    assert answer.attempts == 1
+
+
 def test_when_no_candidate_passes_the_question_is_repaired(db: Database) -> None:
     engine = ScriptedBeamEngine(
         [" SELECT nope FROM customers", "no SQL here"],
