@@ -2,7 +2,8 @@
 
 `check` never runs the SQL: it parses it with sqlglot, resolves every table and column
 against the live schema, and asks SQLite to prepare it (`EXPLAIN`), which fails on exactly
-what running it would fail on, without reading a row.
+what running it would fail on, without reading a row. Then it looks for comparisons that can
+never be true: a column of numbers against text (`GenreId = 'Rock'`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.tokens import TokenType
 
-from model.schema import Schema
+from model.schema import Column, Schema, Table, quote
 from model.statements import split
 
 DIALECT = "sqlite"
@@ -27,6 +28,10 @@ DIALECT = "sqlite"
 # the time (12 take 0.1 s, 30 would take days), and a degenerate answer repeats "JOIN t AS Tn"
 # up to its token limit. Longer runs are not handed to sqlglot; SQLite's EXPLAIN still checks.
 MAX_BARE_JOINS = 8
+# Rows looked at to tell whether a numeric column holds only numbers (the check stays instant
+# on a table of millions; text first seen after these rows would go unnoticed).
+TEXT_PROBE_ROWS = 10_000
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 
 # Markers that end an answer (the model's turn is over) or show it repeating its prompt.
 _TURN_MARKERS = ("<end_of_turn>", "<start_of_turn>", "<eos>")
@@ -51,13 +56,14 @@ _SYSTEM_TABLES = {
 class Problem:
     """Something wrong with a statement, said in one line.
 
-    `fatal` problems stop SQLite from running it (a parse error, or EXPLAIN failing); the
-    others are warnings, e.g. `"2010"` that SQLite reads as a string only for compatibility.
+    `fatal` problems stop SQLite from running it (a parse error, or EXPLAIN failing) or make
+    it answer nothing (a comparison that is never true); the others are warnings, e.g.
+    `"2010"` that SQLite reads as a string only for compatibility.
     `start`/`end` are character offsets into the checked SQL (end exclusive), when known.
     """
 
     message: str
-    kind: str  # "parse", "table", "column" or "sqlite"
+    kind: str  # "parse", "table", "column", "sqlite" or "type"
     fatal: bool = True
     start: int | None = None
     end: int | None = None
@@ -195,7 +201,8 @@ def check(sql: str, schema: Schema, conn: sqlite3.Connection | None = None) -> l
     error = explain_error(sql, conn)
     if error is None:
         # SQLite prepares it, so naming problems are warnings (e.g. a "string" in quotes).
-        return [replace(p, fatal=False) for p in problems]
+        warnings = [replace(p, fatal=False) for p in problems]
+        return [*warnings, *(p for tree in trees for p in _check_types(tree, schema, conn))]
     confirmed = _confirmed_by(error, problems)
     warnings = [replace(p, fatal=False) for p in problems if p is not confirmed]
     if confirmed is not None:
@@ -417,3 +424,93 @@ def _check_column(
     guess = _suggest(name, candidates)
     return Problem(f"unknown column {name}{_hint(guess)}", "column", True, start, end, name,
                    guess)
+
+
+# ----------------------------------------------------------------------------- types
+
+
+def affinity(declared: str) -> str:
+    """SQLite's column affinity for a declared type (its rules, in their order)."""
+    upper = declared.upper()
+    if "INT" in upper:
+        return "INTEGER"
+    if any(k in upper for k in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in upper or not upper:
+        return "BLOB"
+    if any(k in upper for k in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+def _check_types(tree: exp.Expression, schema: Schema, conn: sqlite3.Connection) -> list[Problem]:
+    """`=`, `<>` and `IN` between a column of numbers (numeric affinity, holding numbers and
+    no text) and text that is not a number: SQLite compares them as different types, so never
+    equal. Text affinity converts the number instead; no affinity converts neither way."""
+    try:
+        scopes = traverse_scope(tree)
+    except Exception:  # as in _check_columns
+        return []
+    problems: list[Problem] = []
+    for scope in scopes:
+        for column in scope.columns:
+            parent = column.parent
+            if isinstance(parent, exp.EQ | exp.NEQ):
+                values = [parent.expression if parent.this is column else parent.this]
+            elif isinstance(parent, exp.In) and parent.this is column:
+                values = list(parent.expressions)
+            else:
+                continue
+            texts = [_text(v, scope, schema) for v in values]
+            if not texts or any(t is None or _NUMBER.fullmatch(t) for t in texts):
+                continue
+            found = _resolve(column, scope, schema)
+            if found is None or affinity(found[1].type) in ("TEXT", "BLOB"):
+                continue
+            table, col = found
+            if table.kind == "view":
+                continue  # probing it would run the view
+            if not _holds_only_numbers(conn, table.name, col.name):
+                continue
+            start, end = _span(column.this)
+            problems.append(Problem(
+                f"{col.name} holds numbers, so it never equals the text '{texts[0]}'",
+                "type", True, start, end, column.sql(dialect=DIALECT)))
+    return problems
+
+
+def _text(node: exp.Expression, scope: Scope, schema: Schema) -> str | None:
+    """The text a value stands for: a 'string', or a "string" that names no column."""
+    if isinstance(node, exp.Literal) and node.is_string:
+        return str(node.this)
+    if isinstance(node, exp.Column) and not node.table and node.this.args.get("quoted"):
+        selects = getattr(scope.expression, "selects", [])
+        aliases = {s.alias.lower() for s in selects if isinstance(s, exp.Alias)}
+        if _check_column(node, scope, schema, aliases) is not None:  # names no column
+            return node.name
+    return None
+
+
+def _resolve(column: exp.Column, scope: Scope, schema: Schema) -> tuple[Table, Column] | None:
+    """The schema table and column a column reference reads, when it is a plain table's."""
+    qualifier = column.table.lower()
+    for name, source in _visible_sources(scope):
+        if qualifier and name.lower() != qualifier:
+            continue
+        if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier):
+            table = schema.table(source.name)
+            found = table.column(column.name) if table is not None else None
+            if found is not None:
+                return table, found
+    return None
+
+
+def _holds_only_numbers(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    """Numbers and no text in the column's first TEXT_PROBE_ROWS rows (NULLs aside)."""
+    probe = (f"SELECT max(typeof(v) IN ('integer', 'real')), max(typeof(v) IN ('text', 'blob')) "
+             f"FROM (SELECT {quote(column)} AS v FROM {quote(table)} LIMIT {TEXT_PROBE_ROWS})")
+    try:
+        numbers, text = conn.execute(probe).fetchone()
+    except sqlite3.Error:
+        return False  # cannot tell: say nothing
+    return bool(numbers) and not text

@@ -128,6 +128,14 @@ def test_a_candidate_with_misspelt_names_is_corrected_and_taken(db: Database) ->
     assert answer.attempts == 1
 
 
+def test_a_comparison_that_is_never_true_fails_the_check(db: Database) -> None:
+    right = (" SELECT count(*) FROM tracks JOIN genres ON tracks.GenreId = genres.GenreId"
+             " WHERE genres.Name = 'Rock'")
+    engine = ScriptedBeamEngine([right], " SELECT count(*) FROM tracks WHERE GenreId = 'Rock'")
+    answer = ask(engine, db, "How many rock tracks?", beams=4)
+    assert answer.ok and answer.repaired and "genres.Name = 'Rock'" in answer.sql
+
+
 def test_when_no_candidate_passes_the_question_is_repaired(db: Database) -> None:
     engine = ScriptedBeamEngine(
         [" SELECT nope FROM customers", "no SQL here"],

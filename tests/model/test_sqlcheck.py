@@ -204,3 +204,56 @@ def test_empty_sql() -> None:
 
     [problem] = check("", Schema([]), None)
     assert problem.fatal and problem.message == "no SQL in the answer"
+
+
+# ----------------------------------------------------------------------------- types
+
+
+@pytest.mark.parametrize(
+    ("sql", "column"),
+    [
+        ("SELECT count(*) FROM tracks WHERE GenreId = 'Rock'", "GenreId"),
+        ('SELECT count(*) FROM tracks WHERE GenreId = "Rock"', "GenreId"),  # as SQLite reads it
+        ("SELECT t.Name FROM tracks AS t WHERE 'Rock' <> t.GenreId", "t.GenreId"),
+        ("SELECT Name FROM tracks WHERE UnitPrice IN ('cheap', 'dear')", "UnitPrice"),
+        ("SELECT Title FROM albums WHERE AlbumId IN "
+         "(SELECT AlbumId FROM tracks WHERE MediaTypeId = 'MP3')", "MediaTypeId"),
+    ],
+)
+def test_numbers_compared_with_text_are_flagged(db: Database, sql: str, column: str) -> None:
+    found = [p for p in problems(db, sql) if p.kind == "type"]
+    assert len(found) == 1 and found[0].fatal and found[0].name == column
+    assert found[0].message.startswith(f"{column.split('.')[-1]} holds numbers")
+    assert sql[found[0].start : found[0].end] == column.split(".")[-1]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT Name FROM tracks WHERE GenreId = '1'",  # SQLite converts '1' to 1
+        "SELECT Name FROM tracks WHERE UnitPrice = '0.99'",
+        "SELECT Name FROM tracks WHERE Name = 'Rock'",  # a text column
+        "SELECT Total FROM invoices WHERE InvoiceDate = '2009-01-01'",  # DATETIME: NUMERIC
+        "SELECT Name FROM tracks WHERE GenreId = AlbumId",
+        "SELECT Name FROM tracks WHERE GenreId > 'Rock'",  # an order, not an equality
+    ],
+)
+def test_comparisons_that_can_be_true_are_not_flagged(db: Database, sql: str) -> None:
+    assert not [p for p in problems(db, sql) if p.kind == "type"]
+
+
+def test_a_numeric_column_that_holds_text_is_not_flagged(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE room (id INTEGER, number INTEGER, floor INTEGER);"
+                       "INSERT INTO room VALUES (1, 101, NULL), (2, 'B2', NULL);")
+    conn.commit()
+    conn.close()
+    mixed = Database.open(path)
+    try:
+        assert problems(mixed, "SELECT id FROM room WHERE number = 'B2'") == []
+        assert problems(mixed, "SELECT id FROM room WHERE floor = 'B'") == []  # no numbers yet
+        assert [p.kind for p in problems(mixed, "SELECT number FROM room WHERE id = 'B2'")] == [
+            "type"]
+    finally:
+        mixed.close()
