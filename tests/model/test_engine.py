@@ -174,6 +174,23 @@ def test_beams_equal_hf_beam_search(tok: Any, stops: bool) -> None:
     assert engine.beams(PROMPT, n=3, max_new_tokens=8) == reference
 
 
+def test_beams_after_streaming_the_same_prompt_do_not_read_it_again(tok: Any) -> None:
+    engine = Engine("tiny", tiny_model(tok), tok, device="cpu")
+    engine.stop_ids = set()
+    fresh = Engine("tiny", engine.model, tok, device="cpu", stop_ids=set())
+    expected = fresh.beams(PROMPT, n=3, max_new_tokens=8)
+    prompt_reads: list[int] = []
+    engine.model.register_forward_hook(
+        lambda module, args, kwargs, out: prompt_reads.append(kwargs["input_ids"].shape[1])
+        if kwargs["input_ids"].shape[1] > 1 else None, with_kwargs=True)
+    first = engine.generate(PROMPT, max_new_tokens=8)
+    assert engine.beams(PROMPT, n=3, max_new_tokens=8) == expected
+    assert engine.generate(PROMPT, max_new_tokens=8) == first  # the kept cache is not changed
+    assert len(prompt_reads) == 1
+    engine.generate(PROMPT + " again", max_new_tokens=2)
+    assert len(prompt_reads) == 2
+
+
 def test_stream_stops_at_a_stop_id(engine: Engine) -> None:
     engine.stop_ids = set()
     ids = new_ids(engine, n=12)
