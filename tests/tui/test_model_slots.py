@@ -188,3 +188,15 @@ async def test_corrected_names_are_shown_under_the_editor(chinook, make_app):
         assert "FROM albums" in app.query_one(SqlEditor).text
         notes = str(app.query_one("#sql-notes").render())
         assert "names corrected: album → albums, album_id → AlbumId" in notes
+
+
+async def test_a_comparison_that_is_never_true_is_flagged_not_run(chinook, make_app):
+    engine = FakeEngine([" SELECT count(*) FROM tracks WHERE GenreId = 'Rock' <end_of_turn>"])
+    app = make_app(chinook, engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await ask(app, pilot, "How many rock tracks are there?")
+        assert "GenreId = 'Rock'" in app.query_one(SqlEditor).text
+        notes = str(app.query_one("#sql-notes").render())
+        assert "asked again: the first answer failed the check" in notes
+        assert "✗ GenreId holds numbers, so it never equals the text 'Rock'" in notes
+        assert app.query_one("#results").row_count == 0  # nothing ran

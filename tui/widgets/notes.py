@@ -19,7 +19,11 @@ class SqlNotes(Static):
         if getattr(answer, "pruned", False):
             text.append(" (the schema was cut to these tables)", style="dim")
         if getattr(answer, "repaired", False):
-            text.append(" · repaired after a failed first try", style="dim")
+            if getattr(answer, "attempts", 1) > 1:
+                text.append(" · asked again: the first answer failed the check", style="dim")
+            else:
+                text.append(" · the first answer failed the check; this is the next most likely",
+                            style="dim")
         corrected = getattr(answer, "corrected", [])
         if corrected:
             text.append(" · names corrected: " + ", ".join(corrected), style="dim")
