@@ -58,6 +58,18 @@ class Answer:
         return bool(self.sql) and not any(p.fatal for p in self.problems)
 
     @property
+    def notes(self) -> list[str]:
+        """What the pipeline did to the model's first answer, a line each (the app shows them
+        under the editor, `gemma-sql ask` on stderr)."""
+        notes = []
+        if self.repaired:
+            notes.append("asked again: the first answer failed the check" if self.attempts > 1
+                         else "the first answer failed the check; this is the next most likely")
+        if self.corrected:
+            notes.append("names corrected: " + ", ".join(self.corrected))
+        return notes
+
+    @property
     def error(self) -> str:
         return "; ".join(p.message for p in self.problems if p.fatal)
 

@@ -140,6 +140,8 @@ def ask(
     else:
         if answer.sql:
             typer.echo(answer.sql.rstrip(";") + ";")
+        for note in answer.notes:
+            typer.echo(f"gemma-sql: note: {note}", err=True)
         for p in answer.problems:
             if not p.fatal:
                 typer.echo(f"gemma-sql: warning: {p.message}", err=True)

@@ -98,6 +98,7 @@ def test_misspelt_names_are_corrected_without_asking_again(db: Database) -> None
     assert answer.corrected == ["customer → customers", "customer_id → CustomerId"]
     assert len(engine.prompts) == 1 and engine.beam_prompts == []
     assert answer.to_dict()["corrected"] == answer.corrected
+    assert answer.notes == ["names corrected: customer → customers, customer_id → CustomerId"]
 
 
 def test_a_failed_answer_takes_the_first_candidate_that_passes(db: Database) -> None:
@@ -126,6 +127,9 @@ def test_a_candidate_with_misspelt_names_is_corrected_and_taken(db: Database) ->
     assert answer.sql == "SELECT\n  FirstName\nFROM customers" and answer.ok and answer.repaired
     assert answer.corrected == ["customer → customers", "first_name → FirstName"]
     assert answer.attempts == 1
+    assert answer.notes == [
+        "the first answer failed the check; this is the next most likely",
+        "names corrected: customer → customers, first_name → FirstName"]
 
 
 def test_a_comparison_that_is_never_true_fails_the_check(db: Database) -> None:
@@ -144,6 +148,7 @@ def test_when_no_candidate_passes_the_question_is_repaired(db: Database) -> None
     )
     answer = ask(engine, db, "Customer ids?", beams=4)
     assert answer.attempts == 2 and answer.ok and len(engine.beam_prompts) == 1
+    assert answer.notes == ["asked again: the first answer failed the check"]
     assert "failed: unknown column Age" in engine.prompts[1]
     assert ask(ScriptedBeamEngine([" SELECT Title FROM albums"], " SELECT nope FROM albums"),
                db, "?", beams=0, max_repairs=0).error == "unknown column nope"

@@ -18,15 +18,8 @@ class SqlNotes(Static):
         text = Text("sent: " + ", ".join(getattr(answer, "tables_sent", []) or []))
         if getattr(answer, "pruned", False):
             text.append(" (the schema was cut to these tables)", style="dim")
-        if getattr(answer, "repaired", False):
-            if getattr(answer, "attempts", 1) > 1:
-                text.append(" · asked again: the first answer failed the check", style="dim")
-            else:
-                text.append(" · the first answer failed the check; this is the next most likely",
-                            style="dim")
-        corrected = getattr(answer, "corrected", [])
-        if corrected:
-            text.append(" · names corrected: " + ", ".join(corrected), style="dim")
+        for note in getattr(answer, "notes", []):
+            text.append(f" · {note}", style="dim")
         problems = list(getattr(answer, "problems", []) or [])
         for problem in problems:
             fatal = getattr(problem, "fatal", True)
