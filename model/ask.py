@@ -3,10 +3,11 @@
 schema -> context (pruned to what the question needs) -> prompt -> streamed answer ->
 extracted, pretty-printed, checked SQL. When the check fails on names the schema spells
 differently (customer_id for CustomerId), those names are corrected, and the correction shown.
-When it still fails, the model's `beams` next most likely answers (beam search on the
-same prompt) are checked and the first that passes is taken; failing that, the question is
-asked again with the error attached (at most `max_repairs` times). The SQL is never executed
-here: running it is the caller's choice (`model.db`).
+When it still fails, or compares a column with text no row holds, the model's `beams` next
+most likely answers (beam search on the same prompt) are checked and the first that passes
+cleanly is taken; failing that, a failed question is asked again with the error attached (at
+most `max_repairs` times). The SQL is never executed here: running it is the caller's choice
+(`model.db`).
 """
 
 from __future__ import annotations
@@ -143,9 +144,10 @@ def ask(
             break
         answer.sql, answer.problems, answer.corrected = checked(sql, db)
         fatal = [p.message for p in answer.problems if p.fatal]
-        if fatal and attempt == 0 and beams and hasattr(engine, "beams"):
+        doubts = [p.message for p in answer.problems if p.kind == "value"]
+        if (fatal or doubts) and attempt == 0 and beams and hasattr(engine, "beams"):
             if on_chunk is not None:
-                on_chunk(CANDIDATES_MARKER.format(error="; ".join(fatal), n=beams))
+                on_chunk(CANDIDATES_MARKER.format(error="; ".join(fatal or doubts), n=beams))
             if take_candidate(answer, engine.beams(build_prompt(question, context.text),
                                                    n=beams, cancel=cancel), db, on_chunk):
                 break
@@ -190,17 +192,23 @@ def checked(sql: str, db: Database) -> tuple[str, list[Problem], list[str]]:
 def take_candidate(
     answer: Answer, texts: list[str], db: Database, on_chunk: Callable[[str], None] | None
 ) -> bool:
-    """Take the first candidate whose SQL passes the check (near-miss names corrected) and
-    differs from the failed one."""
+    """Take the first candidate that passes the check (near-miss names corrected), differs
+    from the answer and compares with no value that no row holds; failing that, when the answer
+    itself fails, the first candidate that passes."""
+    passing = []
     for text in texts:
         sql, problems, corrected = checked(extract_sql(text), db)
         if sql and sql != answer.sql and not any(p.fatal for p in problems):
-            answer.raw, answer.sql, answer.problems = text, sql, problems
-            answer.corrected, answer.repaired = corrected, True
-            if on_chunk is not None:
-                on_chunk(text)
-            return True
-    return False
+            passing.append((text, sql, problems, corrected))
+    clean = [c for c in passing if not any(p.kind == "value" for p in c[2])]
+    choices = clean or ([] if answer.ok else passing)
+    if not choices:
+        return False
+    answer.raw, answer.sql, answer.problems, answer.corrected = choices[0]
+    answer.repaired = True
+    if on_chunk is not None:
+        on_chunk(answer.raw)
+    return True
 
 
 def repair_question(question: str, sql: str, error: str) -> str:

@@ -3,7 +3,9 @@
 `check` never runs the SQL: it parses it with sqlglot, resolves every table and column
 against the live schema, and asks SQLite to prepare it (`EXPLAIN`), which fails on exactly
 what running it would fail on, without reading a row. Then it looks for comparisons that can
-never be true: a column of numbers against text (`GenreId = 'Rock'`).
+never be true, a column of numbers against text (`GenreId = 'Rock'`), and warns of text that
+no row holds (`Name = 'AC/DC'` when AC/DC is a Composer): these read a bounded number of
+rows through the same read-only connection.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ MAX_BARE_JOINS = 8
 # Rows looked at to tell whether a numeric column holds only numbers (the check stays instant
 # on a table of millions; text first seen after these rows would go unnoticed).
 TEXT_PROBE_ROWS = 10_000
+# Tables up to this many rows are searched for a compared value (`Name = 'AC/DC'`); bigger
+# ones are not (a full scan on every answer would make the check slow).
+VALUE_PROBE_ROWS = 100_000
 _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 
 # Markers that end an answer (the model's turn is over) or show it repeating its prompt.
@@ -63,7 +68,7 @@ class Problem:
     """
 
     message: str
-    kind: str  # "parse", "table", "column", "sqlite" or "type"
+    kind: str  # "parse", "table", "column", "sqlite", "type" or "value"
     fatal: bool = True
     start: int | None = None
     end: int | None = None
@@ -202,7 +207,7 @@ def check(sql: str, schema: Schema, conn: sqlite3.Connection | None = None) -> l
     if error is None:
         # SQLite prepares it, so naming problems are warnings (e.g. a "string" in quotes).
         warnings = [replace(p, fatal=False) for p in problems]
-        return [*warnings, *(p for tree in trees for p in _check_types(tree, schema, conn))]
+        return [*warnings, *(p for tree in trees for p in _check_values(tree, schema, conn))]
     confirmed = _confirmed_by(error, problems)
     warnings = [replace(p, fatal=False) for p in problems if p is not confirmed]
     if confirmed is not None:
@@ -443,10 +448,15 @@ def affinity(declared: str) -> str:
     return "NUMERIC"
 
 
-def _check_types(tree: exp.Expression, schema: Schema, conn: sqlite3.Connection) -> list[Problem]:
-    """`=`, `<>` and `IN` between a column of numbers (numeric affinity, holding numbers and
-    no text) and text that is not a number: SQLite compares them as different types, so never
-    equal. Text affinity converts the number instead; no affinity converts neither way."""
+def _check_values(tree: exp.Expression, schema: Schema, conn: sqlite3.Connection) -> list[Problem]:
+    """Comparisons of a table's column with text that cannot or does not match.
+
+    `=`, `<>` and `IN` between a column of numbers (numeric affinity, holding numbers and no
+    text) and text that is not a number are never true: SQLite compares them as different
+    types (text affinity converts the number instead; no affinity converts neither way). A
+    fatal "type" problem. `=` with text that no row holds is a "value" warning: the question
+    may well ask about something absent, but more often the model picked the wrong column.
+    """
     try:
         scopes = traverse_scope(tree)
     except Exception:  # as in _check_columns
@@ -462,20 +472,22 @@ def _check_types(tree: exp.Expression, schema: Schema, conn: sqlite3.Connection)
             else:
                 continue
             texts = [_text(v, scope, schema) for v in values]
-            if not texts or any(t is None or _NUMBER.fullmatch(t) for t in texts):
-                continue
             found = _resolve(column, scope, schema)
-            if found is None or affinity(found[1].type) in ("TEXT", "BLOB"):
-                continue
+            if not texts or None in texts or found is None or found[0].kind == "view":
+                continue  # not all text, or not a table's column (probing a view runs it)
             table, col = found
-            if table.kind == "view":
-                continue  # probing it would run the view
-            if not _holds_only_numbers(conn, table.name, col.name):
-                continue
             start, end = _span(column.this)
-            problems.append(Problem(
-                f"{col.name} holds numbers, so it never equals the text '{texts[0]}'",
-                "type", True, start, end, column.sql(dialect=DIALECT)))
+            name = column.sql(dialect=DIALECT)
+            text = str(texts[0])
+            if (not any(_NUMBER.fullmatch(str(t)) for t in texts)
+                    and affinity(col.type) not in ("TEXT", "BLOB")
+                    and _holds_only_numbers(conn, table.name, col.name)):
+                problems.append(Problem(
+                    f"{col.name} holds numbers, so it never equals the text '{text}'",
+                    "type", True, start, end, name))
+            elif isinstance(parent, exp.EQ) and _never_holds(conn, table.name, col.name, text):
+                problems.append(Problem(f"no row of {table.name} has {col.name} = '{text}'",
+                                        "value", False, start, end, name))
     return problems
 
 
@@ -503,6 +515,20 @@ def _resolve(column: exp.Column, scope: Scope, schema: Schema) -> tuple[Table, C
             if found is not None:
                 return table, found
     return None
+
+
+def _never_holds(conn: sqlite3.Connection, table: str, column: str, value: str) -> bool:
+    """Whether no row has column = value (False when the table is too big to tell quickly)."""
+    try:
+        (rows,) = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {quote(table)} "
+                               f"LIMIT {VALUE_PROBE_ROWS + 1})").fetchone()
+        if rows > VALUE_PROBE_ROWS:
+            return False
+        found = conn.execute(f"SELECT 1 FROM {quote(table)} WHERE {quote(column)} = ? LIMIT 1",
+                             (value,)).fetchone()
+    except sqlite3.Error:
+        return False
+    return found is None
 
 
 def _holds_only_numbers(conn: sqlite3.Connection, table: str, column: str) -> bool:

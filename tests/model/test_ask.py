@@ -140,6 +140,41 @@ def test_a_comparison_that_is_never_true_fails_the_check(db: Database) -> None:
     assert answer.ok and answer.repaired and "genres.Name = 'Rock'" in answer.sql
 
 
+def test_text_no_row_holds_sends_for_a_candidate_that_matches(db: Database) -> None:
+    doubtful = " SELECT count(*) FROM tracks WHERE Name = 'AC/DC'"
+    engine = ScriptedBeamEngine(
+        [doubtful, " SELECT count(*) FROM tracks WHERE Title = 'AC/DC'",  # fails
+         " SELECT count(*) FROM tracks WHERE Composer = 'AC/DC'"], doubtful)
+    answer = ask(engine, db, "How many tracks did AC/DC compose?", beams=4)
+    assert answer.ok and answer.repaired and "Composer = 'AC/DC'" in answer.sql
+    assert answer.problems == [] and answer.attempts == 1
+
+
+def test_a_doubtful_answer_is_kept_when_no_candidate_is_better(db: Database) -> None:
+    doubtful = " SELECT count(*) FROM tracks WHERE Name = 'AC/DC'"
+    engine = ScriptedBeamEngine(
+        [" SELECT count(*) FROM tracks WHERE Composer = 'ACDC'",  # doubtful too
+         " SELECT count(*) FROM tracks WHERE Title = 'AC/DC'"], doubtful)
+    answer = ask(engine, db, "How many tracks did AC/DC compose?", beams=4)
+    assert answer.ok and not answer.repaired and answer.attempts == 1
+    assert "Name = 'AC/DC'" in answer.sql and [p.kind for p in answer.problems] == ["value"]
+    assert len(engine.beam_prompts) == 1 and len(engine.prompts) == 1  # no repair either
+
+
+def test_a_failed_answer_prefers_a_candidate_whose_values_exist(db: Database) -> None:
+    engine = ScriptedBeamEngine(
+        [" SELECT count(*) FROM tracks WHERE Name = 'AC/DC'",
+         " SELECT count(*) FROM tracks WHERE Composer = 'AC/DC'"],
+        " SELECT count(*) FROM tracks WHERE Band = 'AC/DC'")
+    answer = ask(engine, db, "How many tracks did AC/DC compose?", beams=4)
+    assert answer.ok and "Composer = 'AC/DC'" in answer.sql
+    # ...and takes a doubtful one when nothing else passes
+    engine = ScriptedBeamEngine([" SELECT count(*) FROM tracks WHERE Name = 'AC/DC'"],
+                                " SELECT count(*) FROM tracks WHERE Band = 'AC/DC'")
+    answer = ask(engine, db, "How many tracks did AC/DC compose?", beams=4)
+    assert answer.ok and "Name = 'AC/DC'" in answer.sql and answer.attempts == 1
+
+
 def test_when_no_candidate_passes_the_question_is_repaired(db: Database) -> None:
     engine = ScriptedBeamEngine(
         [" SELECT nope FROM customers", "no SQL here"],
@@ -175,7 +210,8 @@ def test_repairs_are_bounded(db: Database) -> None:
 def test_warnings_do_not_trigger_a_repair(db: Database) -> None:
     engine = ScriptedEngine(' SELECT * FROM invoices WHERE BillingAddress = "2010"')
     answer = ask(engine, db, "Invoices at 2010?")
-    assert answer.attempts == 1 and answer.ok and len(answer.problems) == 1
+    assert answer.attempts == 1 and answer.ok and len(answer.problems) == 2
+    assert not answer.repaired
 
 
 def test_no_sql_at_all(db: Database) -> None:

@@ -164,9 +164,10 @@ def test_cte_and_select_aliases_are_not_unknown(db: Database) -> None:
 
 def test_double_quoted_text_is_a_warning(db: Database) -> None:
     # SQLite reads "2010" as a string only when no such column exists: legal but a mistake.
-    [problem] = problems(db, 'SELECT * FROM invoices WHERE BillingAddress = "2010"')
+    problem, value = problems(db, 'SELECT * FROM invoices WHERE BillingAddress = "2010"')
     assert problem.message.startswith('unknown column "2010"') and "'2010'" in problem.message
     assert not problem.fatal
+    assert value.message == "no row of invoices has BillingAddress = '2010'" and not value.fatal
 
 
 def test_parse_error_is_caught(db: Database) -> None:
@@ -252,8 +253,29 @@ def test_a_numeric_column_that_holds_text_is_not_flagged(tmp_path: Path) -> None
     mixed = Database.open(path)
     try:
         assert problems(mixed, "SELECT id FROM room WHERE number = 'B2'") == []
-        assert problems(mixed, "SELECT id FROM room WHERE floor = 'B'") == []  # no numbers yet
+        # no numbers yet: not a type problem, only a value no row holds
+        assert [p.kind for p in problems(mixed, "SELECT id FROM room WHERE floor = 'B'")] == [
+            "value"]
         assert [p.kind for p in problems(mixed, "SELECT number FROM room WHERE id = 'B2'")] == [
             "type"]
     finally:
         mixed.close()
+
+
+def test_text_no_row_holds_is_a_warning(db: Database) -> None:
+    [found] = problems(db, "SELECT count(*) FROM tracks WHERE Name = 'AC/DC'")
+    assert (found.kind, found.fatal, found.name) == ("value", False, "Name")
+    assert found.message == "no row of tracks has Name = 'AC/DC'"
+    assert problems(db, "SELECT count(*) FROM tracks WHERE Composer = 'AC/DC'") == []
+    assert problems(db, "SELECT count(*) FROM tracks WHERE Name <> 'AC/DC'") == []  # true
+    assert problems(db, "SELECT count(*) FROM tracks WHERE Name LIKE 'AC/DC'") == []
+
+
+def test_values_are_not_searched_in_big_tables(db: Database, monkeypatch) -> None:
+    import model.sqlcheck
+
+    monkeypatch.setattr(model.sqlcheck, "VALUE_PROBE_ROWS", 3502)  # tracks has 3503 rows
+    assert problems(db, "SELECT count(*) FROM tracks WHERE Name = 'AC/DC'") == []
+    monkeypatch.setattr(model.sqlcheck, "VALUE_PROBE_ROWS", 3503)
+    assert [p.kind for p in problems(db, "SELECT count(*) FROM tracks WHERE Name = 'AC/DC'")] == [
+        "value"]
