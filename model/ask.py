@@ -195,16 +195,20 @@ def take_candidate(
     """Take the first candidate that passes the check (near-miss names corrected), differs
     from the answer and compares with no value that no row holds; failing that, when the answer
     itself fails, the first candidate that passes."""
-    passing = []
+    fallback = None  # the first that passes with a doubtful value
     for text in texts:
         sql, problems, corrected = checked(extract_sql(text), db)
-        if sql and sql != answer.sql and not any(p.fatal for p in problems):
-            passing.append((text, sql, problems, corrected))
-    clean = [c for c in passing if not any(p.kind == "value" for p in c[2])]
-    choices = clean or ([] if answer.ok else passing)
-    if not choices:
+        if not sql or sql == answer.sql or any(p.fatal for p in problems):
+            continue
+        if not any(p.kind == "value" for p in problems):
+            choice = (text, sql, problems, corrected)
+            break
+        fallback = fallback or (text, sql, problems, corrected)
+    else:  # no clean candidate: a doubtful one only replaces an answer that fails
+        choice = None if answer.ok else fallback
+    if choice is None:
         return False
-    answer.raw, answer.sql, answer.problems, answer.corrected = choices[0]
+    answer.raw, answer.sql, answer.problems, answer.corrected = choice
     answer.repaired = True
     if on_chunk is not None:
         on_chunk(answer.raw)

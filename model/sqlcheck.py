@@ -360,8 +360,7 @@ def _check_columns(tree: exp.Expression, schema: Schema) -> list[Problem]:
     # traverse_scope yields inner scopes first: a column belongs to the first scope listing it
     # (an outer scope also lists its subqueries' correlated columns).
     for scope in scopes:
-        selects = getattr(scope.expression, "selects", [])
-        aliases = {s.alias.lower() for s in selects if isinstance(s, exp.Alias)}
+        aliases = _select_aliases(scope)
         for column in scope.columns:
             if id(column) in owned or isinstance(column.this, exp.Star):
                 continue
@@ -370,6 +369,12 @@ def _check_columns(tree: exp.Expression, schema: Schema) -> list[Problem]:
             if problem is not None:
                 problems.append(problem)
     return problems
+
+
+def _select_aliases(scope: Scope) -> set[str]:
+    """The scope's `AS name`s, lower-cased (SQLite lets WHERE, ORDER BY ... use them)."""
+    selects = getattr(scope.expression, "selects", [])
+    return {s.alias.lower() for s in selects if isinstance(s, exp.Alias)}
 
 
 def _visible_sources(scope: Scope) -> Iterable[tuple[str, object]]:
@@ -495,11 +500,10 @@ def _text(node: exp.Expression, scope: Scope, schema: Schema) -> str | None:
     """The text a value stands for: a 'string', or a "string" that names no column."""
     if isinstance(node, exp.Literal) and node.is_string:
         return str(node.this)
-    if isinstance(node, exp.Column) and not node.table and node.this.args.get("quoted"):
-        selects = getattr(scope.expression, "selects", [])
-        aliases = {s.alias.lower() for s in selects if isinstance(s, exp.Alias)}
-        if _check_column(node, scope, schema, aliases) is not None:  # names no column
-            return node.name
+    quoted_name = (isinstance(node, exp.Column) and not node.table
+                   and node.this.args.get("quoted"))
+    if quoted_name and _check_column(node, scope, schema, _select_aliases(scope)) is not None:
+        return node.name  # names no column, so SQLite reads it as text
     return None
 
 
