@@ -109,6 +109,24 @@ def _say(progress: Progress | None, message: str) -> None:
         progress(message)
 
 
+def _quiet_libraries() -> None:
+    """Only our own lines on the terminal: no library warnings about what we cannot change.
+
+    bitsandbytes logs, on import, that an optional CPU 4-bit kernel package is missing (we
+    never run 4-bit on CPU); transformers and peft warn of deprecations inside their own
+    calls. `gemma-sql ask` prints them on stderr before every answer otherwise.
+    """
+    import logging
+    import warnings
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # before anything imports it
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    for library in ("transformers", "peft"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=library)
+
+
 @contextmanager
 def _no_loading_bars() -> Iterator[None]:
     """Hide transformers' own tqdm bars while reading local files: they would draw over the
@@ -362,6 +380,7 @@ def load_engine(
     4-bit NF4 needs CUDA (bitsandbytes): on CPU, `gemma-2-2b-sql` loads in bf16 instead
     (~5 GB of memory, a few tokens a second), and says so through `progress`.
     """
+    _quiet_libraries()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
@@ -603,8 +622,8 @@ class Engine:
             out = self.model(input_ids=inputs, use_cache=True,
                              logits_to_keep=_last_position(inputs))
         logits = out.logits[:, -1]
-        self._last_prefill = (ids, logits, copy.deepcopy(out.past_key_values))
-        return logits, out.past_key_values
+        self._last_prefill = (ids, logits, copy.deepcopy(out.cache))
+        return logits, out.cache
 
     def stream(
         self,
@@ -643,9 +662,9 @@ class Engine:
                         # inference_mode per step, not around the yields: the mode is
                         # thread-local state and must not leak into the caller's code.
                         with torch.inference_mode(), _cpu_kernels(self.device, many_rows=False):
-                            out = self.model(input_ids=inputs, past_key_values=cache,
+                            out = self.model(input_ids=inputs, cache=cache,
                                              use_cache=True, logits_to_keep=1)
-                        logits, cache = out.logits[:, -1], out.past_key_values
+                        logits, cache = out.logits[:, -1], out.cache
                     token = int(logits[0].argmax())
                     passes += 1
                     if step == 0:
@@ -698,9 +717,9 @@ class Engine:
                     break
                 step = torch.tensor([[a[-1]] for a in alive], device=self.device)
                 with torch.inference_mode(), _cpu_kernels(self.device, many_rows=n >= 3):
-                    out = self.model(input_ids=step, past_key_values=cache, use_cache=True,
+                    out = self.model(input_ids=step, cache=cache, use_cache=True,
                                      logits_to_keep=1)
-                cache = out.past_key_values
+                cache = out.cache
                 total = scores[:, None] + torch.log_softmax(out.logits[:, -1].float(), dim=-1)
                 top_scores, top = total.view(-1).topk(2 * n)
                 rows, next_scores, next_alive = [], [], []
