@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
+
+from model import vocab
 
 
 class ExportError(Exception):
@@ -43,6 +46,8 @@ def merge(adapter: Path, out: Path, base: str | None = None,
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    if (adapter / vocab.FILE).is_file():  # the engine's decoding vocabulary goes along
+        shutil.copy(adapter / vocab.FILE, out / vocab.FILE)
     return out
 
 

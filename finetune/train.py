@@ -334,6 +334,9 @@ SQL, trained by `gemma-sql finetune` (the prompt format is `model/prompt.py` of 
 | final loss | {metrics["final_loss"]:.4f} |
 | device | {metrics["device"]} |
 
+`answer_vocab.json` lists the tokens of the training answers: gemma-sql decodes over those and
+the prompt's words only (`model/vocab.py`), a few thousand of the output layer's rows.
+
 ## Configuration
 
 | field | value |

@@ -51,6 +51,7 @@ def test_finetune_then_merge_a_local_base(tok: Any, rows_file: Path, tmp_path: P
     result = runner.invoke(app, ["finetune", "merge", str(out), str(merged)])
     assert result.exit_code == 0, result.output
     assert (merged / "model.safetensors").is_file() and (merged / "tokenizer.json").is_file()
+    assert (merged / "answer_vocab.json").read_text() == (out / "answer_vocab.json").read_text()
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(merged)

@@ -7,6 +7,7 @@ real Gemma 3 270M (converted once into a stable cache by tests/conftest.py).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -523,6 +524,46 @@ def test_real_checkpoint_is_complete(base_checkpoint: Path) -> None:
     assert chat == "<bos><start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n"
     config = json.loads((base_checkpoint / "config.json").read_text())
     assert "quantization_config" not in config
+
+
+@pytest.mark.slow
+def test_the_shipped_adapter_is_merged_once_into_a_cached_checkpoint(
+    base_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from model.engine import _apply_adapter, ensure_merged_checkpoint
+
+    monkeypatch.setenv("GEMMA_SQL_CACHE", str(tmp_path))
+    (tmp_path / BASE_DIRNAME).symlink_to(base_checkpoint)
+    shipped = MODELS[DEFAULT_MODEL].adapter
+    assert shipped is not None
+    merged = ensure_merged_checkpoint(shipped)
+    # the weights a merge at load gives, exactly
+    base = AutoModelForCausalLM.from_pretrained(base_checkpoint, dtype=torch.bfloat16)
+    live = _apply_adapter(base, shipped, merge=True).state_dict()
+    saved = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.bfloat16).state_dict()
+    assert live.keys() == saved.keys()
+    assert all(torch.equal(live[k], saved[k]) for k in live)
+    # reused as it is; another adapter gets its own, and the old one goes
+    written = (merged / "model.safetensors").stat().st_mtime_ns
+    assert ensure_merged_checkpoint(shipped) == merged
+    assert (merged / "model.safetensors").stat().st_mtime_ns == written
+    edited = tmp_path / "edited"
+    shutil.copytree(shipped, edited)
+    (edited / "adapter_config.json").write_text((shipped / "adapter_config.json").read_text() + " ")
+    other = ensure_merged_checkpoint(edited)
+    assert other != merged and other.is_dir() and not merged.exists()
+
+
+@pytest.mark.slow
+def test_the_default_model_loads_without_peft(real_engine: Engine) -> None:
+    """The merged checkpoint spares every start peft's and bitsandbytes' imports (~3 s)."""
+    code = ("import sys; from model.engine import load_engine; e = load_engine(device='cpu'); "
+            "print(sorted(m for m in ('peft', 'bitsandbytes') if m in sys.modules), "
+            "[a.name for a in e.adapters], e.answer_vocab is not None)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split("\n")[0] == "[] ['gemma-3-270m-sql'] True", result.stderr
 
 
 @pytest.mark.slow
