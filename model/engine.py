@@ -432,7 +432,11 @@ def load_engine(
         path = ensure_base_checkpoint(progress)
         if not adapters and spec.adapter and (spec.adapter / "adapter_config.json").is_file():
             adapters = [spec.adapter]
-            path, merged = ensure_merged_checkpoint(spec.adapter, progress), True
+            try:
+                path, merged = ensure_merged_checkpoint(spec.adapter, progress), True
+            except OSError as e:  # a full or read-only cache: merge in memory, as before
+                _say(progress, f"Not saving the merged weights ({_first_line(e)}); "
+                               "merging at load instead.")
     elif spec is not None and spec.repo_id is not None:
         path = _download(spec.repo_id, spec.name, progress)
         four_bit = spec.four_bit and device.startswith("cuda")

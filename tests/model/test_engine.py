@@ -557,6 +557,26 @@ def test_the_shipped_adapter_is_merged_once_into_a_cached_checkpoint(
 
 
 @pytest.mark.slow
+def test_a_cache_that_cannot_take_the_merged_weights_still_loads(
+    base_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import model.engine as engine_module
+
+    def disk_full(stage: Path, target: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setenv("GEMMA_SQL_CACHE", str(tmp_path))
+    (tmp_path / BASE_DIRNAME).symlink_to(base_checkpoint)
+    monkeypatch.setattr(engine_module, "_install", disk_full)
+    said: list[str] = []
+    engine = load_engine(device="cpu", progress=said.append)
+    assert any("merging at load instead" in line for line in said)
+    assert engine.adapters == [MODELS[DEFAULT_MODEL].adapter]
+    assert engine.generate(build_prompt("How many albums?", ""), max_new_tokens=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [BASE_DIRNAME]  # nothing left over
+
+
+@pytest.mark.slow
 def test_the_default_model_loads_without_peft(real_engine: Engine) -> None:
     """The merged checkpoint spares every start peft's and bitsandbytes' imports (~3 s)."""
     code = ("import sys; from model.engine import load_engine; e = load_engine(device='cpu'); "
