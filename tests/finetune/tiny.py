@@ -70,3 +70,24 @@ def tiny_gemma(tokenizer: Any, kind: str = "gemma3", seed: int = 0) -> Any:
         config = Gemma3TextConfig(**common, sliding_window=64)
         model = Gemma3ForCausalLM(config)
     return model.to(torch.bfloat16)
+
+
+def data_parallel_rank(rank: int, world: int, port: int, rows_file: str, out: str,
+                       results: Any) -> None:
+    """One process of a CPU data-parallel run (gloo), as torchrun would start it: trains the
+    tiny Gemma, then reports rank 0's metrics and its own final LoRA weights."""
+    import os
+
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    from finetune.config import TrainConfig
+    from finetune.train import train
+
+    tok = tiny_tokenizer()
+    model = tiny_gemma(tok)
+    config = TrainConfig(base="tiny", quant="none", data=rows_file, output=out, batch_size=1,
+                         grad_accum=1, epochs=1.0, lr=5e-3, warmup_steps=1, save_every=0,
+                         lora_r=4, lora_alpha=8, gradient_checkpointing=False, threads=1)
+    metrics = train(config, model, tok, say=lambda _: None)
+    lora = {n: p.detach().float().tolist() for n, p in model.named_parameters() if "lora_" in n}
+    results.put((rank, {k: v for k, v in metrics.items() if k != "history"}, lora))
