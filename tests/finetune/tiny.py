@@ -76,8 +76,10 @@ def data_parallel_rank(rank: int, world: int, port: int, rows_file: str, out: st
                        results: Any) -> None:
     """One process of a CPU data-parallel run (gloo), as torchrun would start it: trains the
     tiny Gemma, then reports rank 0's metrics and its own final LoRA weights."""
+    import faulthandler
     import os
 
+    faulthandler.dump_traceback_later(100, exit=True)  # a hung rank shows where, and ends
     os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     from finetune.config import TrainConfig
