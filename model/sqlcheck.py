@@ -198,16 +198,18 @@ def check(sql: str, schema: Schema, conn: sqlite3.Connection | None = None) -> l
         if error is None:
             return []
         return [replace(problem, message=error, kind="sqlite")]
+    scoped = [(tree, _scopes(tree)) for tree in trees]
     problems: list[Problem] = []
-    for tree in trees:
-        problems.extend(_check_names(tree, schema))
+    for tree, scopes in scoped:
+        problems.extend(_check_names(tree, scopes, schema))
     if conn is None:
         return problems
     error = explain_error(sql, conn)
     if error is None:
         # SQLite prepares it, so naming problems are warnings (e.g. a "string" in quotes).
         warnings = [replace(p, fatal=False) for p in problems]
-        return [*warnings, *(p for tree in trees for p in _check_values(tree, schema, conn))]
+        return [*warnings, *_check_values([s for _, scopes in scoped for s in scopes], schema,
+                                          conn)]
     confirmed = _confirmed_by(error, problems)
     warnings = [replace(p, fatal=False) for p in problems if p is not confirmed]
     if confirmed is not None:
@@ -319,7 +321,7 @@ def _cte_names(tree: exp.Expression) -> set[str]:
     return {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
 
 
-def _check_names(tree: exp.Expression, schema: Schema) -> list[Problem]:
+def _check_names(tree: exp.Expression, scopes: list[Scope], schema: Schema) -> list[Problem]:
     problems: list[Problem] = []
     ctes = _cte_names(tree)
     for table in tree.find_all(exp.Table):
@@ -332,7 +334,7 @@ def _check_names(tree: exp.Expression, schema: Schema) -> list[Problem]:
         guess = _suggest(name, schema.names)
         problems.append(Problem(f"unknown table {name}{_hint(guess)}", "table", True, start, end,
                                 name, guess))
-    problems.extend(_check_columns(tree, schema))
+    problems.extend(_check_columns(scopes, schema))
     return problems
 
 
@@ -350,11 +352,16 @@ def _source_columns(source: object, schema: Schema) -> list[str] | None:
     return None
 
 
-def _check_columns(tree: exp.Expression, schema: Schema) -> list[Problem]:
+def _scopes(tree: exp.Expression) -> list[Scope]:
+    """The statement's scopes, inner first; none when sqlglot gives up on its shape (SQLite's
+    EXPLAIN still checks it)."""
     try:
-        scopes = traverse_scope(tree)
-    except Exception:  # sqlglot gives up on some shapes; SQLite's EXPLAIN still checks them
+        return list(traverse_scope(tree))
+    except Exception:
         return []
+
+
+def _check_columns(scopes: list[Scope], schema: Schema) -> list[Problem]:
     problems: list[Problem] = []
     owned: set[int] = set()
     # traverse_scope yields inner scopes first: a column belongs to the first scope listing it
@@ -453,7 +460,7 @@ def affinity(declared: str) -> str:
     return "NUMERIC"
 
 
-def _check_values(tree: exp.Expression, schema: Schema, conn: sqlite3.Connection) -> list[Problem]:
+def _check_values(scopes: list[Scope], schema: Schema, conn: sqlite3.Connection) -> list[Problem]:
     """Comparisons of a table's column with text that cannot or does not match.
 
     `=`, `<>` and `IN` between a column of numbers (numeric affinity, holding numbers and no
@@ -462,11 +469,8 @@ def _check_values(tree: exp.Expression, schema: Schema, conn: sqlite3.Connection
     fatal "type" problem. `=` with text that no row holds is a "value" warning: the question
     may well ask about something absent, but more often the model picked the wrong column.
     """
-    try:
-        scopes = traverse_scope(tree)
-    except Exception:  # as in _check_columns
-        return []
     problems: list[Problem] = []
+    searchable: dict[str, bool] = {}  # table -> small enough to search (counted once)
     for scope in scopes:
         for column in scope.columns:
             parent = column.parent
@@ -490,7 +494,8 @@ def _check_values(tree: exp.Expression, schema: Schema, conn: sqlite3.Connection
                 problems.append(Problem(
                     f"{col.name} holds numbers, so it never equals the text '{text}'",
                     "type", True, start, end, name))
-            elif isinstance(parent, exp.EQ) and _never_holds(conn, table.name, col.name, text):
+            elif isinstance(parent, exp.EQ) and _never_holds(conn, table.name, col.name, text,
+                                                             searchable):
                 problems.append(Problem(f"no row of {table.name} has {col.name} = '{text}'",
                                         "value", False, start, end, name))
     return problems
@@ -521,12 +526,16 @@ def _resolve(column: exp.Column, scope: Scope, schema: Schema) -> tuple[Table, C
     return None
 
 
-def _never_holds(conn: sqlite3.Connection, table: str, column: str, value: str) -> bool:
-    """Whether no row has column = value (False when the table is too big to tell quickly)."""
+def _never_holds(conn: sqlite3.Connection, table: str, column: str, value: str,
+                 searchable: dict[str, bool]) -> bool:
+    """Whether no row has column = value (False when the table is too big to tell quickly).
+    `searchable` remembers each table's size verdict across the calls for one statement."""
     try:
-        (rows,) = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {quote(table)} "
-                               f"LIMIT {VALUE_PROBE_ROWS + 1})").fetchone()
-        if rows > VALUE_PROBE_ROWS:
+        if table not in searchable:
+            (rows,) = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {quote(table)} "
+                                   f"LIMIT {VALUE_PROBE_ROWS + 1})").fetchone()
+            searchable[table] = rows <= VALUE_PROBE_ROWS
+        if not searchable[table]:
             return False
         found = conn.execute(f"SELECT 1 FROM {quote(table)} WHERE {quote(column)} = ? LIMIT 1",
                              (value,)).fetchone()
