@@ -130,6 +130,8 @@ def main() -> None:
         f"{percentile(one_attempt, 0.5):.2f} s, p90 {percentile(one_attempt, 0.9):.2f} s"
     )
     print(f"peak RSS               {peak_rss_mib():.0f} MiB")
+    if engine.device.startswith("cuda"):
+        print(f"peak GPU memory        {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
