@@ -75,7 +75,9 @@ def load_base(
     cfg: TrainConfig, device: torch.device, say: Callable[[str], None] | None = None
 ) -> tuple[nn.Module, Any]:
     """The base model (4-bit NF4 or bf16) and its tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from model.engine import load_tokenizer
 
     path = resolve_base(cfg.base, say)
     kwargs: dict[str, Any] = {"dtype": torch.bfloat16}
@@ -92,7 +94,7 @@ def load_base(
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if cfg.quant == "none":
         model.to(device)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_tokenizer(Path(path))
     return model, tokenizer
 
 

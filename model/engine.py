@@ -176,6 +176,32 @@ def _base_is_complete(path: Path) -> bool:
     return marker.get("format") == BASE_FORMAT and (path / "model.safetensors").is_file()
 
 
+def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
+    """The tokenizer of a checkpoint directory.
+
+    For our own converted checkpoints (they hold BASE_MARKER) the class is known, so it is built
+    straight from tokenizer.json: AutoTokenizer first parses that 33 MB file three times in
+    Python (2.4 of its 3.7 s here) before the Rust tokenizer parses it again, 1.3 s. The result
+    is the same tokenizer (tested: same serialisation, ids and special tokens).
+    """
+    config_file = path / "tokenizer_config.json"
+    if (path / BASE_MARKER).is_file() and config_file.is_file():
+        config = json.loads(config_file.read_text())
+        if config.get("tokenizer_class") == "GemmaTokenizer":
+            from transformers.models.gemma.tokenization_gemma import GemmaTokenizer
+
+            kwargs = {k: v for k, v in config.items()
+                      if k.endswith("_token") or k == "model_max_length"}
+            tokenizer = GemmaTokenizer(tokenizer_file=str(path / "tokenizer.json"), **kwargs)
+            template = path / "chat_template.jinja"
+            if template.is_file():
+                tokenizer.chat_template = template.read_text()
+            return tokenizer
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
+
+
 def ensure_base_checkpoint(progress: Progress | None = None) -> Path:
     """The Gemma 3 270M base as a bf16 safetensors checkpoint, converting it on first use.
 
@@ -272,7 +298,7 @@ def ensure_merged_checkpoint(adapter_dir: Path, progress: Progress | None = None
         return target
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     _say(progress, f"Merging the adapter into the base, once: {target}")
     with (
@@ -282,7 +308,7 @@ def ensure_merged_checkpoint(adapter_dir: Path, progress: Progress | None = None
         stage = Path(tmp) / target.name
         llm = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.bfloat16)
         _apply_adapter(llm, adapter_dir, merge=True).save_pretrained(stage)
-        AutoTokenizer.from_pretrained(str(base)).save_pretrained(stage)
+        load_tokenizer(base).save_pretrained(stage)
         marker = json.loads((base / BASE_MARKER).read_text())
         (stage / BASE_MARKER).write_text(json.dumps({**marker, "adapter": str(adapter_dir)}))
         _install(stage, target)
@@ -421,7 +447,7 @@ def load_engine(
     """
     _quiet_libraries()
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     device = _resolve_device(device)
     adapters: list[Path] = [_check_adapter(adapter)] if adapter is not None else []
@@ -484,7 +510,7 @@ def load_engine(
         kwargs["device_map"] = {"": device}
     try:
         with _no_loading_bars():
-            tokenizer = AutoTokenizer.from_pretrained(str(path))
+            tokenizer = load_tokenizer(path)
             llm = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError, ImportError) as e:  # missing files or architecture; no bnb
         raise ModelUnavailable(f"{path}: cannot load a model from it ({_first_line(e)})") from None

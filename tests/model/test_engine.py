@@ -527,6 +527,34 @@ def test_real_checkpoint_is_complete(base_checkpoint: Path) -> None:
 
 
 @pytest.mark.slow
+def test_own_checkpoints_load_the_same_tokenizer_by_a_faster_path(base_checkpoint: Path) -> None:
+    """load_tokenizer builds our checkpoint's Gemma tokenizer straight from tokenizer.json;
+    it must be the tokenizer AutoTokenizer gives, in every respect the engine relies on."""
+    from transformers import AutoTokenizer
+    from transformers.models.gemma.tokenization_gemma import GemmaTokenizer
+
+    from model.db import Database
+    from model.engine import load_tokenizer
+    from model.samples import CHINOOK
+
+    ours, auto = load_tokenizer(base_checkpoint), AutoTokenizer.from_pretrained(base_checkpoint)
+    assert type(ours) is GemmaTokenizer and type(auto) is GemmaTokenizer
+    assert ours.backend_tokenizer.to_str() == auto.backend_tokenizer.to_str()
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id",
+                 "all_special_ids", "chat_template", "model_max_length", "padding_side"):
+        assert getattr(ours, name) == getattr(auto, name), name
+    db = Database.open(CHINOOK)
+    question = "Which albums by 'AC/DC' sold best?"
+    prompt = build_prompt(question, context_for(db.conn, db.schema(), question).text)
+    db.close()
+    for text in [prompt, *CORPUS]:
+        for special in (True, False):
+            ids = auto(text, add_special_tokens=special)["input_ids"]
+            assert ours(text, add_special_tokens=special)["input_ids"] == ids
+            assert ours.decode(ids) == auto.decode(ids)
+
+
+@pytest.mark.slow
 def test_the_shipped_adapter_is_merged_once_into_a_cached_checkpoint(
     base_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
