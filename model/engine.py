@@ -184,15 +184,15 @@ def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
     Python (2.4 of its 3.7 s here) before the Rust tokenizer parses it again, 1.3 s. The result
     is the same tokenizer (tested: same serialisation, ids and special tokens).
     """
-    config_file = path / "tokenizer_config.json"
-    if (path / BASE_MARKER).is_file() and config_file.is_file():
+    config_file, tokenizer_file = path / "tokenizer_config.json", path / "tokenizer.json"
+    if all(f.is_file() for f in (path / BASE_MARKER, config_file, tokenizer_file)):
         config = json.loads(config_file.read_text())
         if config.get("tokenizer_class") == "GemmaTokenizer":
             from transformers.models.gemma.tokenization_gemma import GemmaTokenizer
 
             kwargs = {k: v for k, v in config.items()
                       if k.endswith("_token") or k == "model_max_length"}
-            tokenizer = GemmaTokenizer(tokenizer_file=str(path / "tokenizer.json"), **kwargs)
+            tokenizer = GemmaTokenizer(tokenizer_file=str(tokenizer_file), **kwargs)
             template = path / "chat_template.jinja"
             if template.is_file():
                 tokenizer.chat_template = template.read_text()
