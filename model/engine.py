@@ -516,6 +516,10 @@ def load_engine(
         raise ModelUnavailable(f"{path}: cannot load a model from it ({_first_line(e)})") from None
     for adapter_dir in [] if merged else adapters:
         llm = _apply_adapter(llm, adapter_dir, merge=not four_bit)
+    if device == "cpu":
+        from model.attention import use_decode_attention
+
+        use_decode_attention(llm)
     vocab = next((v for d in [*adapters[::-1], path]
                   if (v := AnswerVocab.read(d, tokenizer)) is not None), None)
     engine = Engine(name, llm, tokenizer, device=device, adapters=adapters, answer_vocab=vocab)

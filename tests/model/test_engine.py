@@ -669,3 +669,10 @@ def test_real_tokenizer_streams_spaces_and_unicode(real_engine: Engine) -> None:
     pieces = [decoder.push(i) for i in ids] + [decoder.flush()]
     assert "".join(pieces) == text
     assert not any("\ufffd" in p for p in pieces)
+
+
+@pytest.mark.slow
+def test_the_real_engine_decodes_with_the_cpu_attention(real_engine: Engine) -> None:
+    from model.attention import NAME
+
+    assert real_engine.device == "cpu" and real_engine.model.config._attn_implementation == NAME
