@@ -46,6 +46,8 @@ BASE_DIRNAME = "gemma-3-270m-base"
 # Bump when the conversion writes something different: older cached checkpoints are redone.
 BASE_FORMAT = 1
 BASE_MARKER = "gemma-sql-base.json"
+# What a converted checkpoint holds of its tokenizer (written by the conversion below).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 
 # Gemma's token ids: <eos> ends a document, <end_of_turn> ends the model's turn (our answers).
 EOS_ID = 1
@@ -308,7 +310,8 @@ def ensure_merged_checkpoint(adapter_dir: Path, progress: Progress | None = None
         stage = Path(tmp) / target.name
         llm = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.bfloat16)
         _apply_adapter(llm, adapter_dir, merge=True).save_pretrained(stage)
-        load_tokenizer(base).save_pretrained(stage)
+        for name in TOKENIZER_FILES:  # the tokenizer is the base's, byte for byte
+            shutil.copy2(base / name, stage / name)
         marker = json.loads((base / BASE_MARKER).read_text())
         (stage / BASE_MARKER).write_text(json.dumps({**marker, "adapter": str(adapter_dir)}))
         _install(stage, target)
@@ -704,6 +707,7 @@ class Engine:
             self.stop_ids = stop_ids_for(self.model, self.tokenizer)
         self._lock = threading.Lock()
         self._last_prefill: tuple[list[int], Any, Any] | None = None  # see _prefill
+        self._last_rows: tuple[list[int], AnswerVocab, _OutputRows] | None = None
 
     def encode(self, prompt: str) -> list[int]:
         """Token ids with <bos> exactly once, whether or not the prompt text starts with it."""
@@ -731,15 +735,24 @@ class Engine:
         return logits, out.cache
 
     def _output_rows(self, prompt: str, ids: list[int]) -> _OutputRows | None:
-        """The output layer's rows an answer to `prompt` may use (see model.vocab); None: all."""
-        if self.answer_vocab is None:
+        """The output layer's rows an answer to `prompt` may use (see model.vocab); None: all.
+
+        The last prompt's are kept, as its prompt read is (`_prefill`): beam candidates for the
+        question just streamed need the same rows (~30 ms to build).
+        """
+        vocab = self.answer_vocab
+        if vocab is None:
             return None
+        last = self._last_rows
+        if last is not None and last[0] == ids and last[1] is vocab:
+            return last[2]
         import torch
 
-        token_ids = self.answer_vocab.for_prompt(prompt, ids, also=self.stop_ids)
-        index = torch.tensor(token_ids, device=self.device)
+        index = torch.tensor(vocab.for_prompt(prompt, ids, also=self.stop_ids), device=self.device)
         weight = _causal_lm(self.model).get_output_embeddings().weight
-        return _OutputRows(index, weight.index_select(0, index))
+        rows = _OutputRows(index, weight.index_select(0, index))
+        self._last_rows = (ids, vocab, rows)
+        return rows
 
     def _step(self, inputs: torch.Tensor, cache: Any,
               allowed: _OutputRows | None) -> tuple[torch.Tensor, Any]:
