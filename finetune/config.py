@@ -30,6 +30,11 @@ class TrainConfig:
     data: str = knob(
         "gretelai/synthetic_text_to_sql", "Hub data set id or local .jsonl/.parquet file."
     )
+    prompt_layout: str = knob(
+        "question-first",
+        "question-first (the seed's prompt) or context-first (the question after the schema: "
+        "the app then reads a database's schema once, not for every question).",
+    )
     max_length: int = knob(1024, "Longest example in tokens; longer ones are skipped.")
     limit: int = knob(0, "Use only the first N examples (0: all).")
     # optimisation

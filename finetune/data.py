@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from model.prompt import CONTEXT_BUDGET_TOKENS, context_for, training_text
+from model.prompt import CONTEXT_BUDGET_TOKENS, QUESTION_FIRST, context_for, training_text
 
 GRETEL = "gretelai/synthetic_text_to_sql"
 IGNORE = -100  # label of positions that carry no loss (PyTorch cross_entropy's ignore_index)
@@ -168,26 +168,27 @@ def load_examples(source: str | Path, split: str = "train") -> tuple[list[Exampl
 # --- tokenizing ----------------------------------------------------------------------------
 
 
-def tokenize(tokenizer: Tokenizer, ex: Example) -> Tokenized:
+def tokenize(tokenizer: Tokenizer, ex: Example, layout: str = QUESTION_FIRST) -> Tokenized:
     """Prompt (with BOS, as inference tokenizes it) then answer; loss on the answer only.
 
     The two halves are tokenized separately: the answer starts with a space (" SELECT") so
     the boundary is a token boundary either way, and the labels line up exactly.
     """
-    prompt, answer = training_text(ex.question, ex.context, ex.sql)
+    prompt, answer = training_text(ex.question, ex.context, ex.sql, layout)
     p = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
     a = list(tokenizer(answer, add_special_tokens=False)["input_ids"])
     return Tokenized(p + a, [IGNORE] * len(p) + a)
 
 
 def tokenize_all(
-    tokenizer: Tokenizer, examples: Iterable[Example], max_length: int, report: LoadReport
+    tokenizer: Tokenizer, examples: Iterable[Example], max_length: int, report: LoadReport,
+    layout: str = QUESTION_FIRST,
 ) -> list[Tokenized]:
     """Tokenized examples; those over `max_length` are skipped (never cut: that would cut the
     answer) and counted in `report`."""
     out = []
     for ex in examples:
-        t = tokenize(tokenizer, ex)
+        t = tokenize(tokenizer, ex, layout)
         if len(t) > max_length:
             report.skipped[f"over {max_length} tokens"] += 1
             continue

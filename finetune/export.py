@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from model import vocab
+from model import prompt, vocab
 
 
 class ExportError(Exception):
@@ -46,8 +46,10 @@ def merge(adapter: Path, out: Path, base: str | None = None,
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    if (adapter / vocab.FILE).is_file():  # the engine's decoding vocabulary goes along
-        shutil.copy(adapter / vocab.FILE, out / vocab.FILE)
+    # what the engine needs besides the weights: its decoding vocabulary, the prompt layout
+    for name in (vocab.FILE, prompt.LAYOUT_FILE):
+        if (adapter / name).is_file():
+            shutil.copy(adapter / name, out / name)
     return out
 
 

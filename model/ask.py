@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from model.prompt import build_prompt, context_for
+from model.prompt import QUESTION_FIRST, build_prompt, context_for, shared_prefix
 from model.sqlcheck import Problem, apply_suggestions, check, extract_sql, is_echo, pretty
 
 if TYPE_CHECKING:
@@ -116,12 +116,13 @@ def ask(
         pruned=context.pruned,
         model=str(getattr(engine, "name", "")),
     )
+    layout = getattr(engine, "prompt_layout", QUESTION_FIRST)
+    shared = shared_prefix(context.text, layout)
     asked = question
     for attempt in range(max_repairs + 1):
         pieces: list[str] = []
-        stream = engine.stream(
-            build_prompt(asked, context.text), cancel=cancel, max_new_tokens=max_new_tokens
-        )
+        stream = engine.stream(build_prompt(asked, context.text, layout), cancel=cancel,
+                               max_new_tokens=max_new_tokens, shared=shared)
         for piece in stream:
             pieces.append(piece)
             if on_chunk is not None:
@@ -148,8 +149,9 @@ def ask(
         if (fatal or doubts) and attempt == 0 and beams and hasattr(engine, "beams"):
             if on_chunk is not None:
                 on_chunk(CANDIDATES_MARKER.format(error="; ".join(fatal or doubts), n=beams))
-            if take_candidate(answer, engine.beams(build_prompt(question, context.text),
-                                                   n=beams, cancel=cancel), db, on_chunk):
+            texts = engine.beams(build_prompt(question, context.text, layout), n=beams,
+                                 cancel=cancel, shared=shared)
+            if take_candidate(answer, texts, db, on_chunk):
                 break
         if not fatal or attempt == max_repairs:
             break
@@ -159,6 +161,16 @@ def ask(
         asked = repair_question(question, sql, error)
     answer.seconds = time.perf_counter() - started
     return answer
+
+
+def prepare(engine: Engine, db: Database) -> None:
+    """Read the database's part of the prompt before the first question (the app does it while
+    the user types): with a context-first model every question then reads only its own tokens.
+
+    Nothing is read for a schema cut to fit, since the cut depends on the question."""
+    context = context_for(db.conn, db.schema(), "")
+    if not context.pruned and hasattr(engine, "warm"):
+        engine.warm(shared_prefix(context.text, getattr(engine, "prompt_layout", QUESTION_FIRST)))
 
 
 def correct_names(

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 # torch here; a value the user chose is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from model.prompt import QUESTION_FIRST, read_layout  # noqa: E402  (no torch import either)
 from model.vocab import AnswerVocab  # noqa: E402  (after the OpenMP setting; no torch import)
 
 if TYPE_CHECKING:
@@ -525,7 +526,9 @@ def load_engine(
         use_decode_attention(llm)
     vocab = next((v for d in [*adapters[::-1], path]
                   if (v := AnswerVocab.read(d, tokenizer)) is not None), None)
-    engine = Engine(name, llm, tokenizer, device=device, adapters=adapters, answer_vocab=vocab)
+    layout = next((x for d in [*adapters[::-1], path] if (x := read_layout(d))), QUESTION_FIRST)
+    engine = Engine(name, llm, tokenizer, device=device, adapters=adapters, answer_vocab=vocab,
+                    prompt_layout=layout)
     engine.load_seconds = time.perf_counter() - started
     _say(progress, f"{name} ready on {device} in {engine.load_seconds:.1f} s")
     return engine
@@ -570,6 +573,7 @@ class GenerationStats:
     """Figures of the last `Engine.stream` call."""
 
     prompt_tokens: int = 0
+    cached_tokens: int = 0  # of those, not read again (an earlier prompt's shared beginning)
     tokens: int = 0  # new tokens, the stop token not counted
     first_token_s: float = 0.0  # prompt read + first token (time to first token)
     seconds: float = 0.0
@@ -700,6 +704,7 @@ class Engine:
     load_seconds: float = 0.0
     adapters: list[Path] = field(default_factory=list)  # LoRA adapters applied, in order
     answer_vocab: AnswerVocab | None = None  # None: decode over the whole vocabulary
+    prompt_layout: str = QUESTION_FIRST  # the one the model was trained on (model.prompt)
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -707,6 +712,7 @@ class Engine:
             self.stop_ids = stop_ids_for(self.model, self.tokenizer)
         self._lock = threading.Lock()
         self._last_prefill: tuple[list[int], Any, Any] | None = None  # see _prefill
+        self._shared: tuple[list[int], Any] | None = None  # see _prefill
         self._last_rows: tuple[list[int], AnswerVocab, _OutputRows] | None = None
 
     def encode(self, prompt: str) -> list[int]:
@@ -716,23 +722,62 @@ class Engine:
         ids: list[int] = self.tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
         return ids
 
-    def _prefill(self, ids: list[int]) -> tuple[torch.Tensor, Any]:
-        """The prompt read: its last position's logits (1, vocab) and the KV cache.
+    def _shared_length(self, ids: list[int], shared: str) -> int:
+        """How many leading `ids` the tokens of `shared`, a beginning of their prompt's text,
+        are (a token may straddle the boundary: then it is left to the rest)."""
+        if not shared:
+            return 0
+        n = 0
+        for a, b in zip(self.encode(shared), ids, strict=False):
+            if a != b:
+                break
+            n += 1
+        return n
 
-        The last prompt's are kept (a copy of the cache, ~20 MB for a 1k-token prompt on the
-        270M) so that beam candidates for the question just streamed skip reading it again.
-        """
+    def _read(self, ids: list[int], cache: Any) -> tuple[torch.Tensor, Any]:
+        """One forward pass over `ids` after `cache` (None: from the start)."""
         import torch
 
-        if self._last_prefill is not None and self._last_prefill[0] == ids:
-            return self._last_prefill[1], copy.deepcopy(self._last_prefill[2])
         inputs = torch.tensor([ids], device=self.device)
         with torch.inference_mode(), _cpu_kernels(self.device, rows=len(ids)):
-            out = self.model(input_ids=inputs, use_cache=True,
+            out = self.model(input_ids=inputs, cache=cache, use_cache=True,
                              logits_to_keep=_last_position(inputs))
-        logits = out.logits[:, -1]
-        self._last_prefill = (ids, logits, copy.deepcopy(out.cache))
-        return logits, out.cache
+        return out.logits[:, -1], out.cache
+
+    def _prefill(self, ids: list[int], shared: int = 0) -> tuple[torch.Tensor, Any, int]:
+        """The prompt read: its last position's logits (1, vocab), the KV cache, and how many
+        of the ids were not read again (their cache was kept).
+
+        The first `shared` ids (the part of the prompt that depends only on the database, see
+        `model.prompt.shared_prefix`) are read on their own and their cache is kept: a later
+        prompt that starts with the same ids reads only the rest. A copy, because the cache of
+        Gemma 3's sliding-window layers cannot be cut back to a shorter prompt.
+        The last prompt's cache is kept too (a copy, ~20 MB for a 1k-token prompt on the 270M)
+        so that beam candidates for the question just streamed skip reading it again.
+        """
+        if self._last_prefill is not None and self._last_prefill[0] == ids:
+            return self._last_prefill[1], copy.deepcopy(self._last_prefill[2]), len(ids)
+        cache, start, reused = None, 0, 0
+        kept = self._shared
+        if kept is not None and len(kept[0]) < len(ids) and ids[: len(kept[0])] == kept[0]:
+            cache, start = copy.deepcopy(kept[1]), len(kept[0])
+            reused = start
+        if start + 1 < shared < len(ids):  # (`warm` keeps all but the last token: enough)
+            cache, start = self._read(ids[start:shared], cache)[1], shared
+            self._shared = (ids[:shared], copy.deepcopy(cache))
+        logits, cache = self._read(ids[start:], cache)
+        self._last_prefill = (ids, logits, copy.deepcopy(cache))
+        return logits, cache, reused
+
+    def warm(self, shared: str) -> None:
+        """Read a shared prompt beginning ahead of the question (while the user types)."""
+        with self._lock:
+            ids = self.encode(shared)
+            kept = self._shared
+            if len(ids) > 1 and (kept is None or kept[0] != ids[:-1]):
+                # The last token may merge with the question's first: leave it to the question.
+                _, cache = self._read(ids[:-1], None)
+                self._shared = (ids[:-1], cache)
 
     def _output_rows(self, prompt: str, ids: list[int]) -> _OutputRows | None:
         """The output layer's rows an answer to `prompt` may use (see model.vocab); None: all.
@@ -778,8 +823,12 @@ class Engine:
         prompt: str,
         cancel: threading.Event | None = None,
         max_new_tokens: int = 256,
+        shared: str = "",
     ) -> Iterator[str]:
         """Greedy decoding; yields text as it is produced, ends at a stop id or on `cancel`.
+
+        `shared` is the beginning of `prompt` that later prompts will likely share (see
+        `_prefill`): its KV cache is kept, or reused from an earlier prompt.
 
         An own loop over the KV cache rather than `generate()` + a streamer thread: same speed
         (measured), no extra thread, and `cancel` is checked before every forward pass.
@@ -806,7 +855,8 @@ class Engine:
                         stats.stop = "cancel"
                         break
                     if inputs is None:
-                        logits, cache = self._prefill(ids)
+                        logits, cache, stats.cached_tokens = self._prefill(
+                            ids, self._shared_length(ids, shared))
                         token = int(logits[0].argmax())
                     else:
                         if step == 1:  # after the first token is out: it needs no vocabulary
@@ -842,6 +892,7 @@ class Engine:
         n: int = 4,
         cancel: threading.Event | None = None,
         max_new_tokens: int = 192,
+        shared: str = "",
     ) -> list[str]:
         """The `n` most likely answers by beam search, best first (score: mean log-prob).
 
@@ -852,7 +903,7 @@ class Engine:
 
         with self._lock:
             ids = self.encode(prompt)
-            logits, cache = self._prefill(ids)
+            logits, cache, _ = self._prefill(ids, self._shared_length(ids, shared))
             allowed = self._output_rows(prompt, ids)
             logp = torch.log_softmax(logits.float(), dim=-1)
             stop = torch.tensor(sorted(self.stop_ids), dtype=torch.long, device=self.device)
@@ -900,9 +951,11 @@ class Engine:
         prompt: str,
         cancel: threading.Event | None = None,
         max_new_tokens: int = 256,
+        shared: str = "",
     ) -> str:
         """The whole answer as one string."""
-        return "".join(self.stream(prompt, cancel=cancel, max_new_tokens=max_new_tokens))
+        return "".join(self.stream(prompt, cancel=cancel, max_new_tokens=max_new_tokens,
+                                   shared=shared))
 
 
 __all__ = [

@@ -127,7 +127,8 @@ class GemmaSqlApp(App[None]):
 
     @work(thread=True, group="model", exit_on_error=False)
     def load_engine(self) -> None:
-        workers.load_model(self.model_name, self.adapter, self.device, self.post_message)
+        workers.load_model(self.model_name, self.adapter, self.device, self.post_message,
+                           self.database)
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
     def generate(self, question: str, cancel: threading.Event) -> None:

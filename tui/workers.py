@@ -106,7 +106,9 @@ def export_result(db: Database, sql: str, columns: list[str], path: str,
     post(Exported(path, n))
 
 
-def load_model(model: str | None, adapter: Any, device: str | None, post: Post) -> None:
+def load_model(model: str | None, adapter: Any, device: str | None, post: Post,
+               db: Database | None = None) -> None:
+    """Load the model, then read `db`'s part of the prompt ahead of the first question."""
     try:
         from model.engine import load_engine
     except Exception as e:  # the engine is optional: the app stays a plain SQL client
@@ -128,6 +130,13 @@ def load_model(model: str | None, adapter: Any, device: str | None, post: Post) 
         post(ModelStatus(f"no model: {one_line(e)}", failed=True))
         return
     post(ModelReady(engine))
+    if db is not None:
+        try:
+            from model.ask import prepare
+
+            prepare(engine, db)
+        except Exception:  # only a head start: the first question reads the schema itself
+            pass
 
 
 def generate(engine: Any, db: Database, question: str, cancel: threading.Event,

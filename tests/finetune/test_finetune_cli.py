@@ -13,6 +13,7 @@ from tiny import tiny_gemma
 from typer.testing import CliRunner
 
 from finetune.config import TrainConfig
+from model.prompt import read_layout
 from tui.cli import app
 
 runner = CliRunner()
@@ -43,15 +44,17 @@ def test_finetune_then_merge_a_local_base(tok: Any, rows_file: Path, tmp_path: P
     result = runner.invoke(app, [
         "finetune", "--base", str(base), "--quant", "none", "--data", str(rows_file),
         "--output", str(out), "--max-steps", "2", "--batch-size", "2", "--lora-r", "4",
-        "--no-gradient-checkpointing", "--save-every", "1",
+        "--no-gradient-checkpointing", "--save-every", "1", "--prompt-layout", "context-first",
     ])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "metrics.json").read_text())["steps"] == 2
+    assert read_layout(out) == "context-first"
     merged = tmp_path / "merged"
     result = runner.invoke(app, ["finetune", "merge", str(out), str(merged)])
     assert result.exit_code == 0, result.output
     assert (merged / "model.safetensors").is_file() and (merged / "tokenizer.json").is_file()
     assert (merged / "answer_vocab.json").read_text() == (out / "answer_vocab.json").read_text()
+    assert read_layout(merged) == "context-first"
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(merged)
@@ -66,6 +69,17 @@ def test_bad_data_and_bad_adapter_are_one_line_errors(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "not a PEFT adapter" in result.output
     result = runner.invoke(app, ["eval", str(tmp_path / "missing.jsonl")])
     assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_an_unknown_prompt_layout_is_one_line_and_writes_nothing(
+    rows_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["finetune", "--data", str(rows_file), "--output", str(out),
+                                 "--prompt-layout", "sideways"])
+    assert result.exit_code == 1, result.output
+    assert "prompt layout must be question-first or context-first, not 'sideways'" in result.output
+    assert not out.exists()
 
 
 def test_push_to_hub_offline_is_one_line(tmp_path: Path, monkeypatch: Any) -> None:

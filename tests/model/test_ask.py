@@ -31,7 +31,8 @@ class ScriptedEngine:
         self.last_stats = GenerationStats()
 
     def stream(
-        self, prompt: str, cancel: threading.Event | None = None, max_new_tokens: int = 256
+        self, prompt: str, cancel: threading.Event | None = None, max_new_tokens: int = 256,
+        shared: str = "",
     ) -> Iterator[str]:
         self.prompts.append(prompt)
         text = self.answers.pop(0)
@@ -52,7 +53,7 @@ class ScriptedBeamEngine(ScriptedEngine):
         self.beam_prompts: list[str] = []
 
     def beams(self, prompt: str, n: int = 4, cancel: threading.Event | None = None,
-              max_new_tokens: int = 192) -> list[str]:
+              max_new_tokens: int = 192, shared: str = "") -> list[str]:
         self.beam_prompts.append(prompt)
         return self.candidates[:n]
 

@@ -193,6 +193,87 @@ def test_beams_after_streaming_the_same_prompt_do_not_read_it_again(tok: Any) ->
     assert len(prompt_reads) == 2
 
 
+SHARED = ("<start_of_turn>user SELECT count(*) FROM albums WHERE Title = 'Café' ORDER BY 1 "
+          "SELECT Name FROM artists")  # longer than the sliding window (8)
+
+
+def prompt_reads(engine: Engine) -> list[int]:
+    """The lengths of the multi-token forward passes the engine makes from now on."""
+    reads: list[int] = []
+    engine.model.register_forward_hook(
+        lambda module, args, kwargs, out: reads.append(kwargs["input_ids"].shape[1])
+        if kwargs["input_ids"].shape[1] > 1 else None, with_kwargs=True)
+    return reads
+
+
+def test_a_shared_prompt_beginning_is_read_once_and_changes_no_answer(tok: Any) -> None:
+    """Questions after the same schema read only their own tokens; the answers are those of a
+    whole read (fp32, so that the two orders of summation agree exactly)."""
+    model = tiny_model(tok).float()
+    fresh = Engine("tiny", model, tok, device="cpu", stop_ids=set())
+    engine = Engine("tiny", model, tok, device="cpu", stop_ids=set())
+    questions = [" How many albums? <end_of_turn>", " Name 日本語 ok <end_of_turn>",
+                 " How many artists? <end_of_turn>"]
+    expected = [fresh.generate(SHARED + q, max_new_tokens=8) for q in questions]
+    expected_beams = fresh.beams(SHARED + questions[2], n=3, max_new_tokens=6)
+    reads = prompt_reads(engine)
+    shared_ids = len(engine.encode(SHARED))
+    for i, question in enumerate(questions):
+        assert engine.generate(SHARED + question, max_new_tokens=8, shared=SHARED) == expected[i]
+        whole = engine.last_stats.prompt_tokens
+        assert engine.last_stats.cached_tokens == (0 if i == 0 else shared_ids)
+        # the first question reads the shared part, then its own; the others only their own
+        assert reads[-1] == whole - shared_ids
+    assert reads[0] == shared_ids and len(reads) == 4
+    assert engine.beams(SHARED + questions[2], n=3, max_new_tokens=6,
+                        shared=SHARED) == expected_beams
+    # another database: its own beginning is read and kept instead
+    other = SHARED.replace("artists", "tracks")
+    assert engine.generate(other + questions[0], max_new_tokens=8, shared=other) == \
+        fresh.generate(other + questions[0], max_new_tokens=8)
+    assert engine.last_stats.cached_tokens == 0
+    engine.generate(other + questions[1], max_new_tokens=2, shared=other)
+    assert engine.last_stats.cached_tokens == len(engine.encode(other))
+
+
+def test_warm_reads_the_shared_beginning_before_the_question(tok: Any) -> None:
+    model = tiny_model(tok).float()
+    engine = Engine("tiny", model, tok, device="cpu", stop_ids=set())
+    expected = Engine("tiny", model, tok, device="cpu", stop_ids=set()).generate(
+        SHARED + " How many albums?", max_new_tokens=8)
+    reads = prompt_reads(engine)
+    engine.warm(SHARED)
+    engine.warm(SHARED)  # already read: nothing to do
+    assert len(reads) == 1
+    assert engine.generate(SHARED + " How many albums?", max_new_tokens=8,
+                           shared=SHARED) == expected
+    assert engine.last_stats.cached_tokens == len(engine.encode(SHARED)) - 1
+    assert len(reads) == 2 and reads[1] == engine.last_stats.prompt_tokens - reads[0]
+
+
+def test_prepare_reads_the_database_before_the_first_question(tok: Any, tmp_path: Path) -> None:
+    import sqlite3
+
+    from model.ask import ask, prepare
+    from model.db import Database
+    from model.prompt import CONTEXT_FIRST, shared_prefix
+
+    path = tmp_path / "albums.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE albums (AlbumId INTEGER PRIMARY KEY, Title TEXT)")
+        conn.execute("INSERT INTO albums VALUES (1, 'Café')")
+    db = Database.open(path)
+    engine = Engine("tiny", tiny_model(tok).float(), tok, device="cpu", stop_ids=set(),
+                    prompt_layout=CONTEXT_FIRST)
+    reads = prompt_reads(engine)
+    prepare(engine, db)
+    assert len(reads) == 1
+    ask(engine, db, "How many albums?", max_repairs=0, beams=0, max_new_tokens=4)
+    shared = shared_prefix(context_for(db.conn, db.schema(), "").text, CONTEXT_FIRST)
+    assert engine.last_stats.cached_tokens == len(engine.encode(shared)) - 1 == reads[0]
+    assert reads[1] == engine.last_stats.prompt_tokens - reads[0]
+
+
 @pytest.mark.parametrize("kind", ["gemma3", "gemma2"])
 def test_an_answer_vocab_that_holds_the_answer_gives_the_same_answer(kind: str, tok: Any) -> None:
     """Decoding over part of the output layer maps its columns back to the right ids."""

@@ -9,12 +9,17 @@ import pytest
 from model.db import Database
 from model.prompt import (
     CONTEXT_BUDGET_TOKENS,
+    CONTEXT_FIRST,
+    QUESTION_FIRST,
     build_prompt,
     context_for,
     estimate_tokens,
+    read_layout,
     render_context,
+    shared_prefix,
     sql_literal,
     training_text,
+    write_layout,
 )
 from model.samples import CHINOOK
 
@@ -46,6 +51,30 @@ def test_seed_prompt_matches_character_for_character() -> None:
     assert prompt + answer == SEED_TEXT
     assert build_prompt(SEED_QUESTION, SEED_CONTEXT) == prompt
     assert SEED_TEXT.startswith(prompt)
+
+
+def test_context_first_is_the_seed_text_with_question_and_context_swapped() -> None:
+    prompt, answer = training_text(SEED_QUESTION, SEED_CONTEXT, SEED_SQL, CONTEXT_FIRST)
+    lines = SEED_TEXT.split("\n\n")
+    assert lines[1].startswith(" SQL Question:") and lines[2].startswith(" SQL Context:")
+    lines[1], lines[2] = lines[2], lines[1]
+    assert prompt + answer == "\n\n".join(lines)
+    # Everything before the question depends on the context alone; the seed's shares its head.
+    assert prompt.startswith(shared_prefix(SEED_CONTEXT, CONTEXT_FIRST))
+    assert shared_prefix(SEED_CONTEXT, CONTEXT_FIRST).endswith(" SQL Question:")
+    assert SEED_CONTEXT in shared_prefix(SEED_CONTEXT, CONTEXT_FIRST)
+    assert SEED_TEXT.startswith(shared_prefix(SEED_CONTEXT, QUESTION_FIRST))
+    assert SEED_CONTEXT not in shared_prefix(SEED_CONTEXT, QUESTION_FIRST)
+    with pytest.raises(ValueError, match="unknown prompt layout 'sideways'"):
+        build_prompt(SEED_QUESTION, SEED_CONTEXT, "sideways")
+
+
+def test_an_adapter_records_its_layout(tmp_path: Path) -> None:
+    assert read_layout(tmp_path) is None  # no record: the seed's layout
+    write_layout(tmp_path, CONTEXT_FIRST)
+    assert read_layout(tmp_path) == CONTEXT_FIRST
+    (tmp_path / "prompt_layout.json").write_text('{"layout": "sideways"}')
+    assert read_layout(tmp_path) is None
 
 
 def test_whitespace_is_normalised() -> None:

@@ -74,6 +74,8 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     engine_mod.load_engine = load_engine  # type: ignore[attr-defined]
     ask_mod = types.ModuleType("model.ask")
     ask_mod.ask = fake_ask  # type: ignore[attr-defined]
+    ask_mod.prepare = (  # type: ignore[attr-defined]
+        lambda engine, db: calls.setdefault("prepared", (engine, db)))
     monkeypatch.setitem(__import__("sys").modules, "model.engine", engine_mod)
     monkeypatch.setitem(__import__("sys").modules, "model.ask", ask_mod)
     return calls
@@ -97,6 +99,8 @@ async def test_model_loads_on_mount_and_answers(chinook, make_app, fake_model):
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert fake_model["load"] == ("default", None, "cpu")
+        # the database's part of the prompt is read while the user types the first question
+        assert fake_model["prepared"] == (app.engine, app.database)
         assert status(app).model_text == "fake-270m · cpu"
         app.query_one(SqlEditor).text = "old text"
         await ask(app, pilot, "titles of albums")
