@@ -762,7 +762,7 @@ class Engine:
         if kept is not None and len(kept[0]) < len(ids) and ids[: len(kept[0])] == kept[0]:
             cache, start = copy.deepcopy(kept[1]), len(kept[0])
             reused = start
-        if start + 1 < shared < len(ids):  # (`warm` keeps all but the last token: enough)
+        if start < shared < len(ids):
             cache, start = self._read(ids[start:shared], cache)[1], shared
             self._shared = (ids[:shared], copy.deepcopy(cache))
         logits, cache = self._read(ids[start:], cache)
@@ -770,14 +770,16 @@ class Engine:
         return logits, cache, reused
 
     def warm(self, shared: str) -> None:
-        """Read a shared prompt beginning ahead of the question (while the user types)."""
+        """Read a shared prompt beginning ahead of the question (while the user types).
+
+        Kept as `_prefill` keeps it, so an answer is the same whether or not this ran first.
+        (Were the question's first token to merge with the last one here, the question would
+        read the beginning again: our prompts end it with "Question:", and no question in the
+        eval sets merges.)"""
         with self._lock:
             ids = self.encode(shared)
-            kept = self._shared
-            if len(ids) > 1 and (kept is None or kept[0] != ids[:-1]):
-                # The last token may merge with the question's first: leave it to the question.
-                _, cache = self._read(ids[:-1], None)
-                self._shared = (ids[:-1], cache)
+            if self._shared is None or self._shared[0] != ids:
+                self._shared = (ids, self._read(ids, None)[1])
 
     def _output_rows(self, prompt: str, ids: list[int]) -> _OutputRows | None:
         """The output layer's rows an answer to `prompt` may use (see model.vocab); None: all.

@@ -247,7 +247,7 @@ def test_warm_reads_the_shared_beginning_before_the_question(tok: Any) -> None:
     assert len(reads) == 1
     assert engine.generate(SHARED + " How many albums?", max_new_tokens=8,
                            shared=SHARED) == expected
-    assert engine.last_stats.cached_tokens == len(engine.encode(SHARED)) - 1
+    assert engine.last_stats.cached_tokens == len(engine.encode(SHARED))
     assert len(reads) == 2 and reads[1] == engine.last_stats.prompt_tokens - reads[0]
 
 
@@ -270,7 +270,7 @@ def test_prepare_reads_the_database_before_the_first_question(tok: Any, tmp_path
     assert len(reads) == 1
     ask(engine, db, "How many albums?", max_repairs=0, beams=0, max_new_tokens=4)
     shared = shared_prefix(context_for(db.conn, db.schema(), "").text, CONTEXT_FIRST)
-    assert engine.last_stats.cached_tokens == len(engine.encode(shared)) - 1 == reads[0]
+    assert engine.last_stats.cached_tokens == len(engine.encode(shared)) == reads[0]
     assert reads[1] == engine.last_stats.prompt_tokens - reads[0]
 
 
