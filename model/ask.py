@@ -167,10 +167,12 @@ def prepare(engine: Engine, db: Database) -> None:
     """Read the database's part of the prompt before the first question (the app does it while
     the user types): with a context-first model every question then reads only its own tokens.
 
-    Nothing is read for a schema cut to fit, since the cut depends on the question."""
+    Nothing is read for a schema cut to fit, since the cut depends on the question, nor for a
+    model of the seed's layout, whose prompts share no more than their head."""
     context = context_for(db.conn, db.schema(), "")
-    if not context.pruned and hasattr(engine, "warm"):
-        engine.warm(shared_prefix(context.text, getattr(engine, "prompt_layout", QUESTION_FIRST)))
+    shared = shared_prefix(context.text, getattr(engine, "prompt_layout", QUESTION_FIRST))
+    if shared and not context.pruned and hasattr(engine, "warm"):
+        engine.warm(shared)
 
 
 def correct_names(

@@ -266,6 +266,9 @@ def test_prepare_reads_the_database_before_the_first_question(tok: Any, tmp_path
     engine = Engine("tiny", tiny_model(tok).float(), tok, device="cpu", stop_ids=set(),
                     prompt_layout=CONTEXT_FIRST)
     reads = prompt_reads(engine)
+    seed_layout = Engine("tiny", engine.model, tok, device="cpu", stop_ids=set())
+    prepare(seed_layout, db)  # its prompts share only their head: nothing to read ahead
+    assert reads == []
     prepare(engine, db)
     assert len(reads) == 1
     ask(engine, db, "How many albums?", max_repairs=0, beams=0, max_new_tokens=4)
