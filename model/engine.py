@@ -723,8 +723,8 @@ class Engine:
         return ids
 
     def _shared_length(self, ids: list[int], shared: str) -> int:
-        """How many leading `ids` the tokens of `shared`, a beginning of their prompt's text,
-        are (a token may straddle the boundary: then it is left to the rest)."""
+        """How many leading `ids` are the tokens of `shared`, the beginning of their prompt's
+        text (fewer where a token straddles the boundary: it is left to the rest)."""
         if not shared:
             return 0
         n = 0
