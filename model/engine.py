@@ -524,9 +524,10 @@ def load_engine(
         from model.attention import use_decode_attention
 
         use_decode_attention(llm)
-    vocab = next((v for d in [*adapters[::-1], path]
-                  if (v := AnswerVocab.read(d, tokenizer)) is not None), None)
-    layout = next((x for d in [*adapters[::-1], path] if (x := read_layout(d))), QUESTION_FIRST)
+    # What the training run wrote next to the weights; the last adapter's wins.
+    sources = [*adapters[::-1], path]
+    vocab = next((v for d in sources if (v := AnswerVocab.read(d, tokenizer)) is not None), None)
+    layout = next((x for d in sources if (x := read_layout(d))), QUESTION_FIRST)
     engine = Engine(name, llm, tokenizer, device=device, adapters=adapters, answer_vocab=vocab,
                     prompt_layout=layout)
     engine.load_seconds = time.perf_counter() - started
@@ -744,11 +745,11 @@ class Engine:
                              logits_to_keep=_last_position(inputs))
         return out.logits[:, -1], out.cache
 
-    def _prefill(self, ids: list[int], shared: int = 0) -> tuple[torch.Tensor, Any, int]:
+    def _prefill(self, ids: list[int], shared: str = "") -> tuple[torch.Tensor, Any, int]:
         """The prompt read: its last position's logits (1, vocab), the KV cache, and how many
         of the ids were not read again (their cache was kept).
 
-        The first `shared` ids (the part of the prompt that depends only on the database, see
+        The ids of `shared` (the prompt's beginning that depends only on the database, see
         `model.prompt.shared_prefix`) are read on their own and their cache is kept: a later
         prompt that starts with the same ids reads only the rest. A copy, because the cache of
         Gemma 3's sliding-window layers cannot be cut back to a shorter prompt.
@@ -757,14 +758,17 @@ class Engine:
         """
         if self._last_prefill is not None and self._last_prefill[0] == ids:
             return self._last_prefill[1], copy.deepcopy(self._last_prefill[2]), len(ids)
-        cache, start, reused = None, 0, 0
+        cache, start = None, 0
         kept = self._shared
         if kept is not None and len(kept[0]) < len(ids) and ids[: len(kept[0])] == kept[0]:
             cache, start = copy.deepcopy(kept[1]), len(kept[0])
             reused = start
-        if start < shared < len(ids):
-            cache, start = self._read(ids[start:shared], cache)[1], shared
-            self._shared = (ids[:shared], copy.deepcopy(cache))
+        else:
+            reused = 0
+            n = self._shared_length(ids, shared)
+            if 0 < n < len(ids):
+                cache, start = self._read(ids[:n], None)[1], n
+                self._shared = (ids[:n], copy.deepcopy(cache))
         logits, cache = self._read(ids[start:], cache)
         self._last_prefill = (ids, logits, copy.deepcopy(cache))
         return logits, cache, reused
@@ -857,8 +861,7 @@ class Engine:
                         stats.stop = "cancel"
                         break
                     if inputs is None:
-                        logits, cache, stats.cached_tokens = self._prefill(
-                            ids, self._shared_length(ids, shared))
+                        logits, cache, stats.cached_tokens = self._prefill(ids, shared)
                         token = int(logits[0].argmax())
                     else:
                         if step == 1:  # after the first token is out: it needs no vocabulary
@@ -905,7 +908,7 @@ class Engine:
 
         with self._lock:
             ids = self.encode(prompt)
-            logits, cache, _ = self._prefill(ids, self._shared_length(ids, shared))
+            logits, cache, _ = self._prefill(ids, shared)
             allowed = self._output_rows(prompt, ids)
             logp = torch.log_softmax(logits.float(), dim=-1)
             stop = torch.tensor(sorted(self.stop_ids), dtype=torch.long, device=self.device)
