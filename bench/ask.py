@@ -17,13 +17,13 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.ask import ask  # noqa: E402
 from model.db import Database  # noqa: E402
 from model.engine import DEFAULT_MODEL, cache_root, ensure_base_checkpoint, load_engine  # noqa: E402
-from model.prompt import build_prompt, context_for, shared_prefix  # noqa: E402
 from model.samples import CHINOOK  # noqa: E402
 
 QUESTIONS = [
@@ -83,11 +83,24 @@ def main() -> None:
     print(f"prompt layout {engine.prompt_layout}; first question on the database: "
           f"time to first token {first.first_token_s:.2f} s ({first.prompt_tokens} tokens read)")
 
+    # The first prompt the pipeline sends for each question (the question's tables, when the
+    # schema has more), replayed below to time one answered attempt.
+    first_prompts: list[tuple[str, str]] = []
+    stream = engine.stream
+
+    def recording_stream(prompt: str, **kwargs: Any) -> Any:
+        first_prompts.append((prompt, kwargs.get("shared", "")))
+        return stream(prompt, **kwargs)
+
     rows = []
-    print(f"\n{'s':>6} {'ttft':>6} {'tok/s':>6} {'tok':>4} {'read':>4} {'try':>3} {'ok':>3}"
-          "  question -> sql")
+    print(f"\n{'s':>6} {'ttft':>6} {'tok/s':>6} {'tok':>4} {'read':>4} {'all':>3} {'try':>3}"
+          f" {'ok':>3}  question -> sql")
     for question in QUESTIONS[: args.questions]:
+        engine.stream = recording_stream  # type: ignore[method-assign]
+        n = len(first_prompts)
         answer = ask(engine, db, question, max_new_tokens=args.max_new_tokens)
+        engine.stream = stream  # type: ignore[method-assign]
+        del first_prompts[n + 1 :]
         first, last = answer.stats[0], answer.stats[-1]
         tokens = sum(s.tokens for s in answer.stats)
         read = first.prompt_tokens - first.cached_tokens
@@ -96,24 +109,19 @@ def main() -> None:
         sql = " ".join(answer.sql.split()) or f"(no SQL: {answer.raw[:40]!r}…)"
         print(
             f"{answer.seconds:6.2f} {first.first_token_s:6.2f} {last.tokens_per_s:6.1f} "
-            f"{tokens:4d} {read:4d} {answer.attempts:3d} {'yes' if answer.ok else 'no':>3}  "
+            f"{tokens:4d} {read:4d} {'no' if answer.pruned else 'yes':>3} "
+            f"{answer.attempts:3d} {'yes' if answer.ok else 'no':>3}  "
             f"{question} -> {sql[:80]}"
         )
 
     # The base model without its adapter never answers, so the figures above time its
     # (abandoned) echo, twice. What one answered attempt costs: the same prompts, decoding
     # exactly `--answer-tokens` tokens (Chinook's gold SQL is 6-67 tokens, median 15).
-    schema = db.schema()
     stops, engine.stop_ids = engine.stop_ids, set()
     one_attempt = []
-    for question in QUESTIONS[: args.questions]:
-        context = context_for(db.conn, schema, question)
+    for prompt, shared in first_prompts:
         t0 = time.perf_counter()
-        for _ in engine.stream(
-            build_prompt(question, context.text, engine.prompt_layout),
-            max_new_tokens=args.answer_tokens,
-            shared=shared_prefix(context.text, engine.prompt_layout),
-        ):
+        for _ in engine.stream(prompt, max_new_tokens=args.answer_tokens, shared=shared):
             pass
         one_attempt.append(time.perf_counter() - t0)
     engine.stop_ids = stops

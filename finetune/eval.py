@@ -44,6 +44,7 @@ class Record:
     db: str = ""
     corrected: bool = False  # misspelt names were put right by the schema check
     repaired: bool = False  # from another candidate or a repair attempt
+    focused: bool = False  # from a prompt with the question's tables alone
 
 
 @dataclass
@@ -65,6 +66,7 @@ class EvalReport:
             "mean_seconds": sum(r.seconds for r in self.records) / n,
             "corrected": sum(r.corrected for r in self.records),
             "repaired": sum(r.repaired for r in self.records),
+            "focused": sum(r.focused for r in self.records),
             "gold_failed": len(self.gold_failed),
             "model": self.model,
         }
@@ -216,6 +218,7 @@ def evaluate(
     model_name: str = "",
     on_record: Callable[[Record], None] | None = None,
     beams: int = 4,
+    focused: bool = True,
 ) -> EvalReport:
     """Ask the engine every question of DATA.jsonl through model.ask and score the SQL."""
     from model.ask import ask
@@ -228,7 +231,7 @@ def evaluate(
                 dbs[item.db] = Database.open(item.db)
             db = dbs[item.db]
             t0 = time.perf_counter()
-            answer = ask(engine, db, item.question, beams=beams)
+            answer = ask(engine, db, item.question, beams=beams, focused=focused)
             seconds = time.perf_counter() - t0
             pred = answer.sql or ""
             try:
@@ -238,7 +241,8 @@ def evaluate(
                     {"question": item.question, "gold": item.sql, "error": str(e)})
                 continue
             record = Record(item.question, item.sql, pred, correct, error, round(seconds, 3),
-                            str(item.db), bool(answer.corrected), answer.repaired)
+                            str(item.db), bool(answer.corrected), answer.repaired,
+                            answer.focused)
             report.records.append(record)
             if on_record:
                 on_record(record)

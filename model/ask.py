@@ -1,13 +1,15 @@
 """One question to checked SQL: the pipeline the app, `gemma-sql ask` and `gemma-sql eval` share.
 
 schema -> context (pruned to what the question needs) -> prompt -> streamed answer ->
-extracted, pretty-printed, checked SQL. When the check fails on names the schema spells
-differently (customer_id for CustomerId), those names are corrected, and the correction shown.
-When it still fails, or compares a column with text no row holds, the model's `beams` next
-most likely answers (beam search on the same prompt) are checked and the first that passes
-cleanly is taken; failing that, a failed question is asked again with the error attached (at
-most `max_repairs` times). The SQL is never executed here: running it is the caller's choice
-(`model.db`).
+extracted, pretty-printed, checked SQL. The model first sees only the few tables the question
+most likely needs (`focused_context`): a prompt about half as long. When that answer fails the
+check, or compares a column with text no row holds, the question is asked again with every
+table that fits. When that check fails on names the schema spells differently (customer_id
+for CustomerId), those names are corrected, and the correction shown. When it still fails, or
+compares a column with text no row holds, the model's `beams` next most likely answers (beam
+search on the same prompt) are checked and the first that passes cleanly is taken; failing
+that, a failed question is asked again with the error attached (at most `max_repairs` times).
+The SQL is never executed here: running it is the caller's choice (`model.db`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from model.prompt import QUESTION_FIRST, build_prompt, context_for, shared_prefix
+from model.prompt import (
+    QUESTION_FIRST,
+    build_prompt,
+    context_for,
+    focused_context,
+    shared_prefix,
+)
 from model.sqlcheck import Problem, apply_suggestions, check, extract_sql, is_echo, pretty
 
 if TYPE_CHECKING:
@@ -32,6 +40,7 @@ REPAIR_NOTE = "{question} (The query {sql} failed: {error}.)"
 REPAIR_NOTE_NO_SQL = "{question} (Answer with one SQLite query.)"
 RETRY_MARKER = "\n-- retrying: {error}\n"
 CANDIDATES_MARKER = "\n-- {error}; checking {n} other answers\n"
+WIDEN_MARKER = "\n-- {error}; asking again with every table\n"
 # The small model sometimes copies the note's " failed: <error>" after its new SQL. Quoted
 # strings and identifiers are matched first so that a " failed: " inside one is skipped.
 _ECHOED_NOTE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\s+failed:\s)")
@@ -45,6 +54,8 @@ class Answer:
     tables_sent: list[str] = field(default_factory=list)
     pruned: bool = False  # whether tables were left out of the context
     problems: list[Problem] = field(default_factory=list)
+    focused: bool = False  # the SQL comes from a prompt with the question's tables alone
+    widened: bool = False  # the answer from the question's tables alone failed: all were sent
     repaired: bool = False  # the SQL comes from a repair attempt or another candidate
     corrected: list[str] = field(default_factory=list)  # names put right: "album → albums"
     attempts: int = 0
@@ -63,6 +74,9 @@ class Answer:
         """What the pipeline did to the model's first answer, a line each (the app shows them
         under the editor, `gemma-sql ask` on stderr)."""
         notes = []
+        if self.widened:
+            notes.append("the answer from the question's tables failed the check; "
+                         "asked with every table")
         if self.repaired:
             notes.append("asked again: the first answer failed the check" if self.attempts > 1
                          else "the first answer failed the check; this is the next most likely")
@@ -84,6 +98,8 @@ class Answer:
                 {"message": p.message, "kind": p.kind, "fatal": p.fatal, "start": p.start}
                 for p in self.problems
             ],
+            "focused": self.focused,
+            "widened": self.widened,
             "repaired": self.repaired,
             "corrected": self.corrected,
             "attempts": self.attempts,
@@ -103,10 +119,12 @@ def ask(
     max_repairs: int = 1,
     max_new_tokens: int = 256,
     beams: int = 4,
+    focused: bool = True,
 ) -> Answer:
     """Write SQL for `question` about `db`. `on_chunk` sees the text as it streams (from a
     worker thread in the app), including a `-- ...` line before another candidate or a
-    repair. `beams` other answers are checked when the first fails (0: none)."""
+    repair. `beams` other answers are checked when the first fails (0: none); `focused`: try
+    the question's likeliest tables alone first."""
     started = time.perf_counter()
     schema = db.schema()
     context = context_for(db.conn, schema, question)
@@ -118,11 +136,12 @@ def ask(
     )
     layout = getattr(engine, "prompt_layout", QUESTION_FIRST)
     shared = shared_prefix(context.text, layout)
-    asked = question
-    for attempt in range(max_repairs + 1):
+
+    def read(prompt: str, shared: str = "") -> str:
+        """The model's answer to `prompt`, streamed to `on_chunk`; its figures kept."""
         pieces: list[str] = []
-        stream = engine.stream(build_prompt(asked, context.text, layout), cancel=cancel,
-                               max_new_tokens=max_new_tokens, shared=shared)
+        stream = engine.stream(prompt, cancel=cancel, max_new_tokens=max_new_tokens,
+                               shared=shared)
         for piece in stream:
             pieces.append(piece)
             if on_chunk is not None:
@@ -130,12 +149,37 @@ def ask(
             if is_echo("".join(pieces[-64:])):
                 stream.close()  # no answer is coming: stop decoding now, not 256 tokens later
                 break
-        answer.attempts = attempt + 1
-        answer.repaired = attempt > 0
-        answer.raw = "".join(pieces)
         stats = getattr(engine, "last_stats", None)
         if stats is not None and hasattr(stats, "to_dict"):
             answer.stats.append(stats)
+        return "".join(pieces)
+
+    # The question's own tables first: a prompt about half as long, and fewer tables to mix up.
+    # Not for a model that keeps the whole schema's part of the prompt read (`shared`).
+    focus = None if shared or not focused else focused_context(db.conn, schema, question)
+    if focus is not None:
+        answer.raw = read(build_prompt(question, focus.text, layout))
+        answer.attempts = 1
+        sql = extract_sql(answer.raw)
+        if cancel is not None and cancel.is_set():
+            answer.cancelled, answer.sql = True, sql  # partial: not worth checking
+            answer.seconds = time.perf_counter() - started
+            return answer
+        sql, problems, corrected = checked(sql, db)
+        failures = [p.message for p in problems if p.fatal or p.kind == "value"]
+        if not failures:
+            answer.sql, answer.problems, answer.corrected = sql, problems, corrected
+            answer.tables_sent, answer.pruned, answer.focused = list(focus.tables), True, True
+            answer.seconds = time.perf_counter() - started
+            return answer
+        answer.widened = True
+        if on_chunk is not None:
+            on_chunk(WIDEN_MARKER.format(error="; ".join(failures)))
+    asked = question
+    for attempt in range(max_repairs + 1):
+        answer.raw = read(build_prompt(asked, context.text, layout), shared)
+        answer.attempts = attempt + 1
+        answer.repaired = attempt > 0
         sql = extract_sql(answer.raw)
         if attempt > 0:
             sql = cut_echoed_note(sql)

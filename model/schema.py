@@ -118,10 +118,13 @@ _STOP = {
 
 
 def _words(text: str) -> set[str]:
-    """Lower-case word stems: splits snake_case and CamelCase, drops a plural 's'."""
+    """Lower-case word stems: splits snake_case and CamelCase, drops a plural 's' ("-ies" gives
+    both stems: countries -> country, movies -> movie)."""
     out = set()
     for w in _WORD.findall(text):
         w = w.lower()
+        if len(w) > 4 and w.endswith("ies"):
+            out.add(w[:-3] + "y")
         if len(w) > 3 and w.endswith("s"):
             w = w[:-1]
         if len(w) > 1 and w not in _STOP:

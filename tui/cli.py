@@ -175,6 +175,9 @@ def eval_cmd(
     limit: Annotated[int, typer.Option("--limit", help="Only the first N questions.")] = 0,
     beams: Annotated[int, typer.Option(
         "--beams", help="When an answer fails the check, try the N next most likely.")] = 4,
+    focus: Annotated[bool, typer.Option(
+        "--focus/--no-focus",
+        help="Ask first with the question's likeliest tables alone (as the app does).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Execution accuracy of a model on DATA (through the same pipeline as the app)."""
@@ -206,7 +209,7 @@ def eval_cmd(
     try:
         report = evaluate(data, engine, db_root=db_root, limit=limit,
                           model_name=name + (f" + {adapter}" if adapter else ""), on_record=tick,
-                          beams=beams)
+                          beams=beams, focused=focus)
     except (ValueError, OSError) as e:
         raise fail(str(e), 1) from None
     finally:
@@ -218,7 +221,8 @@ def eval_cmd(
     typer.echo(f"execution accuracy  {s['execution_accuracy']:.1%}  ({s['n']} questions)")
     typer.echo(f"valid SQL           {s['valid_sql_rate']:.1%}")
     typer.echo(f"seconds a question  {s['mean_seconds']:.2f}")
-    typer.echo(f"names corrected     {s['corrected']}; repaired {s['repaired']}")
+    typer.echo(f"names corrected     {s['corrected']}; repaired {s['repaired']}; "
+               f"from the question's tables alone {s['focused']}")
     if s["gold_failed"]:
         typer.echo(f"gold queries failed {s['gold_failed']} (left out)")
 

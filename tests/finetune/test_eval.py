@@ -93,6 +93,7 @@ class FakeAnswer:
     sql: str
     corrected: tuple[str, ...] = ()
     repaired: bool = False
+    focused: bool = False
 
 
 def test_evaluate_excludes_failing_golds_and_reports(

@@ -111,10 +111,12 @@ def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
         sql: str
         corrected: tuple[str, ...] = ()
         repaired: bool = False
+        focused: bool = False
 
     fake_ask = types.ModuleType("model.ask")
     fake_ask.ask = lambda engine, db, question, **kw: Answer(  # type: ignore[attr-defined]
-        "SELECT count(*) FROM t" if "how many" in question else "SELECT x FROM t")
+        "SELECT count(*) FROM t" if "how many" in question else "SELECT x FROM t",
+        focused=kw["focused"])
     monkeypatch.setitem(sys.modules, "model.ask", fake_ask)
     monkeypatch.setattr(model.engine, "load_engine", lambda *a, **k: "engine")
     root = tmp_path / "dbs"
@@ -131,6 +133,9 @@ def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["n"] == 2 and out["execution_accuracy"] == 0.5 and out["valid_sql_rate"] == 0.5
+    assert out["focused"] == 2  # the app's pipeline: the question's tables first
+    result = runner.invoke(app, ["eval", str(data), "--db-root", str(root), "--json", "--no-focus"])
+    assert json.loads(result.stdout)["focused"] == 0
     result = runner.invoke(app, ["eval", str(data), "--db-root", str(root), "--limit", "1"])
     assert "execution accuracy  100.0%  (1 questions)" in result.stdout
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -14,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from model.ask import CANDIDATES_MARKER, RETRY_MARKER, ask
+from model.ask import CANDIDATES_MARKER, RETRY_MARKER, WIDEN_MARKER, Answer, ask
 from model.db import Database
 from model.engine import GenerationStats
+from model.prompt import CONTEXT_FIRST
 
 
 class ScriptedEngine:
@@ -58,6 +60,11 @@ class ScriptedBeamEngine(ScriptedEngine):
         return self.candidates[:n]
 
 
+def ask_every_table(engine: Any, db: Database, question: str, **kwargs: Any) -> Answer:
+    """The pipeline after the focused first try, which these scripted answers exercise."""
+    return ask(engine, db, question, focused=False, **kwargs)
+
+
 @pytest.fixture
 def db(chinook: Path) -> Iterator[Database]:
     database = Database.open(chinook)
@@ -78,13 +85,63 @@ def test_good_answer_is_pretty_and_checked(db: Database) -> None:
     assert "CREATE TABLE" in engine.prompts[0]
 
 
+def create_statements(prompt: str) -> set[str]:
+    return set(re.findall(r"CREATE (?:TABLE|VIEW) \"?(\w+)", prompt))
+
+
+def test_the_first_prompt_holds_only_the_questions_tables(db: Database) -> None:
+    engine = ScriptedEngine(" SELECT Title FROM albums WHERE AlbumId = 1")
+    answer = ask(engine, db, "Title of album 1?")
+    every_table = set(db.schema().names)
+    sent = create_statements(engine.prompts[0])
+    assert "albums" in sent and len(sent) <= 4 < len(every_table)
+    assert answer.ok and answer.pruned and set(answer.tables_sent) == sent
+    assert len(engine.prompts) == 1 and not answer.widened and answer.notes == []
+    whole = ScriptedEngine(" SELECT Title FROM albums WHERE AlbumId = 1")
+    ask(whole, db, "Title of album 1?", focused=False)
+    assert create_statements(whole.prompts[0]) == every_table
+    assert len(engine.prompts[0]) < len(whole.prompts[0]) * 0.7
+
+
+@pytest.mark.parametrize(
+    ("first", "error"),
+    [(" SELECT Age FROM customers", "unknown column Age"),
+     (" SELECT count(*) FROM tracks WHERE Composer = 'ACDC'",
+      "no row of tracks has Composer = 'ACDC'"),
+     ("I do not know.", "no SQL in the answer")],
+)
+def test_a_failed_focused_answer_asks_again_with_every_table(
+    db: Database, first: str, error: str
+) -> None:
+    engine_answer = " SELECT CustomerId FROM customers"
+    engine = ScriptedEngine(first, engine_answer)
+    chunks: list[str] = []
+    answer = ask(engine, db, "Customer ids?", on_chunk=chunks.append, beams=0)
+    assert len(engine.prompts) == 2 and answer.widened and answer.ok
+    assert answer.sql == "SELECT\n  CustomerId\nFROM customers" and answer.attempts == 1
+    assert len(create_statements(engine.prompts[0])) < len(db.schema().names)
+    assert create_statements(engine.prompts[1]) == set(db.schema().names)
+    assert set(answer.tables_sent) == set(db.schema().names) and not answer.pruned
+    assert "".join(chunks) == first + WIDEN_MARKER.format(error=error) + engine_answer
+    assert answer.notes == ["the answer from the question's tables failed the check; "
+                            "asked with every table"]
+    assert answer.to_dict()["widened"] is True
+
+
+def test_a_model_that_keeps_the_schema_read_gets_every_table_at_once(db: Database) -> None:
+    engine = ScriptedEngine(" SELECT Title FROM albums WHERE AlbumId = 1")
+    engine.prompt_layout = CONTEXT_FIRST  # type: ignore[attr-defined]
+    answer = ask(engine, db, "Title of album 1?")
+    assert create_statements(engine.prompts[0]) == set(db.schema().names) and answer.ok
+
+
 def test_failed_sql_is_repaired_once_with_the_error(db: Database) -> None:
     engine = ScriptedEngine(
         " SELECT Age FROM customers",
         " SELECT CustomerId FROM customers",
     )
     chunks: list[str] = []
-    answer = ask(engine, db, "Customer ids?", on_chunk=chunks.append)
+    answer = ask_every_table(engine, db, "Customer ids?", on_chunk=chunks.append)
     assert answer.attempts == 2 and answer.repaired and answer.ok
     assert answer.sql == "SELECT\n  CustomerId\nFROM customers"
     error = "unknown column Age"
@@ -94,7 +151,7 @@ def test_failed_sql_is_repaired_once_with_the_error(db: Database) -> None:
 
 def test_misspelt_names_are_corrected_without_asking_again(db: Database) -> None:
     engine = ScriptedBeamEngine([], " SELECT c.customer_id FROM customer AS c")
-    answer = ask(engine, db, "Customer ids?", beams=4)
+    answer = ask_every_table(engine, db, "Customer ids?", beams=4)
     assert answer.sql == "SELECT\n  c.CustomerId\nFROM customers AS c" and answer.ok
     assert answer.corrected == ["customer → customers", "customer_id → CustomerId"]
     assert len(engine.prompts) == 1 and engine.beam_prompts == []
@@ -111,7 +168,7 @@ def test_a_failed_answer_takes_the_first_candidate_that_passes(db: Database) -> 
         " SELECT Age FROM customers",
     )
     chunks: list[str] = []
-    answer = ask(engine, db, "Customer ids?", on_chunk=chunks.append, beams=4)
+    answer = ask_every_table(engine, db, "Customer ids?", on_chunk=chunks.append, beams=4)
     assert answer.sql == "SELECT\n  CustomerId\nFROM customers" and answer.ok and answer.repaired
     assert len(engine.prompts) == 1 and engine.beam_prompts == engine.prompts  # same prompt
     error = "unknown column Age"
@@ -124,7 +181,7 @@ def test_a_candidate_with_misspelt_names_is_corrected_and_taken(db: Database) ->
         [" SELECT nope FROM customers", " SELECT first_name FROM customer"],
         " SELECT Age FROM customers",
     )
-    answer = ask(engine, db, "First names?", beams=4)
+    answer = ask_every_table(engine, db, "First names?", beams=4)
     assert answer.sql == "SELECT\n  FirstName\nFROM customers" and answer.ok and answer.repaired
     assert answer.corrected == ["customer → customers", "first_name → FirstName"]
     assert answer.attempts == 1
@@ -137,7 +194,7 @@ def test_a_comparison_that_is_never_true_fails_the_check(db: Database) -> None:
     right = (" SELECT count(*) FROM tracks JOIN genres ON tracks.GenreId = genres.GenreId"
              " WHERE genres.Name = 'Rock'")
     engine = ScriptedBeamEngine([right], " SELECT count(*) FROM tracks WHERE GenreId = 'Rock'")
-    answer = ask(engine, db, "How many rock tracks?", beams=4)
+    answer = ask_every_table(engine, db, "How many rock tracks?", beams=4)
     assert answer.ok and answer.repaired and "genres.Name = 'Rock'" in answer.sql
 
 
@@ -146,7 +203,7 @@ def test_text_no_row_holds_sends_for_a_candidate_that_matches(db: Database) -> N
     engine = ScriptedBeamEngine(
         [doubtful, " SELECT count(*) FROM tracks WHERE Title = 'AC/DC'",  # fails
          " SELECT count(*) FROM tracks WHERE Composer = 'AC/DC'"], doubtful)
-    answer = ask(engine, db, "How many tracks did AC/DC compose?", beams=4)
+    answer = ask_every_table(engine, db, "How many tracks did AC/DC compose?", beams=4)
     assert answer.ok and answer.repaired and "Composer = 'AC/DC'" in answer.sql
     assert answer.problems == [] and answer.attempts == 1
 
@@ -156,7 +213,7 @@ def test_a_doubtful_answer_is_kept_when_no_candidate_is_better(db: Database) -> 
     engine = ScriptedBeamEngine(
         [" SELECT count(*) FROM tracks WHERE Composer = 'ACDC'",  # doubtful too
          " SELECT count(*) FROM tracks WHERE Title = 'AC/DC'"], doubtful)
-    answer = ask(engine, db, "How many tracks did AC/DC compose?", beams=4)
+    answer = ask_every_table(engine, db, "How many tracks did AC/DC compose?", beams=4)
     assert answer.ok and not answer.repaired and answer.attempts == 1
     assert "Name = 'AC/DC'" in answer.sql and [p.kind for p in answer.problems] == ["value"]
     assert len(engine.beam_prompts) == 1 and len(engine.prompts) == 1  # no repair either
@@ -167,12 +224,12 @@ def test_a_failed_answer_prefers_a_candidate_whose_values_exist(db: Database) ->
         [" SELECT count(*) FROM tracks WHERE Name = 'AC/DC'",
          " SELECT count(*) FROM tracks WHERE Composer = 'AC/DC'"],
         " SELECT count(*) FROM tracks WHERE Band = 'AC/DC'")
-    answer = ask(engine, db, "How many tracks did AC/DC compose?", beams=4)
+    answer = ask_every_table(engine, db, "How many tracks did AC/DC compose?", beams=4)
     assert answer.ok and "Composer = 'AC/DC'" in answer.sql
     # ...and takes a doubtful one when nothing else passes
     engine = ScriptedBeamEngine([" SELECT count(*) FROM tracks WHERE Name = 'AC/DC'"],
                                 " SELECT count(*) FROM tracks WHERE Band = 'AC/DC'")
-    answer = ask(engine, db, "How many tracks did AC/DC compose?", beams=4)
+    answer = ask_every_table(engine, db, "How many tracks did AC/DC compose?", beams=4)
     assert answer.ok and "Name = 'AC/DC'" in answer.sql and answer.attempts == 1
 
 
@@ -182,12 +239,12 @@ def test_when_no_candidate_passes_the_question_is_repaired(db: Database) -> None
         " SELECT Age FROM customers",
         " SELECT CustomerId FROM customers",
     )
-    answer = ask(engine, db, "Customer ids?", beams=4)
+    answer = ask_every_table(engine, db, "Customer ids?", beams=4)
     assert answer.attempts == 2 and answer.ok and len(engine.beam_prompts) == 1
     assert answer.notes == ["asked again: the first answer failed the check"]
     assert "failed: unknown column Age" in engine.prompts[1]
-    assert ask(ScriptedBeamEngine([" SELECT Title FROM albums"], " SELECT nope FROM albums"),
-               db, "?", beams=0, max_repairs=0).error == "unknown column nope"
+    engine = ScriptedBeamEngine([" SELECT Title FROM albums"], " SELECT nope FROM albums")
+    assert ask_every_table(engine, db, "?", beams=0, max_repairs=0).error == "unknown column nope"
 
 
 def test_a_copied_repair_note_is_cut_from_the_repair(db: Database) -> None:
@@ -195,52 +252,56 @@ def test_a_copied_repair_note_is_cut_from_the_repair(db: Database) -> None:
         " SELECT nope FROM albums",
         " SELECT Title FROM albums WHERE Title <> 'x failed: y' failed: unknown column nope",
     )
-    answer = ask(engine, db, "Titles?")
+    answer = ask_every_table(engine, db, "Titles?")
     assert answer.ok and answer.repaired
     assert answer.sql == "SELECT\n  Title\nFROM albums\nWHERE\n  Title <> 'x failed: y'"
 
 
 def test_repairs_are_bounded(db: Database) -> None:
     engine = ScriptedEngine(" SELECT nope FROM albums", " SELECT nope2 FROM albums", "unused")
-    answer = ask(engine, db, "?", max_repairs=1)
+    answer = ask_every_table(engine, db, "?", max_repairs=1)
     assert answer.attempts == 2 and not answer.ok
     assert answer.error == "unknown column nope2"
-    assert ask(ScriptedEngine(" SELECT nope FROM albums"), db, "?", max_repairs=0).attempts == 1
+    engine = ScriptedEngine(" SELECT nope FROM albums")
+    assert ask_every_table(engine, db, "?", max_repairs=0).attempts == 1
 
 
 def test_warnings_do_not_trigger_a_repair(db: Database) -> None:
     engine = ScriptedEngine(' SELECT * FROM invoices WHERE BillingAddress = "2010"')
-    answer = ask(engine, db, "Invoices at 2010?")
+    answer = ask_every_table(engine, db, "Invoices at 2010?")
     assert answer.attempts == 1 and answer.ok and len(answer.problems) == 2
     assert not answer.repaired
 
 
 def test_no_sql_at_all(db: Database) -> None:
-    answer = ask(ScriptedEngine("I do not know.", "Still no idea."), db, "?")
+    answer = ask_every_table(ScriptedEngine("I do not know.", "Still no idea."), db, "?")
     assert answer.sql == "" and not answer.ok and answer.attempts == 2
 
 
 def test_an_echoed_prompt_is_abandoned_early(db: Database) -> None:
     echo = " user You are a powerful text-to-SQL model. SQL Question: ?" + " blah" * 500
-    answer = ask(ScriptedEngine(echo, echo), db, "?")
+    answer = ask_every_table(ScriptedEngine(echo, echo), db, "?")
     assert answer.sql == "" and answer.attempts == 2
     assert len(answer.raw) < 100  # stopped reading at "SQL Question:", not 2,500 chars later
 
 
-def test_cancel_stops_without_repair(db: Database) -> None:
+@pytest.mark.parametrize("focused", [True, False])
+def test_cancel_stops_without_repair(db: Database, focused: bool) -> None:
     cancel = threading.Event()
 
     def on_chunk(piece: str) -> None:
         cancel.set()
 
     engine = ScriptedEngine(" SELECT Title FROM albums", "unused")
-    answer = ask(engine, db, "?", on_chunk=on_chunk, cancel=cancel)
+    answer = ask(engine, db, "Album titles?", on_chunk=on_chunk, cancel=cancel, focused=focused)
     assert answer.cancelled and answer.attempts == 1 and answer.problems == []
+    assert len(engine.prompts) == 1 and not answer.widened
 
 
 def test_sql_is_never_executed(chinook: Path) -> None:
     db = Database.open(chinook, write=True)  # even with writes allowed
-    answer = ask(ScriptedEngine(" DELETE FROM albums", " DELETE FROM albums"), db, "Delete?")
+    engine = ScriptedEngine(" DELETE FROM albums", " DELETE FROM albums")
+    answer = ask_every_table(engine, db, "Delete?")
     assert answer.sql.startswith("DELETE")
     db.close()
     with sqlite3.connect(chinook) as conn:

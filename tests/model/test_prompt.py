@@ -14,6 +14,7 @@ from model.prompt import (
     build_prompt,
     context_for,
     estimate_tokens,
+    focused_context,
     read_layout,
     render_context,
     shared_prefix,
@@ -22,6 +23,7 @@ from model.prompt import (
     write_layout,
 )
 from model.samples import CHINOOK
+from model.schema import prune
 
 SEED_QUESTION = "Name the top 10 albums with the highest sales amount"
 SEED_CONTEXT = (
@@ -136,6 +138,41 @@ def test_big_schema_is_pruned_to_the_question(tmp_path: Path) -> None:
     assert context.pruned
     assert set(context.tables) >= {"singer", "concert"}
     assert estimate_tokens(context.text) <= CONTEXT_BUDGET_TOKENS
+
+
+def test_focused_context_is_the_questions_tables_with_rows_as_fit() -> None:
+    db = Database.open(CHINOOK)
+    question = "How many tracks are in the Rock genre?"
+    focus = focused_context(db.conn, db.schema(), question, max_tables=3, budget_tokens=450)
+    assert focus is not None and focus.pruned
+    assert {"tracks", "genres"} <= set(focus.tables) and len(focus.tables) <= 3
+    assert estimate_tokens(focus.text) <= 450
+    assert """INSERT INTO "genres" VALUES (1, 'Rock')""" in focus.text
+    assert 'CREATE TABLE "customers"' not in focus.text
+    tight = focused_context(db.conn, db.schema(), question, max_tables=3, budget_tokens=10)
+    assert tight is not None and "INSERT" not in tight.text and "CREATE TABLE" in tight.text
+
+
+@pytest.mark.parametrize(("question", "table"), [("How many countries are there?", "country"),
+                                                 ("List all movies.", "movie")])
+def test_plurals_in_ies_name_their_table(tmp_path: Path, question: str, table: str) -> None:
+    path = tmp_path / "league.db"
+    conn = sqlite3.connect(path)
+    for name in ("album", "band", "club", "movie", "country"):
+        conn.execute(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.close()
+    db = Database.open(path)
+    assert prune(db.schema(), question, max_tables=2)[0] == table
+
+
+def test_a_schema_of_few_tables_has_no_focused_context(tmp_path: Path) -> None:
+    path = tmp_path / "small.db"
+    conn = sqlite3.connect(path)
+    for name in ("singer", "concert", "stadium"):
+        conn.execute(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.close()
+    db = Database.open(path)
+    assert focused_context(db.conn, db.schema(), "Singer names?", max_tables=3) is None
 
 
 def test_training_and_inference_render_the_same_context(tmp_path: Path) -> None:
