@@ -32,7 +32,7 @@ from tui.widgets.schema_tree import SchemaTree
 from tui.widgets.status import StatusBar
 
 # Actions that make no sense behind a modal dialog (their keys are app-wide priority keys).
-_MAIN_SCREEN_ONLY = {"run_query", "export", "history", "focus"}
+_MAIN_SCREEN_ONLY = {"run_query", "export", "history", "focus", "ask_every_table"}
 _ACTIVE = (WorkerState.PENDING, WorkerState.RUNNING)
 
 
@@ -45,6 +45,7 @@ class GemmaSqlApp(App[None]):
         Binding("f1", "toggle_keys", "Keys"),
         Binding("f2", "focus('editor')", "Editor", priority=True),
         Binding("f3", "focus('question')", "Ask", priority=True),
+        Binding("ctrl+t", "ask_every_table", "Ask, every table", priority=True),
         Binding("f5", "focus('results')", "Results", priority=True),
         Binding("f6", "focus('schema')", "Schema", priority=True),
         Binding("f8", "history", "History", priority=True),
@@ -131,8 +132,9 @@ class GemmaSqlApp(App[None]):
                            self.database)
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
-    def generate(self, question: str, cancel: threading.Event) -> None:
-        workers.generate(self.engine, self.database, question, cancel, self.post_message)
+    def generate(self, question: str, cancel: threading.Event, every_table: bool) -> None:
+        workers.generate(self.engine, self.database, question, cancel, self.post_message,
+                         focused=not every_table)
 
     # Actions
 
@@ -272,8 +274,19 @@ class GemmaSqlApp(App[None]):
         self.engine = message.engine
         self.status.model(workers.describe_engine(self.engine))
 
+    def action_ask_every_table(self) -> None:
+        """The question box's question again, with every table of the schema in the prompt."""
+        question = self.query_one(QuestionBox).value.strip()
+        if not question:
+            self.status.say("type a question first (F3)", "warning")
+            return
+        self._ask(question, every_table=True)
+
     @on(QuestionBox.Asked)
     def _asked(self, message: QuestionBox.Asked) -> None:
+        self._ask(message.question, every_table=False)
+
+    def _ask(self, question: str, every_table: bool) -> None:
         if self.engine is None:
             reason = self.status.model_text
             waiting = self._busy("model")
@@ -283,7 +296,7 @@ class GemmaSqlApp(App[None]):
         self.query_one(SqlEditor).replace_all("")
         self.query_one(SqlNotes).clear()
         self.status.say("writing SQL… (escape cancels)")
-        self.generate(message.question, self.cancel_generation)
+        self.generate(question, self.cancel_generation, every_table)
 
     @on(m.SqlChunk)
     def _sql_chunk(self, message: m.SqlChunk) -> None:

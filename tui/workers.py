@@ -140,14 +140,15 @@ def load_model(model: str | None, adapter: Any, device: str | None, post: Post,
 
 
 def generate(engine: Any, db: Database, question: str, cancel: threading.Event,
-             post: Post) -> None:
+             post: Post, focused: bool = True) -> None:
     try:
         from model.ask import ask
     except Exception as e:
         post(GenerationFailed(f"no model: {one_line(e)}"))
         return
     try:
-        answer = ask(engine, db, question, on_chunk=lambda t: post(SqlChunk(t)), cancel=cancel)
+        answer = ask(engine, db, question, on_chunk=lambda t: post(SqlChunk(t)), cancel=cancel,
+                     focused=focused)
     except Exception as e:  # the model's failure is shown, never raised into the UI
         post(GenerationFailed(one_line(e), cancelled=cancel.is_set()))
         return

@@ -45,17 +45,20 @@ class Answer:
     tables_sent: list[str]
     problems: list[str]
     seconds: float
+    focused: bool = False
 
 
 def fake_ask(engine: FakeEngine, db: Any, question: str,
              on_chunk: Callable[[str], None] | None = None,
-             cancel: threading.Event | None = None) -> Answer:
+             cancel: threading.Event | None = None, focused: bool = True) -> Answer:
     text = ""
     for chunk in engine.stream(question, cancel or threading.Event()):
         text += chunk
         if on_chunk:
             on_chunk(chunk)
     problems = ["unknown column: Nme"] if "Nme" in text else []
+    if focused and "albums" in question:  # as model.ask: the question's tables answered it
+        return Answer(text.strip().upper(), ["albums", "artists"], problems, 0.5, focused=True)
     return Answer(text.strip().upper(), ["albums", "artists"], problems, 0.5)
 
 
@@ -105,10 +108,28 @@ async def test_model_loads_on_mount_and_answers(chinook, make_app, fake_model):
         app.query_one(SqlEditor).text = "old text"
         await ask(app, pilot, "titles of albums")
         assert app.query_one(SqlEditor).text == "SELECT TITLE FROM ALBUMS"  # the pretty SQL
-        assert str(app.query_one("#sql-notes").render()) == "sent: albums, artists"
+        assert str(app.query_one("#sql-notes").render()).startswith(
+            "sent: albums, artists (the question's likeliest tables")
         assert status(app).model_text == "fake-270m · cpu · 42.0 tok/s"
         assert "ctrl+j runs it" in status(app).message
         assert app.result is None  # nothing ran: model SQL is never executed automatically
+
+
+async def test_ctrl_t_asks_with_every_table(chinook, make_app, fake_model):
+    app = make_app(chinook, engine=FakeEngine(["select ", "title ", "from albums"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+t")
+        assert "type a question first" in status(app).message
+        await ask(app, pilot, "titles of albums")
+        notes = str(app.query_one("#sql-notes").render())
+        assert notes == ("sent: albums, artists (the question's likeliest tables; ctrl+t asks"
+                         " with every table)")
+        app.query_one(SqlEditor).text = "edited"
+        await pilot.press("ctrl+t")  # from the editor: the question still in the box
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert str(app.query_one("#sql-notes").render()) == "sent: albums, artists"
+        assert app.query_one(SqlEditor).text == "SELECT TITLE FROM ALBUMS"
 
 
 async def test_chunks_stream_into_a_cleared_editor(chinook, make_app, fake_model):

@@ -16,7 +16,10 @@ class SqlNotes(Static):
     def show_answer(self, answer: Any) -> None:
         """`answer` is a model.ask.Answer (duck-typed: the model side may still change)."""
         text = Text("sent: " + ", ".join(getattr(answer, "tables_sent", []) or []))
-        if getattr(answer, "pruned", False):
+        if getattr(answer, "focused", False):
+            text.append(" (the question's likeliest tables; ctrl+t asks with every table)",
+                        style="dim")
+        elif getattr(answer, "pruned", False):
             text.append(" (the schema was cut to these tables)", style="dim")
         for note in getattr(answer, "notes", []):
             text.append(f" · {note}", style="dim")
