@@ -137,11 +137,12 @@ def ask(
     layout = getattr(engine, "prompt_layout", QUESTION_FIRST)
     shared = shared_prefix(context.text, layout)
 
-    def read(prompt: str, shared: str = "") -> str:
-        """The model's answer to `prompt`, streamed to `on_chunk`; its figures kept."""
+    def read(prompt: str, kept: str = "") -> str:
+        """The model's answer to `prompt` (whose beginning `kept` the engine may have read
+        before), streamed to `on_chunk`; its figures kept."""
         pieces: list[str] = []
         stream = engine.stream(prompt, cancel=cancel, max_new_tokens=max_new_tokens,
-                               shared=shared)
+                               shared=kept)
         for piece in stream:
             pieces.append(piece)
             if on_chunk is not None:
