@@ -51,6 +51,10 @@ AdapterOpt = Annotated[
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", help="cpu, cuda, cuda:1 … (default: automatic).")
 ]
+FocusOpt = Annotated[bool, typer.Option(
+    "--focus/--no-focus",
+    help="Ask first with the question's likeliest tables alone (as the app does; ctrl+t there "
+         "asks with every table).")]
 
 
 @app.command("open")
@@ -93,6 +97,7 @@ def ask(
     device: DeviceOpt = None,
     run: Annotated[bool, typer.Option("--run", help="Also run the SQL (read-only).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    focus: FocusOpt = True,
 ) -> None:
     """Write SQL for QUESTION about DB; print it (and with --run, its result)."""
     import json
@@ -113,7 +118,7 @@ def ask(
                              progress=progress)
     except ModelUnavailable as e:
         raise fail(str(e), 1) from None
-    answer = write_sql(engine, database, question)
+    answer = write_sql(engine, database, question, focused=focus)
     error = answer.error or (None if answer.sql else "the model wrote no SQL")
     columns: list[str] = []
     rows: list[list[object]] = []
@@ -175,9 +180,7 @@ def eval_cmd(
     limit: Annotated[int, typer.Option("--limit", help="Only the first N questions.")] = 0,
     beams: Annotated[int, typer.Option(
         "--beams", help="When an answer fails the check, try the N next most likely.")] = 4,
-    focus: Annotated[bool, typer.Option(
-        "--focus/--no-focus",
-        help="Ask first with the question's likeliest tables alone (as the app does).")] = True,
+    focus: FocusOpt = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Execution accuracy of a model on DATA (through the same pipeline as the app)."""

@@ -364,3 +364,20 @@ def test_cli_json_with_the_real_model(chinook: Path, base_checkpoint: Path) -> N
     # Either SQL that ran (exit 0) or a one-line reason (exit 1); never a changed database.
     assert (result.returncode == 0) == (out["error"] is None)
     assert chinook.read_bytes() == before
+
+
+@pytest.mark.parametrize(("flag", "tables_in_first_prompt"), [("--focus", 3), ("--no-focus", 12)])
+def test_cli_focus_flag_chooses_the_first_prompts_tables(
+    chinook: Path, monkeypatch: pytest.MonkeyPatch, flag: str, tables_in_first_prompt: int
+) -> None:
+    from typer.testing import CliRunner
+
+    import model.engine
+    from tui.cli import app
+
+    engine = ScriptedEngine(" SELECT count(*) FROM albums")
+    monkeypatch.setattr(model.engine, "load_engine", lambda *a, **k: engine)
+    result = CliRunner().invoke(app, ["ask", str(chinook), "How many albums are there?", flag])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("SELECT\n  COUNT(*)\nFROM albums;")
+    assert len(create_statements(engine.prompts[0])) == tables_in_first_prompt
