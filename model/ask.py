@@ -214,10 +214,12 @@ def prepare(engine: Engine, db: Database) -> None:
 
     Nothing is read for a schema cut to fit, since the cut depends on the question, nor for a
     model of the seed's layout, whose prompts share no more than their head."""
+    layout = getattr(engine, "prompt_layout", QUESTION_FIRST)
+    if not hasattr(engine, "warm") or not shared_prefix("", layout):
+        return  # prompts of this layout share no beginning: render no context for nothing
     context = context_for(db.conn, db.schema(), "")
-    shared = shared_prefix(context.text, getattr(engine, "prompt_layout", QUESTION_FIRST))
-    if shared and not context.pruned and hasattr(engine, "warm"):
-        engine.warm(shared)
+    if not context.pruned:
+        engine.warm(shared_prefix(context.text, layout))
 
 
 def correct_names(
