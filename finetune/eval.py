@@ -45,6 +45,7 @@ class Record:
     corrected: bool = False  # misspelt names were put right by the schema check
     repaired: bool = False  # from another candidate or a repair attempt
     focused: bool = False  # from a prompt with the question's tables alone
+    mended: bool = False  # its FROM clause was mended to the schema (model.joins)
 
 
 @dataclass
@@ -67,6 +68,7 @@ class EvalReport:
             "corrected": sum(r.corrected for r in self.records),
             "repaired": sum(r.repaired for r in self.records),
             "focused": sum(r.focused for r in self.records),
+            "mended": sum(r.mended for r in self.records),
             "gold_failed": len(self.gold_failed),
             "model": self.model,
         }
@@ -242,7 +244,7 @@ def evaluate(
                 continue
             record = Record(item.question, item.sql, pred, correct, error, round(seconds, 3),
                             str(item.db), bool(answer.corrected), answer.repaired,
-                            answer.focused)
+                            answer.focused, bool(answer.mended))
             report.records.append(record)
             if on_record:
                 on_record(record)

@@ -3,12 +3,14 @@
 schema -> context (pruned to what the question needs) -> prompt -> streamed answer ->
 extracted, pretty-printed, checked SQL. The model first sees only the few tables the question
 most likely needs (`focused_context`): a prompt about half as long. When that answer fails the
-check, or compares a column with text no row holds, the question is asked again with every
+check and mending its FROM clause to the schema's foreign keys (`model.joins`) does not make
+it pass, or it compares a column with text no row holds, the question is asked again with every
 table that fits. When that check fails on names the schema spells differently (customer_id
 for CustomerId), those names are corrected, and the correction shown. When it still fails, or
 compares a column with text no row holds, the model's `beams` next most likely answers (beam
 search on the same prompt) are checked and the first that passes cleanly is taken; failing
 that, a failed question is asked again with the error attached (at most `max_repairs` times).
+An answer that still fails is mended as the first one was, when that makes it pass.
 The SQL is never executed here: running it is the caller's choice (`model.db`).
 """
 
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from model.joins import mend_joins
 from model.prompt import (
     QUESTION_FIRST,
     build_prompt,
@@ -58,6 +61,7 @@ class Answer:
     widened: bool = False  # the answer from the question's tables alone failed: all were sent
     repaired: bool = False  # the SQL comes from a repair attempt or another candidate
     corrected: list[str] = field(default_factory=list)  # names put right: "album → albums"
+    mended: list[str] = field(default_factory=list)  # FROM clause remade: "player → match_season"
     attempts: int = 0
     seconds: float = 0.0
     cancelled: bool = False
@@ -82,6 +86,8 @@ class Answer:
                          else "the first answer failed the check; this is the next most likely")
         if self.corrected:
             notes.append("names corrected: " + ", ".join(self.corrected))
+        if self.mended:
+            notes.append("joins mended to the schema: " + ", ".join(self.mended))
         return notes
 
     @property
@@ -102,6 +108,7 @@ class Answer:
             "widened": self.widened,
             "repaired": self.repaired,
             "corrected": self.corrected,
+            "mended": self.mended,
             "attempts": self.attempts,
             "seconds": round(self.seconds, 3),
             "cancelled": self.cancelled,
@@ -168,6 +175,9 @@ def ask(
             return answer
         sql, problems, corrected = checked(sql, db)
         failures = [p.message for p in problems if p.fatal or p.kind == "value"]
+        if failures and (mend := mended(sql, db, doubts=False)) is not None:
+            sql, problems, answer.mended = mend
+            failures, corrected = [], []
         if not failures:
             answer.sql, answer.problems, answer.corrected = sql, problems, corrected
             answer.tables_sent, answer.pruned, answer.focused = list(focus.tables), True, True
@@ -204,6 +214,8 @@ def ask(
         if on_chunk is not None:
             on_chunk(RETRY_MARKER.format(error=error))
         asked = repair_question(question, sql, error)
+    if not answer.ok and not answer.cancelled and (mend := mended(answer.sql, db)) is not None:
+        answer.sql, answer.problems, answer.mended = mend
     answer.seconds = time.perf_counter() - started
     return answer
 
@@ -248,6 +260,20 @@ def checked(sql: str, db: Database) -> tuple[str, list[Problem], list[str]]:
     if any(p.fatal for p in problems):
         return correct_names(sql, problems, db)
     return sql, problems, []
+
+
+def mended(sql: str, db: Database, doubts: bool = True
+           ) -> tuple[str, list[Problem], list[str]] | None:
+    """(sql, problems, changes) with the FROM clause mended to the schema (`model.joins`), when
+    that passes the check (`doubts`: with values no row holds allowed); else None."""
+    mend = mend_joins(sql, db.schema()) if sql else None
+    if mend is None:
+        return None
+    fixed = pretty(mend[0])
+    problems = check(fixed, db.schema(), db.conn)
+    if any(p.fatal or (p.kind == "value" and not doubts) for p in problems):
+        return None
+    return fixed, problems, mend[1]
 
 
 def take_candidate(

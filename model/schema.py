@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -46,6 +48,47 @@ class Schema:
     @property
     def names(self) -> list[str]:
         return [t.name for t in self.tables]
+
+
+# A foreign-key step: (from table, its column, to table, its column); tables lower-cased.
+Edge = tuple[str, str, str, str]
+
+
+def foreign_key_graph(schema: Schema) -> dict[str, list[Edge]]:
+    """Each table's foreign-key steps, both ways (lower-cased table names as keys)."""
+    graph: dict[str, list[Edge]] = {t.name.lower(): [] for t in schema.tables}
+    for t in schema.tables:
+        for fk in t.foreign_keys:
+            a, b = t.name.lower(), fk.ref_table.lower()
+            if b not in graph or not fk.ref_column or a == b:
+                continue
+            graph[a].append((a, fk.column, b, fk.ref_column))
+            graph[b].append((b, fk.ref_column, a, fk.column))
+    return graph
+
+
+def join_path(graph: dict[str, list[Edge]], start: Iterable[str], goal: str,
+              max_steps: int) -> list[Edge] | None:
+    """The shortest foreign-key path from any table in `start` to `goal` (breadth first, in
+    the schema's order), at most `max_steps` long; None when there is none or `goal` is in
+    `start`. Table names lower-cased."""
+    start = list(start)
+    if goal in start:
+        return None
+    queue: deque[tuple[str, list[Edge]]] = deque((t, []) for t in start)
+    seen = set(start)
+    while queue:
+        table, path = queue.popleft()
+        if len(path) >= max_steps:
+            continue
+        for edge in graph.get(table, []):
+            if edge[2] in seen:
+                continue
+            if edge[2] == goal:
+                return [*path, edge]
+            seen.add(edge[2])
+            queue.append((edge[2], [*path, edge]))
+    return None
 
 
 def quote(name: str) -> str:

@@ -224,8 +224,8 @@ def eval_cmd(
     typer.echo(f"execution accuracy  {s['execution_accuracy']:.1%}  ({s['n']} questions)")
     typer.echo(f"valid SQL           {s['valid_sql_rate']:.1%}")
     typer.echo(f"seconds a question  {s['mean_seconds']:.2f}")
-    typer.echo(f"names corrected     {s['corrected']}; repaired {s['repaired']}; "
-               f"from the question's tables alone {s['focused']}")
+    typer.echo(f"names corrected     {s['corrected']}; joins mended {s['mended']}; "
+               f"repaired {s['repaired']}; from the question's tables alone {s['focused']}")
     if s["gold_failed"]:
         typer.echo(f"gold queries failed {s['gold_failed']} (left out)")
 

@@ -94,6 +94,7 @@ class FakeAnswer:
     corrected: tuple[str, ...] = ()
     repaired: bool = False
     focused: bool = False
+    mended: tuple[str, ...] = ()
 
 
 def test_evaluate_excludes_failing_golds_and_reports(

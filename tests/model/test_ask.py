@@ -128,6 +128,39 @@ def test_a_failed_focused_answer_asks_again_with_every_table(
     assert answer.to_dict()["widened"] is True
 
 
+SEED_AS_WRITTEN = (" SELECT T1.Title FROM albums AS T1 JOIN invoices AS T2 ON T1.AlbumId ="
+                   " T2.AlbumId GROUP BY T1.AlbumId ORDER BY SUM(T2.UnitPrice) DESC LIMIT 10")
+
+
+def test_a_failed_focused_answer_whose_joins_mend_is_taken(db: Database) -> None:
+    """The seed's question as the model answers it from its tables: invoices has no AlbumId
+    and no UnitPrice; the line items, reached through tracks, have the price."""
+    engine = ScriptedEngine(SEED_AS_WRITTEN)
+    question = "Name the top 10 albums with the highest sales amount"
+    answer = ask(engine, db, question)
+    assert len(engine.prompts) == 1 and answer.focused and not answer.widened and answer.ok
+    assert answer.mended == ["invoices → invoice_items",
+                             "invoice_items joined by its foreign key through tracks"]
+    assert answer.notes == ["joins mended to the schema: invoices → invoice_items, "
+                            "invoice_items joined by its foreign key through tracks"]
+    assert answer.to_dict()["mended"] == answer.mended
+    rows = db.conn.execute(answer.sql).fetchall()
+    assert rows[0] == ("Battlestar Galactica (Classic), Season 1",) and len(rows) == 10
+
+
+def test_a_failed_last_answer_is_mended_when_it_can_be(db: Database) -> None:
+    wrong_side = (" SELECT T1.Name FROM albums AS T1 JOIN artists AS T2"
+                  " ON T1.ArtistId = T2.ArtistId WHERE T1.Title = 'Facelift'")
+    engine = ScriptedBeamEngine([" SELECT nope FROM albums"], wrong_side, wrong_side)
+    answer = ask_every_table(engine, db, "Who made Facelift?", beams=4, max_repairs=1)
+    assert answer.attempts == 2 and len(engine.beam_prompts) == 1 and answer.ok
+    assert answer.mended == ["T1.Name → T2.Name"]
+    assert db.conn.execute(answer.sql).fetchall() == [("Alice In Chains",)]
+    unmendable = ScriptedEngine(" SELECT Age FROM customers", " SELECT Age FROM customers")
+    answer = ask_every_table(unmendable, db, "Ages?")
+    assert not answer.ok and answer.mended == [] and answer.error == "unknown column Age"
+
+
 def test_a_model_that_keeps_the_schema_read_gets_every_table_at_once(db: Database) -> None:
     engine = ScriptedEngine(" SELECT Title FROM albums WHERE AlbumId = 1")
     engine.prompt_layout = CONTEXT_FIRST  # type: ignore[attr-defined]

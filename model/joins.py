@@ -1,0 +1,207 @@
+"""Joins mended against the schema: the small model often picks the right columns but puts
+them on the wrong table (`T2.Title` where T2 is `film_market_estimation`, not `film`) or
+joins two tables that share no column (`albums JOIN invoices ON T1.AlbumId = T2.AlbumId`).
+
+`mend_joins` rewrites a SELECT's FROM clause so that every column it reads exists where it
+reads it: a column is moved to the one other table of the query that has it; an alias is
+pointed at the table that holds every column read through it (the nearest name, when
+several do); a join whose ON names missing columns is remade along the schema's foreign keys,
+with the tables in between added; a column no table of the query has is joined in from the
+nearest table that has it. Only foreign keys join, so no join is invented. The caller checks
+the result as it checks any answer; it never runs here.
+
+sqlglot's optimizer (`qualify`) resolves names but cannot choose between tables; this module
+makes that choice, which is why it is written by hand.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.optimizer.scope import Scope, traverse_scope
+
+from model.schema import Edge, Schema, Table, foreign_key_graph, join_path
+from model.sqlcheck import DIALECT, parse
+
+# Joins added to reach a column, at most: a longer path is a guess, not a mend.
+MAX_BRIDGE = 2
+
+
+def mend_joins(sql: str, schema: Schema) -> tuple[str, list[str]] | None:
+    """(sql, what changed) with the FROM clauses mended as the module says; None when the SQL
+    has nothing this can mend (or more than one statement)."""
+    try:
+        trees = [t for t in parse(sql) if t is not None]
+    except (ParseError, TokenError):
+        return None
+    if len(trees) != 1:
+        return None
+    tree = trees[0]
+    try:
+        scopes = list(traverse_scope(tree))
+    except Exception:
+        return None
+    changes: list[str] = []
+    for scope in scopes:
+        changes += _mend_scope(scope, schema)
+    if not changes:
+        return None
+    return tree.sql(DIALECT), list(dict.fromkeys(changes))
+
+
+def _columns(table: Table | None) -> set[str]:
+    return {c.name.lower() for c in table.columns} if table is not None else set()
+
+
+def _mend_scope(scope: Scope, schema: Schema) -> list[str]:
+    select = scope.expression
+    if not isinstance(select, exp.Select) or select.args.get("from_") is None:
+        return []
+    sources = [select.args["from_"].this] + [j.this for j in select.args.get("joins") or []]
+    if not all(isinstance(s, exp.Table) and isinstance(s.this, exp.Identifier) for s in sources):
+        return []  # a subquery or table function in FROM: its columns are not the schema's
+    if any(j.args.get("using") for j in select.args.get("joins") or []):
+        return []
+    alias_of = {id(s): s.alias_or_name.lower() for s in sources}
+    table_of = {alias_of[id(s)]: schema.table(s.name) for s in sources}
+    written = {alias_of[id(s)]: s.alias_or_name for s in sources}  # aliases as the SQL has them
+    select_aliases = {s.alias.lower() for s in select.selects if isinstance(s, exp.Alias)}
+    columns = [c for c in scope.columns if not isinstance(c.this, exp.Star)
+               and c.name.lower() not in select_aliases | {"rowid", "oid", "_rowid_"}]
+    in_on = {id(c) for j in select.args.get("joins") or [] for c in j.find_all(exp.Column)}
+    changes: list[str] = []
+
+    def holders(name: str) -> list[str]:
+        return [a for a, t in table_of.items() if name.lower() in _columns(t)]
+
+    def misplaced(c: exp.Column) -> bool:
+        """Qualified by a table or alias of this query whose table lacks the column."""
+        alias = c.table.lower()
+        return alias in table_of and c.name.lower() not in _columns(table_of[alias])
+
+    # 1. A qualified column its table lacks, which exactly one other table here has: moved.
+    for c in columns:
+        if misplaced(c) and id(c) not in in_on and len(others := holders(c.name)) == 1:
+            changes.append(f"{c.table}.{c.name} → {written[others[0]]}.{c.name}")
+            c.set("table", exp.to_identifier(written[others[0]]))
+
+    # 2. An alias that lacks columns read through it (outside ON): pointed at the table that
+    # has them all, the one whose name is nearest when several do.
+    for source in sources:
+        alias = alias_of[id(source)]
+        needed = {c.name.lower() for c in columns if id(c) not in in_on
+                  and (c.table.lower() == alias or (not c.table and len(sources) == 1))}
+        if not needed or needed <= _columns(table_of[alias]):
+            continue
+        fits = [t for t in schema.tables if needed <= _columns(t)]
+        if not fits:
+            continue
+        best = max(fits, key=lambda t: _similarity(t.name, source.name))
+        changes.append(f"{source.name} → {best.name}")
+        if not source.args.get("alias") and alias != best.name.lower():
+            source.set("alias", exp.TableAlias(this=exp.to_identifier(source.name)))
+        source.set("this", exp.to_identifier(best.name))
+        table_of[alias] = best
+
+    # 3. A join whose ON names a column its table lacks: remade along the foreign keys, with
+    # the tables in between joined first.
+    graph = foreign_key_graph(schema)
+    joins = list(select.args.get("joins") or [])
+    for i, join in enumerate(joins):
+        on = join.args.get("on")
+        broken = on is None or any(misplaced(col) for col in on.find_all(exp.Column))
+        if not broken or table_of[alias_of[id(join.this)]] is None:
+            continue
+        earlier = [alias_of[id(s)] for s in sources[: i + 1]]
+        path = join_path(graph, [table_of[a].name.lower() for a in earlier if table_of[a]],
+                         table_of[alias_of[id(join.this)]].name.lower(), MAX_BRIDGE + 1)
+        if path is None:
+            continue
+        bridge, last = _bridge(path, table_of, written, alias_of[id(join.this)], schema)
+        new_joins = select.args["joins"]
+        at = new_joins.index(join)
+        select.set("joins", new_joins[:at] + bridge + new_joins[at:])
+        join.set("on", last)
+        through = "".join(f" through {j.this.name}" for j in bridge)
+        changes.append(f"{join.this.name} joined by its foreign key{through}")
+
+    # 4. An unqualified column no table here has: joined from the nearest table that has it.
+    for c in columns:
+        if c.table or holders(c.name) or id(c) in in_on:
+            continue
+        owners = [t for t in schema.tables if c.name.lower() in _columns(t)]
+        present = [t.name.lower() for t in table_of.values() if t is not None]
+        paths = [p for t in owners
+                 if (p := join_path(graph, present, t.name.lower(), MAX_BRIDGE + 1)) is not None]
+        if not paths:
+            continue
+        path = min(paths, key=len)
+        target = next(t for t in owners if t.name.lower() == path[-1][2])
+        alias = _free_alias(target.name, table_of)
+        bridge, last = _bridge(path, table_of, written, alias, schema)
+        table_of[alias.lower()], written[alias.lower()] = target, alias
+        select.set("joins", (select.args.get("joins") or []) + bridge
+                   + [exp.Join(this=_table(target.name, alias), on=last)])
+        c.set("table", exp.to_identifier(alias))
+        changes.append(f"{target.name} joined for {c.name}")
+
+    if changes:
+        _qualify_ambiguous(columns, table_of, sources)
+    return changes
+
+
+def _similarity(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a.lower(), b.lower()).ratio()
+
+
+def _free_alias(name: str, table_of: dict[str, Table | None]) -> str:
+    alias, n = name, 1
+    while alias.lower() in table_of:
+        n += 1
+        alias = f"{name}{n}"
+    return alias
+
+
+def _table(name: str, alias: str) -> exp.Table:
+    table = exp.Table(this=exp.to_identifier(name))
+    if alias.lower() != name.lower():
+        table.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+    return table
+
+
+def _bridge(path: list[Edge], table_of: dict[str, Table | None], written: dict[str, str],
+            goal_alias: str, schema: Schema) -> tuple[list[exp.Join], exp.Expression]:
+    """Joins for the tables between a path's start and its goal, and the goal's ON; the
+    tables joined are added to `table_of` and `written`."""
+    start = path[0][0]
+    alias = next(written[a] for a, t in table_of.items()
+                 if t is not None and t.name.lower() == start)
+    joins = []
+    for _, a_col, b_table, b_col in path[:-1]:
+        table = schema.table(b_table)
+        assert table is not None  # the graph holds the schema's tables only
+        new_alias = _free_alias(table.name, table_of)
+        table_of[new_alias.lower()], written[new_alias.lower()] = table, new_alias
+        joins.append(exp.Join(this=_table(table.name, new_alias),
+                              on=_equals(alias, a_col, new_alias, b_col)))
+        alias = new_alias
+    _, a_col, _, b_col = path[-1]
+    return joins, _equals(alias, a_col, written.get(goal_alias.lower(), goal_alias), b_col)
+
+
+def _equals(a: str, a_col: str, b: str, b_col: str) -> exp.Expression:
+    return exp.EQ(this=exp.column(a_col, table=a), expression=exp.column(b_col, table=b))
+
+
+def _qualify_ambiguous(columns: list[exp.Column], table_of: dict[str, Table | None],
+                       sources: list[exp.Table]) -> None:
+    """Unqualified columns that more than one table now has: given the first original one."""
+    original = [s.alias_or_name for s in sources]
+    for c in columns:
+        if c.table:
+            continue
+        owners = [a for a in original if c.name.lower() in _columns(table_of.get(a.lower()))]
+        if owners and sum(c.name.lower() in _columns(t) for t in table_of.values()) > 1:
+            c.set("table", exp.to_identifier(owners[0]))
