@@ -44,8 +44,9 @@ def mend_joins(sql: str, schema: Schema) -> tuple[str, list[str]] | None:
     except Exception:
         return None
     changes: list[str] = []
+    owned: set[int] = set()  # columns of the scopes seen: inner first, as model.sqlcheck
     for scope in scopes:
-        changes += _mend_scope(scope, schema)
+        changes += _mend_scope(scope, schema, owned)
     if not changes:
         return None
     return tree.sql(DIALECT), list(dict.fromkeys(changes))
@@ -55,7 +56,11 @@ def _columns(table: Table | None) -> set[str]:
     return {c.name.lower() for c in table.columns} if table is not None else set()
 
 
-def _mend_scope(scope: Scope, schema: Schema) -> list[str]:
+def _mend_scope(scope: Scope, schema: Schema, owned: set[int]) -> list[str]:
+    """The changes made to one SELECT; `owned` holds the columns inner scopes took (an outer
+    scope also lists its subqueries' correlated columns)."""
+    mine = [c for c in scope.columns if id(c) not in owned]
+    owned.update(id(c) for c in mine)
     select = scope.expression
     if not isinstance(select, exp.Select) or select.args.get("from_") is None:
         return []
@@ -68,7 +73,7 @@ def _mend_scope(scope: Scope, schema: Schema) -> list[str]:
     table_of = {alias_of[id(s)]: schema.table(s.name) for s in sources}
     written = {alias_of[id(s)]: s.alias_or_name for s in sources}  # aliases as the SQL has them
     select_aliases = {s.alias.lower() for s in select.selects if isinstance(s, exp.Alias)}
-    columns = [c for c in scope.columns if not isinstance(c.this, exp.Star)
+    columns = [c for c in mine if not isinstance(c.this, exp.Star)
                and c.name.lower() not in select_aliases | {"rowid", "oid", "_rowid_"}]
     in_on = {id(c) for j in select.args.get("joins") or [] for c in j.find_all(exp.Column)}
     changes: list[str] = []

@@ -108,6 +108,15 @@ def test_a_bare_column_made_ambiguous_by_the_join_is_qualified(db: Database) -> 
     assert rows == [("Rock",)] * 12  # Facelift's 12 tracks
 
 
+def test_a_subquerys_columns_are_its_own(films: Database) -> None:
+    """The outer query is mended for Country; the subquery's Year stays where it is."""
+    sql = ("SELECT Title FROM film WHERE Country = 'Japan' AND Film_ID IN "
+           "(SELECT Film_ID FROM film_market_estimation WHERE Year = 1997)")
+    fixed, changes, rows = mend(sql, films)
+    assert changes == ["market joined for Country"] and rows == [("Rocky",)]
+    assert "(SELECT Film_ID FROM film_market_estimation WHERE Year = 1997)" in fixed
+
+
 @pytest.mark.parametrize(
     "sql",
     ["SELECT Title FROM film",  # nothing wrong
