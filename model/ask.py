@@ -1,16 +1,17 @@
 """One question to checked SQL: the pipeline the app, `gemma-sql ask` and `gemma-sql eval` share.
 
 schema -> context (pruned to what the question needs) -> prompt -> streamed answer ->
-extracted, pretty-printed, checked SQL. The model first sees only the few tables the question
-most likely needs (`focused_context`): a prompt about half as long. When that answer fails the
-check and mending its FROM clause to the schema's foreign keys (`model.joins`) does not make
-it pass, or it compares a column with text no row holds, the question is asked again with every
-table that fits. When that check fails on names the schema spells differently (customer_id
+extracted, pretty-printed, checked SQL, its FROM clause mended to the schema's foreign keys
+when it reads a column from a table that lacks it or joins off the key (`model.joins`) and the
+mended SQL passes. The model first sees only the few tables the question most likely needs
+(`focused_context`): a prompt about half as long. When that answer fails the check, or
+compares a column with text no row holds, the question is asked again with every table that
+fits. When that check fails on names the schema spells differently (customer_id
 for CustomerId), those names are corrected, and the correction shown. When it still fails, or
 compares a column with text no row holds, the model's `beams` next most likely answers (beam
 search on the same prompt) are checked and the first that passes cleanly is taken; failing
 that, a failed question is asked again with the error attached (at most `max_repairs` times).
-An answer that still fails is mended as the first one was, when that makes it pass.
+The last answer is mended as the first one was.
 The SQL is never executed here: running it is the caller's choice (`model.db`).
 """
 
@@ -174,10 +175,9 @@ def ask(
             answer.seconds = time.perf_counter() - started
             return answer
         sql, problems, corrected = checked(sql, db)
-        failures = [p.message for p in problems if p.fatal or p.kind == "value"]
-        if failures and (mend := mended(sql, db, doubts=False)) is not None:
+        if (mend := mended(sql, db, doubts=False)) is not None:
             sql, problems, answer.mended = mend
-            failures, corrected = [], []
+        failures = [p.message for p in problems if p.fatal or p.kind == "value"]
         if not failures:
             answer.sql, answer.problems, answer.corrected = sql, problems, corrected
             answer.tables_sent, answer.pruned, answer.focused = list(focus.tables), True, True
@@ -214,8 +214,10 @@ def ask(
         if on_chunk is not None:
             on_chunk(RETRY_MARKER.format(error=error))
         asked = repair_question(question, sql, error)
-    if not answer.ok and not answer.cancelled and (mend := mended(answer.sql, db)) is not None:
-        answer.sql, answer.problems, answer.mended = mend
+    if answer.sql and not answer.cancelled:
+        doubtful = not answer.ok or any(p.kind == "value" for p in answer.problems)
+        if (mend := mended(answer.sql, db, doubts=doubtful)) is not None:
+            answer.sql, answer.problems, answer.mended = mend
     answer.seconds = time.perf_counter() - started
     return answer
 
@@ -265,7 +267,8 @@ def checked(sql: str, db: Database) -> tuple[str, list[Problem], list[str]]:
 def mended(sql: str, db: Database, doubts: bool = True
            ) -> tuple[str, list[Problem], list[str]] | None:
     """(sql, problems, changes) with the FROM clause mended to the schema (`model.joins`), when
-    that passes the check (`doubts`: with values no row holds allowed); else None."""
+    that changes it and passes the check (`doubts`: with values no row holds allowed); else
+    None."""
     mend = mend_joins(sql, db.schema()) if sql else None
     if mend is None:
         return None

@@ -148,6 +148,17 @@ def test_a_failed_focused_answer_whose_joins_mend_is_taken(db: Database) -> None
     assert rows[0] == ("Battlestar Galactica (Classic), Season 1",) and len(rows) == 10
 
 
+def test_an_answer_that_passes_but_joins_off_the_key_is_mended(db: Database) -> None:
+    engine = ScriptedEngine(" SELECT T1.Title FROM albums AS T1 JOIN tracks AS T2"
+                            " ON T1.AlbumId = T2.GenreId WHERE T2.Name = 'Balls to the Wall'")
+    answer = ask(engine, db, "Which album has the track Balls to the Wall?")
+    assert answer.focused and answer.ok and answer.mended == ["tracks joined by its foreign key"]
+    assert db.conn.execute(answer.sql).fetchall() == [("Balls to the Wall",)]
+    unmended = ScriptedEngine(" SELECT T1.Title FROM albums AS T1 JOIN tracks AS T2"
+                              " ON T1.AlbumId = T2.AlbumId WHERE T2.Name = 'Balls to the Wall'")
+    assert ask(unmended, db, "Which album has the track Balls to the Wall?").mended == []
+
+
 def test_a_failed_last_answer_is_mended_when_it_can_be(db: Database) -> None:
     wrong_side = (" SELECT T1.Name FROM albums AS T1 JOIN artists AS T2"
                   " ON T1.ArtistId = T2.ArtistId WHERE T1.Title = 'Facelift'")

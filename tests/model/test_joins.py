@@ -108,6 +108,21 @@ def test_a_bare_column_made_ambiguous_by_the_join_is_qualified(db: Database) -> 
     assert rows == [("Rock",)] * 12  # Facelift's 12 tracks
 
 
+def test_a_join_off_the_foreign_key_is_remade_on_it(db: Database) -> None:
+    """Spider's own training set has this one: albums joined to tracks by genre."""
+    sql = ("SELECT T1.Title FROM albums AS T1 JOIN tracks AS T2 ON T1.AlbumId = T2.GenreId "
+           "WHERE T2.Name = 'Balls to the Wall'")
+    fixed, changes, rows = mend(sql, db)
+    assert changes == ["tracks joined by its foreign key"]
+    assert "ON T1.AlbumId = T2.AlbumId" in fixed and rows == [("Balls to the Wall",)]
+    # Same-named columns, and tables no foreign key joins, are the model's own choice.
+    for kept in ("SELECT T1.Name FROM artists AS T1 JOIN genres AS T2 ON T1.Name = T2.Name",
+                 "SELECT T1.Name FROM artists AS T1 JOIN genres AS T2 ON T1.ArtistId = "
+                 "T2.GenreId", "SELECT T1.Title FROM albums AS T1 JOIN tracks AS T2 "
+                 "ON T1.AlbumId = T2.AlbumId"):
+        assert mend_joins(kept, db.schema()) is None
+
+
 def test_a_subquerys_columns_are_its_own(films: Database) -> None:
     """The outer query is mended for Country; the subquery's Year stays where it is."""
     sql = ("SELECT Title FROM film WHERE Country = 'Japan' AND Film_ID IN "
