@@ -1,17 +1,17 @@
 """One question to checked SQL: the pipeline the app, `gemma-sql ask` and `gemma-sql eval` share.
 
 schema -> context (pruned to what the question needs) -> prompt -> streamed answer ->
-extracted, pretty-printed, checked SQL, its FROM clause mended to the schema's foreign keys
-when it reads a column from a table that lacks it or joins off the key (`model.joins`) and the
-mended SQL passes. The model first sees only the few tables the question most likely needs
-(`focused_context`): a prompt about half as long. When that answer fails the check, or
-compares a column with text no row holds, the question is asked again with every table that
-fits. When that check fails on names the schema spells differently (customer_id
+extracted, pretty-printed, checked SQL. The model first sees only the few tables the question
+most likely needs (`focused_context`): a prompt about half as long. When that answer fails the
+check, or compares a column with text no row holds, the question is asked again with every
+table that fits. When that check fails on names the schema spells differently (customer_id
 for CustomerId), those names are corrected, and the correction shown. When it still fails, or
 compares a column with text no row holds, the model's `beams` next most likely answers (beam
 search on the same prompt) are checked and the first that passes cleanly is taken; failing
 that, a failed question is asked again with the error attached (at most `max_repairs` times).
-The last answer is mended as the first one was.
+The first answer and the last have their FROM clause mended to the schema's foreign keys
+when they read a column from a table that lacks it or join two tables off their key
+(`model.joins`), and the mended SQL passes the check; the change is shown.
 The SQL is never executed here: running it is the caller's choice (`model.db`).
 """
 

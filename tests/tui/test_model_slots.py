@@ -215,6 +215,24 @@ async def test_corrected_names_are_shown_under_the_editor(chinook, make_app):
         assert "names corrected: album → albums, album_id → AlbumId" in notes
 
 
+async def test_a_mended_join_is_in_the_editor_and_said_under_it(chinook, make_app):
+    engine = FakeEngine([" SELECT T1.Title FROM albums AS T1 JOIN invoices AS T2 ON T1.AlbumId"
+                         " = T2.AlbumId GROUP BY T1.AlbumId ORDER BY SUM(T2.UnitPrice) DESC"
+                         " LIMIT 10 <end_of_turn>"])
+    app = make_app(chinook, engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await ask(app, pilot, "Name the top 10 albums with the highest sales amount")
+        sql = app.query_one(SqlEditor).text
+        assert "JOIN invoice_items AS T2" in sql and "JOIN tracks" in sql
+        notes = str(app.query_one("#sql-notes").render())
+        assert "joins mended to the schema: invoices → invoice_items" in notes
+        await pilot.press("ctrl+j")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.query_one("#results").get_cell_at((0, 0)) == (
+            "Battlestar Galactica (Classic), Season 1")
+
+
 async def test_a_comparison_that_is_never_true_is_flagged_not_run(chinook, make_app):
     engine = FakeEngine([" SELECT count(*) FROM tracks WHERE GenreId = 'Rock' <end_of_turn>"])
     app = make_app(chinook, engine=engine)
