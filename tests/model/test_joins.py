@@ -115,6 +115,12 @@ def test_a_join_off_the_foreign_key_is_remade_on_it(db: Database) -> None:
     fixed, changes, rows = mend(sql, db)
     assert changes == ["tracks joined by its foreign key"]
     assert "ON T1.AlbumId = T2.AlbumId" in fixed and rows == [("Balls to the Wall",)]
+    # Two tables a foreign key joins only through a third: joined through it.
+    sql = ("SELECT DISTINCT T1.Title FROM albums AS T1 JOIN invoice_items AS T2 "
+           "ON T1.AlbumId = T2.InvoiceLineId WHERE T2.InvoiceId = 1")
+    fixed, changes, rows = mend(sql, db)
+    assert changes == ["invoice_items joined by its foreign key through tracks"]
+    assert rows == [("Balls to the Wall",), ("Restless and Wild",)]
     # Same-named columns, and tables no foreign key joins, are the model's own choice.
     for kept in ("SELECT T1.Name FROM artists AS T1 JOIN genres AS T2 ON T1.Name = T2.Name",
                  "SELECT T1.Name FROM artists AS T1 JOIN genres AS T2 ON T1.ArtistId = "
