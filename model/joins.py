@@ -138,9 +138,9 @@ def _mend_scope(scope: Scope, schema: Schema, owned: set[int]) -> list[str]:
         through = " through " + ", ".join(j.this.name for j in bridge) if bridge else ""
         changes.append(f"{join.this.name} joined by its foreign key{through}")
 
-    # 4. An unqualified column no table here has: joined from the nearest table that has it.
+    # 4. A column no table here has: joined from the nearest table that has it.
     for c in columns:
-        if c.table or holders(c.name) or id(c) in in_on:
+        if (c.table and not misplaced(c)) or holders(c.name) or id(c) in in_on:
             continue
         owners = [t for t in schema.tables if c.name.lower() in _columns(t)]
         present = [t.name.lower() for t in table_of.values() if t is not None]

@@ -60,6 +60,15 @@ def test_a_column_no_table_here_has_is_joined_along_the_foreign_key(films: Datab
     assert "market.Country = 'Japan'" in fixed
 
 
+def test_a_qualified_column_no_table_here_has_is_joined_in(films: Database) -> None:
+    """T1 reads Title and Year, which no one table has: film is joined in for Title."""
+    sql = ("SELECT T1.Title, T1.Year FROM film_market_estimation AS T1 JOIN market AS T2 "
+           "ON T1.Market_ID = T2.Market_ID WHERE T2.Country = 'Japan' ORDER BY T1.Year")
+    fixed, changes, rows = mend(sql, films)
+    assert changes == ["film joined for Title"] and "SELECT film.Title, T1.Year" in fixed
+    assert rows == [("Jaws", 1995), ("Rocky", 1997)]
+
+
 def test_a_lone_table_is_replaced_by_the_one_that_has_every_column_read(
     films: Database,
 ) -> None:
