@@ -115,19 +115,18 @@ def _mend_scope(scope: Scope, schema: Schema, owned: set[int]) -> list[str]:
         source.set("this", exp.to_identifier(best.name))
         table_of[alias] = best
 
-    # 3. A join whose ON names a column its table lacks: remade along the foreign keys, with
-    # the tables in between joined first.
+    # 3. A join with no ON, or whose ON names a column its table lacks or equates columns off
+    # the key: remade along the foreign keys, with the tables in between joined first.
     graph = foreign_key_graph(schema)
     joins = list(select.args.get("joins") or [])
     for i, join in enumerate(joins):
-        on = join.args.get("on")
+        on, joined = join.args.get("on"), table_of[alias_of[id(join.this)]]
         broken = on is None or any(misplaced(col) for col in on.find_all(exp.Column))
-        if table_of[alias_of[id(join.this)]] is None or not (broken or _off_key(on, table_of,
-                                                                                graph)):
+        if joined is None or not (broken or _off_key(on, table_of, graph)):
             continue
-        earlier = [alias_of[id(s)] for s in sources[: i + 1]]
-        path = join_path(graph, [table_of[a].name.lower() for a in earlier if table_of[a]],
-                         table_of[alias_of[id(join.this)]].name.lower(), MAX_BRIDGE + 1)
+        earlier = [table_of[alias_of[id(s)]] for s in sources[: i + 1]]
+        path = join_path(graph, [t.name.lower() for t in earlier if t], joined.name.lower(),
+                         MAX_BRIDGE + 1)
         if path is None:
             continue
         bridge, last = _bridge(path, table_of, written, alias_of[id(join.this)], schema)
