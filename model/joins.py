@@ -25,10 +25,10 @@ import difflib
 
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
-from sqlglot.optimizer.scope import Scope, traverse_scope
+from sqlglot.optimizer.scope import Scope
 
 from model.schema import Edge, Schema, Table, foreign_key_graph, join_path
-from model.sqlcheck import DIALECT, parse
+from model.sqlcheck import DIALECT, IMPLICIT_COLUMNS, parse, scopes_of, select_aliases
 
 # Joins added to reach a column, at most: a longer path is a guess, not a mend.
 MAX_BRIDGE = 2
@@ -44,14 +44,11 @@ def mend_joins(sql: str, schema: Schema) -> tuple[str, list[str]] | None:
     if len(trees) != 1:
         return None
     tree = trees[0]
-    try:
-        scopes = list(traverse_scope(tree))
-    except Exception:
-        return None
+    graph = foreign_key_graph(schema)
     changes: list[str] = []
     owned: set[int] = set()  # columns of the scopes seen: inner first, as model.sqlcheck
-    for scope in scopes:
-        changes += _mend_scope(scope, schema, owned)
+    for scope in scopes_of(tree):
+        changes += _mend_scope(scope, schema, graph, owned)
     if not changes:
         return None
     return tree.sql(DIALECT), list(dict.fromkeys(changes))
@@ -61,7 +58,8 @@ def _columns(table: Table | None) -> set[str]:
     return {c.name.lower() for c in table.columns} if table is not None else set()
 
 
-def _mend_scope(scope: Scope, schema: Schema, owned: set[int]) -> list[str]:
+def _mend_scope(scope: Scope, schema: Schema, graph: dict[str, list[Edge]],
+                owned: set[int]) -> list[str]:
     """The changes made to one SELECT; `owned` holds the columns inner scopes took (an outer
     scope also lists its subqueries' correlated columns)."""
     mine = [c for c in scope.columns if id(c) not in owned]
@@ -77,9 +75,9 @@ def _mend_scope(scope: Scope, schema: Schema, owned: set[int]) -> list[str]:
     alias_of = {id(s): s.alias_or_name.lower() for s in sources}
     table_of = {alias_of[id(s)]: schema.table(s.name) for s in sources}
     written = {alias_of[id(s)]: s.alias_or_name for s in sources}  # aliases as the SQL has them
-    select_aliases = {s.alias.lower() for s in select.selects if isinstance(s, exp.Alias)}
-    columns = [c for c in mine if not isinstance(c.this, exp.Star)
-               and c.name.lower() not in select_aliases | {"rowid", "oid", "_rowid_"}]
+    skipped = select_aliases(scope) | IMPLICIT_COLUMNS
+    columns = [c for c in mine
+               if not isinstance(c.this, exp.Star) and c.name.lower() not in skipped]
     in_on = {id(c) for j in select.args.get("joins") or [] for c in j.find_all(exp.Column)}
     changes: list[str] = []
 
@@ -117,7 +115,6 @@ def _mend_scope(scope: Scope, schema: Schema, owned: set[int]) -> list[str]:
 
     # 3. A join with no ON, or whose ON names a column its table lacks or equates columns off
     # the key: remade along the foreign keys, with the tables in between joined first.
-    graph = foreign_key_graph(schema)
     joins = list(select.args.get("joins") or [])
     for i, join in enumerate(joins):
         on, joined = join.args.get("on"), table_of[alias_of[id(join.this)]]

@@ -48,7 +48,7 @@ _SQL_START = re.compile(
     re.IGNORECASE,
 )
 # SQLite tables always have these, unnamed in the schema.
-_IMPLICIT_COLUMNS = {"rowid", "oid", "_rowid_"}
+IMPLICIT_COLUMNS = {"rowid", "oid", "_rowid_"}
 _SYSTEM_TABLES = {
     "sqlite_master": ["type", "name", "tbl_name", "rootpage", "sql"],
     "sqlite_schema": ["type", "name", "tbl_name", "rootpage", "sql"],
@@ -198,7 +198,7 @@ def check(sql: str, schema: Schema, conn: sqlite3.Connection | None = None) -> l
         if error is None:
             return []
         return [replace(problem, message=error, kind="sqlite")]
-    scoped = [(tree, _scopes(tree)) for tree in trees]
+    scoped = [(tree, scopes_of(tree)) for tree in trees]
     problems: list[Problem] = []
     for tree, scopes in scoped:
         problems.extend(_check_names(tree, scopes, schema))
@@ -352,7 +352,7 @@ def _source_columns(source: object, schema: Schema) -> list[str] | None:
     return None
 
 
-def _scopes(tree: exp.Expression) -> list[Scope]:
+def scopes_of(tree: exp.Expression) -> list[Scope]:
     """The statement's scopes, inner first; none when sqlglot gives up on its shape (SQLite's
     EXPLAIN still checks it)."""
     try:
@@ -367,7 +367,7 @@ def _check_columns(scopes: list[Scope], schema: Schema) -> list[Problem]:
     # traverse_scope yields inner scopes first: a column belongs to the first scope listing it
     # (an outer scope also lists its subqueries' correlated columns).
     for scope in scopes:
-        aliases = _select_aliases(scope)
+        aliases = select_aliases(scope)
         for column in scope.columns:
             if id(column) in owned or isinstance(column.this, exp.Star):
                 continue
@@ -378,7 +378,7 @@ def _check_columns(scopes: list[Scope], schema: Schema) -> list[Problem]:
     return problems
 
 
-def _select_aliases(scope: Scope) -> set[str]:
+def select_aliases(scope: Scope) -> set[str]:
     """The scope's `AS name`s, lower-cased (SQLite lets WHERE, ORDER BY ... use them)."""
     selects = getattr(scope.expression, "selects", [])
     return {s.alias.lower() for s in selects if isinstance(s, exp.Alias)}
@@ -398,7 +398,7 @@ def _check_column(
     name = column.name
     lowered = name.lower()
     start, end = _span(column.this)
-    if lowered in _IMPLICIT_COLUMNS:
+    if lowered in IMPLICIT_COLUMNS:
         return None
     qualifier = column.table
     if qualifier:
@@ -507,7 +507,7 @@ def _text(node: exp.Expression, scope: Scope, schema: Schema) -> str | None:
         return str(node.this)
     quoted_name = (isinstance(node, exp.Column) and not node.table
                    and node.this.args.get("quoted"))
-    if quoted_name and _check_column(node, scope, schema, _select_aliases(scope)) is not None:
+    if quoted_name and _check_column(node, scope, schema, select_aliases(scope)) is not None:
         return node.name  # names no column, so SQLite reads it as text
     return None
 
