@@ -46,6 +46,7 @@ class Record:
     repaired: bool = False  # from another candidate or a repair attempt
     focused: bool = False  # from a prompt with the question's tables alone
     mended: bool = False  # its FROM clause was mended to the schema (model.joins)
+    ranked: bool = False  # the figure its top N is ranked by was selected (model.ranking)
 
 
 @dataclass
@@ -69,6 +70,7 @@ class EvalReport:
             "repaired": sum(r.repaired for r in self.records),
             "focused": sum(r.focused for r in self.records),
             "mended": sum(r.mended for r in self.records),
+            "ranked": sum(r.ranked for r in self.records),
             "gold_failed": len(self.gold_failed),
             "model": self.model,
         }
@@ -244,7 +246,7 @@ def evaluate(
                 continue
             record = Record(item.question, item.sql, pred, correct, error, round(seconds, 3),
                             str(item.db), bool(answer.corrected), answer.repaired,
-                            answer.focused, bool(answer.mended))
+                            answer.focused, bool(answer.mended), bool(answer.ranked_by))
             report.records.append(record)
             if on_record:
                 on_record(record)

@@ -11,7 +11,9 @@ search on the same prompt) are checked and the first that passes cleanly is take
 that, a failed question is asked again with the error attached (at most `max_repairs` times).
 The first answer and the last have their FROM clause mended to the schema's foreign keys
 when they read a column from a table that lacks it or join two tables off their key
-(`model.joins`), and the mended SQL passes the check; the change is shown.
+(`model.joins`), and the mended SQL passes the check; the change is shown. A top N
+ranked by an aggregate it does not select gets that figure as its last column
+(`model.ranking`).
 The SQL is never executed here: running it is the caller's choice (`model.db`).
 """
 
@@ -32,6 +34,7 @@ from model.prompt import (
     focused_context,
     shared_prefix,
 )
+from model.ranking import show_ranked_figure
 from model.sqlcheck import Problem, apply_suggestions, check, extract_sql, is_echo, pretty
 
 if TYPE_CHECKING:
@@ -63,6 +66,7 @@ class Answer:
     repaired: bool = False  # the SQL comes from a repair attempt or another candidate
     corrected: list[str] = field(default_factory=list)  # names put right: "album → albums"
     mended: list[str] = field(default_factory=list)  # FROM clause remade: "player → match_season"
+    ranked_by: str = ""  # the aggregate added to the SELECT: the figure its top N is ranked by
     attempts: int = 0
     seconds: float = 0.0
     cancelled: bool = False
@@ -89,6 +93,8 @@ class Answer:
             notes.append("names corrected: " + ", ".join(self.corrected))
         if self.mended:
             notes.append("joins mended to the schema: " + ", ".join(self.mended))
+        if self.ranked_by:
+            notes.append(f"shows {self.ranked_by}, the figure it ranks by")
         return notes
 
     @property
@@ -110,6 +116,7 @@ class Answer:
             "repaired": self.repaired,
             "corrected": self.corrected,
             "mended": self.mended,
+            "ranked_by": self.ranked_by,
             "attempts": self.attempts,
             "seconds": round(self.seconds, 3),
             "cancelled": self.cancelled,
@@ -181,6 +188,7 @@ def ask(
         if not failures:
             answer.sql, answer.problems, answer.corrected = sql, problems, corrected
             answer.tables_sent, answer.pruned, answer.focused = list(focus.tables), True, True
+            show_figure(answer, db)
             answer.seconds = time.perf_counter() - started
             return answer
         answer.widened = True
@@ -218,6 +226,7 @@ def ask(
         doubtful = not answer.ok or any(p.kind == "value" for p in answer.problems)
         if (mend := mended(answer.sql, db, doubts=doubtful)) is not None:
             answer.sql, answer.problems, answer.mended = mend
+        show_figure(answer, db)
     answer.seconds = time.perf_counter() - started
     return answer
 
@@ -277,6 +286,14 @@ def mended(sql: str, db: Database, doubts: bool = True
     if any(p.fatal or (p.kind == "value" and not doubts) for p in problems):
         return None
     return fixed, problems, mend[1]
+
+
+def show_figure(answer: Answer, db: Database) -> None:
+    """Select the figure a passing top-N answer is ranked by, when it does not (`model.ranking`)."""
+    if answer.ok and (shown := show_ranked_figure(answer.sql)) is not None:
+        answer.sql = pretty(shown[0])
+        answer.problems = check(answer.sql, db.schema(), db.conn)
+        answer.ranked_by = shown[1]
 
 
 def take_candidate(

@@ -113,6 +113,12 @@ class QueryResult:
         self.exhausted = True
 
 
+def shown_number(value: int | float) -> str:
+    """A number as the sqlite3 shell prints it: a REAL to 15 significant digits, so a sum of
+    prices reads 35.82 rather than Python's 35.81999999999999."""
+    return f"{value:.15g}" if isinstance(value, float) else str(value)
+
+
 def _check_file(path: Path) -> None:
     """Reject what SQLite would silently create or misreport, before connecting."""
     if not path.exists():

@@ -12,6 +12,7 @@ import json
 import re
 import sqlite3
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 
 from model.schema import Schema, prune, quote
@@ -211,8 +212,24 @@ def focused_context(
     tables = prune(schema, question, max_tables=max_tables)
     if len(tables) >= len(schema.tables):
         return None
+    sampled = rows_that_fit(conn, schema, tables, budget_tokens)
+    return Context(render_context(conn, schema, tables, sampled=sampled), tables, True)
+
+
+def rows_that_fit(
+    conn: sqlite3.Connection | None, schema: Schema, tables: list[str], budget_tokens: int
+) -> list[str]:
+    """Which of `tables` get their rows in a context of `budget_tokens`: as many as fit, and of
+    those sets the one that shows the most rows' text (the first in `tables`' order on a tie).
+
+    A table's rows cost the same tokens in any company, so sets are sized without rendering.
+    """
+    bare = estimate_tokens(render_context(None, schema, tables))
+    cost = {t: estimate_tokens(render_context(conn, schema, [t])) -
+            estimate_tokens(render_context(None, schema, [t])) for t in tables}
     for k in range(len(tables), 0, -1):
-        text = render_context(conn, schema, tables, sampled=tables[:k])
-        if estimate_tokens(text) <= budget_tokens:
-            return Context(text, tables, True)
-    return Context(render_context(conn, schema, tables, sampled=[]), tables, True)
+        fitting = [s for s in combinations(tables, k)
+                   if bare + sum(cost[t] for t in s) <= budget_tokens]
+        if fitting:
+            return list(max(fitting, key=lambda s: sum(cost[t] for t in s)))
+    return []

@@ -160,6 +160,33 @@ _STOP = {
 }
 
 
+# Words of buying and selling (stems, as `_words` gives them). A question asks for "sales" where
+# the schema keeps invoices or orders: Chinook's sales are its invoice_items. Such a word points
+# at the tables named for trade only when nothing in the schema is named by it (where a column
+# is called `revenue`, that column is what "revenue" means) and it is not quoted as a value.
+TRADE_WORDS = frozenset({
+    "sale", "sold", "sell", "selling", "revenue", "earning", "earned", "income", "spent",
+    "spend", "bought", "buy", "purchase", "purchased",
+})
+_QUOTED = re.compile(r"(?<!\w)'[^']*'(?!\w)|\"[^\"]*\"")  # a value: 'Sales Support Agent'
+TRADE_TABLES = frozenset({"invoice", "order", "payment", "purchase", "transaction", "sale"})
+
+
+def _trade_path(schema: Schema, chosen: list[str], room: int) -> list[str]:
+    """The tables on the shortest foreign-key path from `chosen` to a table of trade, that one
+    last; none when a table of trade is chosen already or none is within `room` steps."""
+    trade = [t.name.lower() for t in schema.tables if _words(t.name) & TRADE_TABLES]
+    start = [c.lower() for c in chosen]
+    if room <= 0 or not trade or set(trade) & set(start):
+        return []
+    graph = foreign_key_graph(schema)
+    paths = [p for t in trade if (p := join_path(graph, start, t, max_steps=room))]
+    if not paths:
+        return []
+    real = {t.name.lower(): t.name for t in schema.tables}
+    return [real[edge[2]] for edge in min(paths, key=len)]
+
+
 def _words(text: str) -> set[str]:
     """Lower-case word stems: splits snake_case and CamelCase, drops a plural 's' ("-ies" gives
     both stems: countries -> country, movies -> movie)."""
@@ -179,21 +206,27 @@ def prune(schema: Schema, question: str, max_tables: int = 6) -> list[str]:
     """The tables a question most likely needs, plus the tables that join them.
 
     Scored by words shared between the question and a table's name (weighted) and column
-    names. Small schemas are sent whole. Best first; the context renders tables in the
-    schema's own order, whatever this order.
+    names; a word of trade that names nothing in the schema ("sales") names its tables of
+    trade, which join the best scored table with the tables between. Small schemas are sent
+    whole. Best first; the context renders tables in the schema's own order, whatever this
+    order.
     """
     if len(schema.tables) <= max_tables:
         return schema.names
     q = _words(question)
+    columns = {t.name: set().union(*(_words(c.name) for c in t.columns)) for t in schema.tables}
+    named = set().union(*(_words(t.name) | columns[t.name] for t in schema.tables))
+    trading = bool((_words(_QUOTED.sub(' ', question)) & TRADE_WORDS) - named)
     scores: dict[str, float] = {}
     for t in schema.tables:
-        name_hits = len(q & _words(t.name))
-        column_hits = len(q & set().union(*(_words(c.name) for c in t.columns)))
-        scores[t.name] = 3 * name_hits + column_hits
+        name_hits = len(q & _words(t.name)) + (trading and bool(_words(t.name) & TRADE_TABLES))
+        scores[t.name] = 3 * name_hits + len(q & columns[t.name])
     ranked = sorted(schema.tables, key=lambda t: -scores[t.name])
     chosen = [t.name for t in ranked if scores[t.name] > 0][: max(1, max_tables // 2)]
     if not chosen:
         chosen = [ranked[0].name]
+    if trading:
+        chosen += _trade_path(schema, chosen, max_tables - len(chosen))
     # Add foreign-key neighbours (both directions) so joins between chosen tables exist.
     neighbours: list[str] = []
     for t in schema.tables:

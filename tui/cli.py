@@ -102,7 +102,7 @@ def ask(
     """Write SQL for QUESTION about DB; print it (and with --run, its result)."""
     import json
 
-    from model.db import Database, DatabaseError
+    from model.db import Database, DatabaseError, shown_number
 
     try:
         database = Database.open(db)  # read-only; a missing file is an error, never created
@@ -151,7 +151,8 @@ def ask(
             if not p.fatal:
                 typer.echo(f"gemma-sql: warning: {p.message}", err=True)
         if columns:
-            text = [["NULL" if v is None else str(v)[:40] for v in r] for r in rows]
+            text = [["NULL" if v is None else shown_number(v) if isinstance(v, int | float)
+                     else str(v)[:40] for v in r] for r in rows]
             widths = [max([len(c), *(len(r[i]) for r in text)]) for i, c in enumerate(columns)]
             typer.echo()
             typer.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
@@ -225,7 +226,8 @@ def eval_cmd(
     typer.echo(f"valid SQL           {s['valid_sql_rate']:.1%}")
     typer.echo(f"seconds a question  {s['mean_seconds']:.2f}")
     typer.echo(f"names corrected     {s['corrected']}; joins mended {s['mended']}; "
-               f"repaired {s['repaired']}; from the question's tables alone {s['focused']}")
+               f"figures shown {s['ranked']}; repaired {s['repaired']}; "
+               f"from the question's tables alone {s['focused']}")
     if s["gold_failed"]:
         typer.echo(f"gold queries failed {s['gold_failed']} (left out)")
 

@@ -95,6 +95,7 @@ class FakeAnswer:
     repaired: bool = False
     focused: bool = False
     mended: tuple[str, ...] = ()
+    ranked_by: str = ""
 
 
 def test_evaluate_excludes_failing_golds_and_reports(

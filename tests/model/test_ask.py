@@ -142,10 +142,13 @@ def test_a_failed_focused_answer_whose_joins_mend_is_taken(db: Database) -> None
     assert answer.mended == ["invoices → invoice_items",
                              "invoice_items joined by its foreign key through tracks"]
     assert answer.notes == ["joins mended to the schema: invoices → invoice_items, "
-                            "invoice_items joined by its foreign key through tracks"]
+                            "invoice_items joined by its foreign key through tracks",
+                            "shows SUM(T2.UnitPrice), the figure it ranks by"]
     assert answer.to_dict()["mended"] == answer.mended
+    assert answer.to_dict()["ranked_by"] == "SUM(T2.UnitPrice)"
     rows = db.conn.execute(answer.sql).fetchall()
-    assert rows[0] == ("Battlestar Galactica (Classic), Season 1",) and len(rows) == 10
+    assert len(rows) == 10 and rows[0][0] == "Battlestar Galactica (Classic), Season 1"
+    assert round(rows[0][1], 2) == 35.82
 
 
 def test_an_answer_that_passes_but_joins_off_the_key_is_mended(db: Database) -> None:

@@ -1,7 +1,8 @@
 """The results table: a page of rows at a time, more as the cursor nears the end.
 
 Cells are rendered for reading: NULL is a dim italic ∅ (the text 'NULL' stays plain text),
-blobs show their size, long text is cut. Copying uses the raw value.
+blobs show their size, long text is cut, REALs read as the sqlite3 shell prints them. Copying
+uses the raw value.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from textual import on
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
+
+from model.db import shown_number
 
 MAX_CELL_CHARS = 80
 # Ask for the next page when the cursor or the view comes within this many rows of the end.
@@ -37,7 +40,7 @@ def render_cell(value: Any) -> Text | str:
     if isinstance(value, bytes):
         return Text(f"<blob {human_size(len(value))}>", style="dim")
     if isinstance(value, int | float):
-        return Text(repr(value), justify="right")
+        return Text(shown_number(value), justify="right")
     text = str(value).replace("\r\n", "↵").replace("\n", "↵")
     if len(text) > MAX_CELL_CHARS:
         text = text[: MAX_CELL_CHARS - 1] + "…"
