@@ -128,6 +128,7 @@ def test_a_failed_focused_answer_asks_again_with_every_table(
     assert answer.to_dict()["widened"] is True
 
 
+SEED_QUESTION = "Name the top 10 albums with the highest sales amount"
 SEED_AS_WRITTEN = (" SELECT T1.Title FROM albums AS T1 JOIN invoices AS T2 ON T1.AlbumId ="
                    " T2.AlbumId GROUP BY T1.AlbumId ORDER BY SUM(T2.UnitPrice) DESC LIMIT 10")
 
@@ -136,8 +137,7 @@ def test_a_failed_focused_answer_whose_joins_mend_is_taken(db: Database) -> None
     """The seed's question as the model answers it from its tables: invoices has no AlbumId
     and no UnitPrice; the line items, reached through tracks, have the price."""
     engine = ScriptedEngine(SEED_AS_WRITTEN)
-    question = "Name the top 10 albums with the highest sales amount"
-    answer = ask(engine, db, question)
+    answer = ask(engine, db, SEED_QUESTION)
     assert len(engine.prompts) == 1 and answer.focused and not answer.widened and answer.ok
     assert answer.mended == ["invoices → invoice_items",
                              "invoice_items joined by its foreign key through tracks"]
@@ -428,3 +428,22 @@ def test_cli_focus_flag_chooses_the_first_prompts_tables(
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("SELECT\n  COUNT(*)\nFROM albums;")
     assert len(create_statements(engine.prompts[0])) == tables_in_first_prompt
+
+
+def test_cli_prints_the_seeds_top_albums_with_their_sales(
+    chinook: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seed's answer as the model writes it, mended and shown with the figure it ranks by;
+    the sum reads 35.82 as in the sqlite3 shell, not 35.81999999999999."""
+    from typer.testing import CliRunner
+
+    import model.engine
+    from tui.cli import app
+
+    engine = ScriptedEngine(SEED_AS_WRITTEN)
+    monkeypatch.setattr(model.engine, "load_engine", lambda *a, **k: engine)
+    result = CliRunner().invoke(app, ["ask", str(chinook), SEED_QUESTION, "--run"])
+    assert result.exit_code == 0, result.output
+    first_row = result.stdout.split("\n(10 rows)")[0].splitlines()[-10]
+    assert first_row.split() == ["Battlestar", "Galactica", "(Classic),", "Season", "1", "35.82"]
+    assert "gemma-sql: note: shows SUM(T2.UnitPrice), the figure it ranks by" in result.stderr

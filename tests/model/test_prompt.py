@@ -17,6 +17,7 @@ from model.prompt import (
     focused_context,
     read_layout,
     render_context,
+    rows_that_fit,
     shared_prefix,
     sql_literal,
     training_text,
@@ -163,6 +164,69 @@ def test_plurals_in_ies_name_their_table(tmp_path: Path, question: str, table: s
     conn.close()
     db = Database.open(path)
     assert prune(db.schema(), question, max_tables=2)[0] == table
+
+
+def test_a_word_of_trade_that_names_nothing_brings_the_sales_and_the_tables_between() -> None:
+    """Chinook has no table or column called "sales": its sales are invoice_items, reached
+    from albums through tracks."""
+    schema = Database.open(CHINOOK).schema()
+    assert prune(schema, SEED_QUESTION, max_tables=3) == ["albums", "tracks", "invoice_items"]
+    assert "invoice" not in " ".join(prune(schema, "Name the albums", max_tables=3))
+
+
+def test_a_quoted_word_of_trade_is_a_value_not_a_table() -> None:
+    schema = Database.open(CHINOOK).schema()
+    tables = prune(schema, "Which employees have the title 'Sales Support Agent'?", max_tables=3)
+    assert tables[0] == "employees" and not {"invoices", "invoice_items"} & set(tables)
+
+
+def test_a_word_of_trade_the_schema_names_means_its_column(tmp_path: Path) -> None:
+    path = tmp_path / "companies.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE manufacturers (code INTEGER PRIMARY KEY, name TEXT, revenue REAL)")
+    conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, "
+                 "maker INTEGER REFERENCES manufacturers (code))")
+    for name in ("products", "staff", "sites"):
+        conn.execute(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.close()
+    schema = Database.open(path).schema()
+    assert prune(schema, "Which manufacturer has the highest revenue?", max_tables=1) == [
+        "manufacturers"]
+    assert prune(schema, "Which manufacturer has the most sales?", max_tables=2) == [
+        "manufacturers", "orders"]
+
+
+def test_rows_go_to_as_many_tables_as_fit_and_the_most_of_their_text(tmp_path: Path) -> None:
+    path = tmp_path / "rows.db"
+    conn = sqlite3.connect(path)
+    for name, width in (("short", 1), ("middle", 8), ("long", 20)):
+        conn.execute(f"CREATE TABLE {name} (v TEXT)")
+        conn.executemany(f"INSERT INTO {name} VALUES (?)", [(" ".join(["w"] * width),)] * 3)
+    conn.commit()
+    conn.close()
+    db = Database.open(path)
+    tables = ["short", "middle", "long"]
+    bare = estimate_tokens(render_context(None, db.schema(), tables))
+    cost = {t: estimate_tokens(render_context(db.conn, db.schema(), [t])) -
+            estimate_tokens(render_context(None, db.schema(), [t])) for t in tables}
+
+    def fit(budget: int) -> list[str]:
+        return rows_that_fit(db.conn, db.schema(), tables, bare + budget)
+
+    assert fit(sum(cost.values())) == tables
+    # Room for two of the three: the two that show the most, not the first two.
+    assert fit(cost["middle"] + cost["long"]) == ["middle", "long"]
+    assert fit(cost["short"] + cost["middle"]) == ["short", "middle"]
+    assert fit(cost["long"]) == ["short", "middle"]  # two tables' rows before one's
+    assert fit(cost["middle"]) == ["middle"]
+    assert fit(cost["short"] - 1) == []
+
+
+def test_the_seeds_focused_context_has_the_rows_of_the_sales_and_the_tracks() -> None:
+    db = Database.open(CHINOOK)
+    focus = focused_context(db.conn, db.schema(), SEED_QUESTION)
+    assert focus is not None and focus.tables == ["albums", "tracks", "invoice_items"]
+    assert 'INSERT INTO "invoice_items"' in focus.text and 'INSERT INTO "tracks"' in focus.text
 
 
 def test_a_schema_of_few_tables_has_no_focused_context(tmp_path: Path) -> None:

@@ -256,6 +256,16 @@ async def test_null_blob_and_long_text_rendering(numbers_db, make_app):
         assert len(long) == 80 and long.endswith("…")
 
 
+async def test_reals_read_as_the_sqlite3_shell_prints_them(chinook, make_app):
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, "SELECT 0.1 + 0.2, 7, 1.5e-7")
+        cells = [results(app).get_cell_at(Coordinate(0, i)).plain for i in range(3)]
+        assert cells == ["0.3", "7", "1.5e-07"]
+        await pilot.press("f5", "ctrl+c")
+        assert app.clipboard == "0.30000000000000004"  # copying keeps the raw value
+
+
 async def test_copy_cell_and_row(chinook, make_app):
     app = make_app(chinook)
     async with app.run_test(size=SIZE) as pilot:

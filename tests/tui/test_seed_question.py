@@ -1,0 +1,34 @@
+"""The seed's question in the app, answered by the offline default as users get it: the real
+Gemma 3 270M with the shipped adapter, the app's own pipeline, the bundled Chinook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tui.widgets.editor import SqlEditor
+from tui.widgets.question import QuestionBox
+
+SIZE = (140, 44)
+
+
+@pytest.mark.slow
+async def test_top_albums_by_sales_come_out_right(chinook: Any, make_app: Any,
+                                                  real_engine: Any) -> None:
+    app = make_app(chinook, engine=real_engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        app.query_one(QuestionBox).value = "Name the top 10 albums with the highest sales amount"
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "invoice_items" in app.query_one(SqlEditor).text
+        assert app.query_one("#results").row_count == 0  # written, not run: the user runs it
+        await pilot.press("ctrl+j")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        results = app.query_one("#results")
+        assert results.row_count == 10
+        assert results.get_cell_at((0, 0)) == "Battlestar Galactica (Classic), Season 1"
+        assert results.get_cell_at((0, 1)).plain == "35.82"
