@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from model.schema import Schema, prune, quote
+from model.schema import Schema, prune, quote, speaks_of_trade
 
 _HEAD = (
     "<start_of_turn>user You are a powerful text-to-SQL model. Your job is to answer questions"
@@ -212,15 +212,20 @@ def focused_context(
     tables = prune(schema, question, max_tables=max_tables)
     if len(tables) >= len(schema.tables):
         return None
-    sampled = rows_that_fit(conn, schema, tables, budget_tokens)
+    # A question of trade reaches tables it does not name (albums' sales are invoice_items,
+    # through tracks), and only their rows say which holds the amounts: rows for as many tables
+    # as fit, the most text first. Otherwise the likeliest tables get rows first (measured:
+    # the most-text choice for every question moved 12 answers of 1,152 and lost 2 net).
+    sampled = rows_that_fit(conn, schema, tables, budget_tokens,
+                            most_text=speaks_of_trade(schema, question))
     return Context(render_context(conn, schema, tables, sampled=sampled), tables, True)
 
 
-def rows_that_fit(
-    conn: sqlite3.Connection | None, schema: Schema, tables: list[str], budget_tokens: int
-) -> list[str]:
-    """Which of `tables` get their rows in a context of `budget_tokens`: as many as fit, and of
-    those sets the one that shows the most rows' text (the first in `tables`' order on a tie).
+def rows_that_fit(conn: sqlite3.Connection | None, schema: Schema, tables: list[str],
+                  budget_tokens: int, most_text: bool = False) -> list[str]:
+    """Which of `tables` get their rows in a context of `budget_tokens`: the longest run from
+    the first that fits, or with `most_text` as many tables as fit and of those sets the one
+    that shows the most rows' text (the first in `tables`' order on a tie).
 
     A table's rows cost the same tokens in any company, so sets are sized without rendering.
     """
@@ -228,8 +233,8 @@ def rows_that_fit(
     cost = {t: estimate_tokens(render_context(conn, schema, [t])) -
             estimate_tokens(render_context(None, schema, [t])) for t in tables}
     for k in range(len(tables), 0, -1):
-        fitting = [s for s in combinations(tables, k)
-                   if bare + sum(cost[t] for t in s) <= budget_tokens]
+        sets = combinations(tables, k) if most_text else [tables[:k]]
+        fitting = [s for s in sets if bare + sum(cost[t] for t in s) <= budget_tokens]
         if fitting:
             return list(max(fitting, key=lambda s: sum(cost[t] for t in s)))
     return []

@@ -172,6 +172,16 @@ _QUOTED = re.compile(r"(?<!\w)'[^']*'(?!\w)|\"[^\"]*\"")  # a value: 'Sales Supp
 TRADE_TABLES = frozenset({"invoice", "order", "payment", "purchase", "transaction", "sale"})
 
 
+def speaks_of_trade(schema: Schema, question: str) -> bool:
+    """Whether the question asks about buying or selling in a word the schema has no name for."""
+    named = set().union(*(_words(t.name) | _column_words(t) for t in schema.tables))
+    return bool((_words(_QUOTED.sub(" ", question)) & TRADE_WORDS) - named)
+
+
+def _column_words(table: Table) -> set[str]:
+    return set().union(*(_words(c.name) for c in table.columns))
+
+
 def _trade_path(schema: Schema, chosen: list[str], room: int) -> list[str]:
     """The tables on the shortest foreign-key path from `chosen` to a table of trade, that one
     last; none when a table of trade is chosen already or none is within `room` steps."""
@@ -214,13 +224,11 @@ def prune(schema: Schema, question: str, max_tables: int = 6) -> list[str]:
     if len(schema.tables) <= max_tables:
         return schema.names
     q = _words(question)
-    columns = {t.name: set().union(*(_words(c.name) for c in t.columns)) for t in schema.tables}
-    named = set().union(*(_words(t.name) | columns[t.name] for t in schema.tables))
-    trading = bool((_words(_QUOTED.sub(' ', question)) & TRADE_WORDS) - named)
+    trading = speaks_of_trade(schema, question)
     scores: dict[str, float] = {}
     for t in schema.tables:
         name_hits = len(q & _words(t.name)) + (trading and bool(_words(t.name) & TRADE_TABLES))
-        scores[t.name] = 3 * name_hits + len(q & columns[t.name])
+        scores[t.name] = 3 * name_hits + len(q & _column_words(t))
     ranked = sorted(schema.tables, key=lambda t: -scores[t.name])
     chosen = [t.name for t in ranked if scores[t.name] > 0][: max(1, max_tables // 2)]
     if not chosen:

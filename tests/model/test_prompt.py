@@ -196,7 +196,9 @@ def test_a_word_of_trade_the_schema_names_means_its_column(tmp_path: Path) -> No
         "manufacturers", "orders"]
 
 
-def test_rows_go_to_as_many_tables_as_fit_and_the_most_of_their_text(tmp_path: Path) -> None:
+def test_rows_go_to_the_likeliest_tables_or_as_many_as_fit_with_most_text(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "rows.db"
     conn = sqlite3.connect(path)
     for name, width in (("short", 1), ("middle", 8), ("long", 20)):
@@ -211,7 +213,7 @@ def test_rows_go_to_as_many_tables_as_fit_and_the_most_of_their_text(tmp_path: P
             estimate_tokens(render_context(None, db.schema(), [t])) for t in tables}
 
     def fit(budget: int) -> list[str]:
-        return rows_that_fit(db.conn, db.schema(), tables, bare + budget)
+        return rows_that_fit(db.conn, db.schema(), tables, bare + budget, most_text=True)
 
     assert fit(sum(cost.values())) == tables
     # Room for two of the three: the two that show the most, not the first two.
@@ -220,6 +222,11 @@ def test_rows_go_to_as_many_tables_as_fit_and_the_most_of_their_text(tmp_path: P
     assert fit(cost["long"]) == ["short", "middle"]  # two tables' rows before one's
     assert fit(cost["middle"]) == ["middle"]
     assert fit(cost["short"] - 1) == []
+    # By default the likeliest tables' rows come first: the longest run from the first.
+    likeliest = ["long", "middle", "short"]
+    assert rows_that_fit(db.conn, db.schema(), likeliest, bare + cost["long"]) == ["long"]
+    assert rows_that_fit(db.conn, db.schema(), likeliest, bare + cost["long"] - 1) == []
+    assert rows_that_fit(db.conn, db.schema(), likeliest, bare + sum(cost.values())) == likeliest
 
 
 def test_the_seeds_focused_context_has_the_rows_of_the_sales_and_the_tracks() -> None:
