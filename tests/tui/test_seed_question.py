@@ -24,6 +24,8 @@ async def test_top_albums_by_sales_come_out_right(chinook: Any, make_app: Any,
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert "invoice_items" in app.query_one(SqlEditor).text
+        notes = str(app.query_one("#sql-notes").render())
+        assert "joins mended to the schema" in notes and "the figure it ranks by" in notes
         assert app.query_one("#results").row_count == 0  # written, not run: the user runs it
         await pilot.press("ctrl+j")
         await app.workers.wait_for_complete()
