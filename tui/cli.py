@@ -154,11 +154,19 @@ def ask(
             text = [["NULL" if v is None else shown_number(v) if isinstance(v, int | float)
                      else str(v)[:40] for v in r] for r in rows]
             widths = [max([len(c), *(len(r[i]) for r in text)]) for i, c in enumerate(columns)]
+            # Numbers line up on the right, as in the app's results table.
+            right = [bool(rows) and all(isinstance(r[i], int | float) or r[i] is None
+                                        for r in rows) for i in range(len(columns))]
+
+            def line(cells: list[str]) -> str:
+                return "  ".join(v.rjust(w) if r else v.ljust(w)
+                                 for v, w, r in zip(cells, widths, right, strict=True)).rstrip()
+
             typer.echo()
-            typer.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-            typer.echo("  ".join("-" * w for w in widths))
+            typer.echo(line(columns))
+            typer.echo(line(["-" * w for w in widths]))
             for r in text:
-                typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+                typer.echo(line(r))
             typer.echo(f"({len(rows)} rows{', more not shown' if more else ''})")
     if error is not None:
         raise fail(error, 1)

@@ -444,6 +444,8 @@ def test_cli_prints_the_seeds_top_albums_with_their_sales(
     monkeypatch.setattr(model.engine, "load_engine", lambda *a, **k: engine)
     result = CliRunner().invoke(app, ["ask", str(chinook), SEED_QUESTION, "--run"])
     assert result.exit_code == 0, result.output
-    first_row = result.stdout.split("\n(10 rows)")[0].splitlines()[-10]
+    table = result.stdout.split("\n(10 rows)")[0].splitlines()
+    header, first_row = table[-12], table[-10]
     assert first_row.split() == ["Battlestar", "Galactica", "(Classic),", "Season", "1", "35.82"]
+    assert header.endswith("SUM(T2.UnitPrice)") and len(first_row) == len(header)  # numbers right
     assert "gemma-sql: note: shows SUM(T2.UnitPrice), the figure it ranks by" in result.stderr
