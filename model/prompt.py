@@ -214,8 +214,8 @@ def focused_context(
         return None
     # A question of trade reaches tables it does not name (albums' sales are invoice_items,
     # through tracks), and only their rows say which holds the amounts: rows for as many tables
-    # as fit, the most text first. Otherwise the likeliest tables get rows first (measured:
-    # the most-text choice for every question moved 12 answers of 1,152 and lost 2 net).
+    # as fit, the most text first. Otherwise the likeliest tables get rows first (measured: the
+    # most-text choice for every question turned 5 of the 960 held-out answers right, 7 wrong).
     sampled = rows_that_fit(conn, schema, tables, budget_tokens,
                             most_text=speaks_of_trade(schema, question))
     return Context(render_context(conn, schema, tables, sampled=sampled), tables, True)

@@ -168,8 +168,8 @@ TRADE_WORDS = frozenset({
     "sale", "sold", "sell", "selling", "revenue", "earning", "earned", "income", "spent",
     "spend", "bought", "buy", "purchase", "purchased",
 })
-_QUOTED = re.compile(r"(?<!\w)'[^']*'(?!\w)|\"[^\"]*\"")  # a value: 'Sales Support Agent'
 TRADE_TABLES = frozenset({"invoice", "order", "payment", "purchase", "transaction", "sale"})
+_QUOTED = re.compile(r"(?<!\w)'[^']*'(?!\w)|\"[^\"]*\"")  # a value: 'Sales Support Agent'
 
 
 def speaks_of_trade(schema: Schema, question: str) -> bool:
