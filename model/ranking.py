@@ -10,17 +10,20 @@ Spider's answers have it.
 
 from __future__ import annotations
 
-import sqlglot
 from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from model.sqlcheck import DIALECT, parse
 
 
 def show_ranked_figure(sql: str) -> tuple[str, str] | None:
     """(sql with the figure its top N is ranked by selected last, that figure); None when the
     query is not such a list or selects the figure already."""
     try:
-        tree = sqlglot.parse_one(sql, read="sqlite")
-    except sqlglot.errors.ParseError:
+        trees = [t for t in parse(sql) if t is not None]
+    except (ParseError, TokenError):
         return None
+    tree = trees[0] if len(trees) == 1 else None
     if not isinstance(tree, exp.Select) or not tree.args.get("group"):
         return None
     limit, order = tree.args.get("limit"), tree.args.get("order")
@@ -30,8 +33,8 @@ def show_ranked_figure(sql: str) -> tuple[str, str] | None:
     if order is None or not order.expressions[0].this.find(exp.AggFunc):
         return None
     figure = order.expressions[0].this
-    shown = {s.unalias().sql("sqlite").lower() for s in tree.selects}
-    if figure.sql("sqlite").lower() in shown:
+    shown = {s.unalias().sql(DIALECT).lower() for s in tree.selects}
+    if figure.sql(DIALECT).lower() in shown:
         return None
     tree.select(figure.copy(), copy=False)
-    return tree.sql("sqlite"), figure.sql("sqlite")
+    return tree.sql(DIALECT), figure.sql(DIALECT)
