@@ -3,7 +3,7 @@ rate, seconds per question (p50), model load time and peak memory.
 
     .venv/bin/python bench/ask.py [--model M] [--adapter DIR] [--device D] [--questions N]
 
-Prints figures, asserts nothing. Runs through `model.ask.ask`, the pipeline the app uses, on
+Prints figures, asserts nothing. Runs through `model.llm.ask.ask`, the pipeline the app uses, on
 the bundled Chinook sample. The machine's load average is printed too: on a shared 2-core
 CPU it moves these figures more than anything in the code does.
 """
@@ -21,10 +21,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model.ask import ask  # noqa: E402
-from model.db import Database  # noqa: E402
-from model.engine import DEFAULT_MODEL, cache_root, ensure_base_checkpoint, load_engine  # noqa: E402
+from model.llm.ask import ask  # noqa: E402
+from model.llm.engine import DEFAULT_MODEL, cache_root, ensure_base_checkpoint, load_engine  # noqa: E402
 from model.samples import CHINOOK  # noqa: E402
+from model.sqlite.db import Database  # noqa: E402
 
 QUESTIONS = [
     "How many albums are there?",

@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GEMMA_SQL_DATA_DIR", tempfile.mkdtemp(prefix="gemma-sql-bench-"))
 
-from model.db import Database  # noqa: E402
 from model.samples import CHINOOK  # noqa: E402
-from model.schema import read_schema  # noqa: E402
+from model.sqlite.db import Database  # noqa: E402
+from model.sqlite.schema import read_schema  # noqa: E402
 
 CACHE = Path(os.environ.get("GEMMA_SQL_BENCH_CACHE", "/tmp/gemma-sql-bench"))
 SIZE = (160, 48)
@@ -36,7 +36,7 @@ SIZE = (160, 48)
 _PAINT = """
 import time, sys, asyncio
 t0 = time.perf_counter()
-from model.db import Database
+from model.sqlite.db import Database
 from tui.app import GemmaSqlApp
 async def main():
     app = GemmaSqlApp(Database.open(sys.argv[1]), load_model=False)

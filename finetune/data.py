@@ -2,12 +2,12 @@
 
 Sources: the hub data set `gretelai/synthetic_text_to_sql` (columns sql_prompt, sql_context,
 sql), or a local .jsonl/.json/.parquet file with those columns or question/context/sql.
-Every example goes through `model.prompt.training_text`, the function inference uses, so the
+Every example goes through `model.llm.prompt.training_text`, the function inference uses, so the
 model is trained on exactly the text it is later asked. Loss is on the answer only: the
 labels are -100 over the prompt.
 
 `prepare_spider` turns Spider's training questions into a train file whose contexts are
-rendered from the live database files by `model.prompt.context_for` (same pruning, sample
+rendered from the live database files by `model.llm.prompt.context_for` (same pruning, sample
 rows and budget as the app), holding out whole databases as the eval split.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from model.prompt import CONTEXT_BUDGET_TOKENS, QUESTION_FIRST, context_for, training_text
+from model.llm.prompt import CONTEXT_BUDGET_TOKENS, QUESTION_FIRST, context_for, training_text
 
 GRETEL = "gretelai/synthetic_text_to_sql"
 IGNORE = -100  # label of positions that carry no loss (PyTorch cross_entropy's ignore_index)
@@ -286,7 +286,7 @@ def prepare_spider(
     Contexts come from the live database via `context_for`, exactly what inference sends.
     Rows whose database file is missing or whose gold SQL does not execute are skipped.
     """
-    from model.db import Database
+    from model.sqlite.db import Database
 
     rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line]
     present = {r["db_id"] for r in rows if spider_db_path(db_root, r["db_id"]).exists()}

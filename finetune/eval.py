@@ -2,7 +2,7 @@
 
 Each line of DATA.jsonl holds `question`, `sql` (the gold query) and either `db` (a path;
 relative paths resolve against the JSONL file's folder) or `db_id` (DIR/<db_id>/<db_id>.sqlite).
-The model answers through `model.ask.ask`, the pipeline the app and `gemma-sql ask` use. A
+The model answers through `model.llm.ask.ask`, the pipeline the app and `gemma-sql ask` use. A
 prediction is correct when its result equals the gold result as a multiset of rows (as a list
 where the gold query has a top-level ORDER BY), its columns taken in any order, as Spider's
 test-suite evaluation does (`SELECT avg(x), kind` answers `SELECT kind, avg(x)`). A gold query
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model.db import Database, DatabaseError
+from model.sqlite.db import Database, DatabaseError
 
 MAX_ROWS = 100_000  # a prediction returning more than this is not compared (nor held)
 TIMEOUT_S = 10.0  # a runaway prediction (an accidental cross join) is interrupted
@@ -45,8 +45,8 @@ class Record:
     corrected: bool = False  # misspelt names were put right by the schema check
     repaired: bool = False  # from another candidate or a repair attempt
     focused: bool = False  # from a prompt with the question's tables alone
-    mended: bool = False  # its FROM clause was mended to the schema (model.joins)
-    ranked: bool = False  # the figure its top N is ranked by was selected (model.ranking)
+    mended: bool = False  # its FROM clause was mended to the schema (model.llm.joins)
+    ranked: bool = False  # the figure its top N is ranked by was selected (model.llm.ranking)
 
 
 @dataclass
@@ -224,8 +224,8 @@ def evaluate(
     beams: int = 4,
     focused: bool = True,
 ) -> EvalReport:
-    """Ask the engine every question of DATA.jsonl through model.ask and score the SQL."""
-    from model.ask import ask
+    """Ask the engine every question of DATA.jsonl through model.llm.ask and score the SQL."""
+    from model.llm.ask import ask
 
     report = EvalReport(model_name)
     dbs: dict[Path, Database] = {}

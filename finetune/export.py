@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from model import prompt, vocab
+from model.llm import prompt, vocab
 
 
 class ExportError(Exception):

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from finetune.eval import compare
-from model.ask import ask
-from model.db import Database
-from model.engine import MODELS
+from model.llm.ask import ask
+from model.llm.engine import MODELS
+from model.sqlite.db import Database
 
 SHIPPED = MODELS["gemma-3-270m-sql"].adapter
 assert SHIPPED is not None

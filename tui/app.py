@@ -17,8 +17,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from model.db import Database, QueryResult
-from model.history import History
+from model.sqlite.db import Database, QueryResult
+from model.sqlite.history import History
 from tui import messages as m
 from tui import workers
 from tui.widgets.confirm import ConfirmScreen

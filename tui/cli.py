@@ -74,8 +74,8 @@ def open_app(
     ] = False,
 ) -> None:
     """Open the app on DB (the default command)."""
-    from model.db import Database, DatabaseError
     from model.samples import CHINOOK
+    from model.sqlite.db import Database, DatabaseError
 
     try:
         database = Database.open(db or CHINOOK, write=write)
@@ -102,14 +102,14 @@ def ask(
     """Write SQL for QUESTION about DB; print it (and with --run, its result)."""
     import json
 
-    from model.db import Database, DatabaseError, shown_number
+    from model.sqlite.db import Database, DatabaseError, shown_number
 
     try:
         database = Database.open(db)  # read-only; a missing file is an error, never created
     except DatabaseError as e:
         raise fail(str(e)) from None
-    from model.ask import ask as write_sql
-    from model.engine import DEFAULT_MODEL, ModelUnavailable, load_engine
+    from model.llm.ask import ask as write_sql
+    from model.llm.engine import DEFAULT_MODEL, ModelUnavailable, load_engine
 
     # Progress only to a terminal: in scripts stderr carries just the one-line error, if any.
     progress = (lambda m: typer.echo(m, err=True)) if sys.stderr.isatty() else None
@@ -198,7 +198,7 @@ def eval_cmd(
     if not data.is_file():
         raise fail(f"{data}: no such file")
     from finetune.eval import evaluate
-    from model.engine import DEFAULT_MODEL, ModelUnavailable, load_engine
+    from model.llm.engine import DEFAULT_MODEL, ModelUnavailable, load_engine
 
     name = model or DEFAULT_MODEL
     try:

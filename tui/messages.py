@@ -6,7 +6,7 @@ from typing import Any
 
 from textual.message import Message
 
-from model.db import QueryResult
+from model.sqlite.db import QueryResult
 
 
 class QueryRan(Message):
@@ -75,7 +75,7 @@ class SqlChunk(Message):
 
 
 class SqlDone(Message):
-    """The model's answer (model.ask.Answer: .sql, .tables_sent, .problems, .seconds)."""
+    """The model's answer (model.llm.ask.Answer: .sql, .tables_sent, .problems, .seconds)."""
 
     def __init__(self, answer: Any) -> None:
         super().__init__()

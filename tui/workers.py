@@ -14,10 +14,10 @@ from typing import Any
 
 from textual.message import Message
 
-from model import export
-from model.db import Database, DatabaseError, QueryResult
-from model.history import Entry, History
-from model.schema import row_count
+from model.sqlite import export
+from model.sqlite.db import Database, DatabaseError, QueryResult
+from model.sqlite.history import Entry, History
+from model.sqlite.schema import row_count
 from tui.messages import (
     ConfirmWrite,
     Exported,
@@ -110,7 +110,7 @@ def load_model(model: str | None, adapter: Any, device: str | None, post: Post,
                db: Database | None = None) -> None:
     """Load the model, then read `db`'s part of the prompt ahead of the first question."""
     try:
-        from model.engine import load_engine
+        from model.llm.engine import load_engine
     except Exception as e:  # the engine is optional: the app stays a plain SQL client
         post(ModelStatus(f"no model: {one_line(e)}", failed=True))
         return
@@ -132,7 +132,7 @@ def load_model(model: str | None, adapter: Any, device: str | None, post: Post,
     post(ModelReady(engine))
     if db is not None:
         try:
-            from model.ask import prepare
+            from model.llm.ask import prepare
 
             prepare(engine, db)
         except Exception:  # only a head start: the first question reads the schema itself
@@ -142,7 +142,7 @@ def load_model(model: str | None, adapter: Any, device: str | None, post: Post,
 def generate(engine: Any, db: Database, question: str, cancel: threading.Event,
              post: Post, focused: bool = True) -> None:
     try:
-        from model.ask import ask
+        from model.llm.ask import ask
     except Exception as e:
         post(GenerationFailed(f"no model: {one_line(e)}"))
         return

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from finetune.eval import GoldError, compare, evaluate, has_order_by, same_result
-from model.db import Database
+from model.sqlite.db import Database
 
 
 @pytest.fixture
@@ -101,17 +101,17 @@ class FakeAnswer:
 def test_evaluate_excludes_failing_golds_and_reports(
     db_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The whole run with a stand-in for model.ask (it maps each question to a fixed SQL)."""
+    """The whole run with a stand-in for model.llm.ask (it maps each question to a fixed SQL)."""
     preds = {"how many items": "SELECT count(*) FROM item", "names": "SELECT nme FROM item",
              "kinds": "SELECT kind FROM item", "broken gold": "SELECT 1"}
-    fake = types.ModuleType("model.ask")
+    fake = types.ModuleType("model.llm.ask")
 
     def ask(engine: Any, db: Database, question: str, **kw: Any) -> FakeAnswer:
         assert engine == "engine" and db.path.name == "shop.sqlite"
         return FakeAnswer(preds[question])
 
     fake.ask = ask  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "model.ask", fake)
+    monkeypatch.setitem(sys.modules, "model.llm.ask", fake)
     data = tmp_path / "data" / "eval.jsonl"
     data.parent.mkdir()
     lines = [

@@ -13,7 +13,7 @@ from tiny import tiny_gemma
 from typer.testing import CliRunner
 
 from finetune.config import TrainConfig
-from model.prompt import read_layout
+from model.llm.prompt import read_layout
 from tui.cli import app
 
 runner = CliRunner()
@@ -99,12 +99,12 @@ def test_push_to_hub_offline_is_one_line(tmp_path: Path, monkeypatch: Any) -> No
 
 
 def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
-    """`gemma-sql eval --json` end to end, with stand-ins for the model and model.ask."""
+    """`gemma-sql eval --json` end to end, with stand-ins for the model and model.llm.ask."""
     import sqlite3
     import types
     from dataclasses import dataclass
 
-    import model.engine
+    import model.llm.engine
 
     @dataclass
     class Answer:
@@ -115,13 +115,13 @@ def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
         mended: tuple[str, ...] = ()
         ranked_by: str = ""
 
-    fake_ask = types.ModuleType("model.ask")
+    fake_ask = types.ModuleType("model.llm.ask")
     fake_ask.ask = lambda engine, db, question, **kw: Answer(  # type: ignore[attr-defined]
         "SELECT count(*) FROM t" if "how many" in question else "SELECT x FROM t",
         focused=kw["focused"], mended=("x → y",) if "how many" in question else (),
         ranked_by="" if "how many" in question else "COUNT(*)")
-    monkeypatch.setitem(sys.modules, "model.ask", fake_ask)
-    monkeypatch.setattr(model.engine, "load_engine", lambda *a, **k: "engine")
+    monkeypatch.setitem(sys.modules, "model.llm.ask", fake_ask)
+    monkeypatch.setattr(model.llm.engine, "load_engine", lambda *a, **k: "engine")
     root = tmp_path / "dbs"
     (root / "d").mkdir(parents=True)
     conn = sqlite3.connect(root / "d" / "d.sqlite")

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from model.attention import NAME, decode_attention, use_decode_attention  # noqa: E402
+from model.llm.attention import NAME, decode_attention, use_decode_attention  # noqa: E402
 
 
 class Layer(torch.nn.Module):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from model.db import Database, DatabaseError, WriteRefused
 from model.samples import CHINOOK
+from model.sqlite.db import Database, DatabaseError, WriteRefused
 
 
 @pytest.fixture

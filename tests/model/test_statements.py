@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from model.statements import offset_of, split, statement_at
+from model.sqlite.statements import offset_of, split, statement_at
 
 
 def test_split_respects_strings_comments_and_triggers() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from model.db import Database
 from model.samples import CHINOOK
+from model.sqlite.db import Database
 from tui.app import GemmaSqlApp
 
 

@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.pilot import Pilot
 
-from model.history import History
+from model.sqlite.history import History
 from tui.app import GemmaSqlApp
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.editor import SqlEditor

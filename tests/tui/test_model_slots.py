@@ -1,6 +1,6 @@
 """The model slots: loading on mount, question -> streamed SQL, cancel, and no model at all.
 
-model.engine / model.ask belong to the model engineer; these tests put small stand-ins in
+model.llm.engine / model.llm.ask belong to the model engineer; these tests put small stand-ins in
 sys.modules so the app's side of the contract is tested on its own (SQLite stays real).
 """
 
@@ -57,7 +57,7 @@ def fake_ask(engine: FakeEngine, db: Any, question: str,
         if on_chunk:
             on_chunk(chunk)
     problems = ["unknown column: Nme"] if "Nme" in text else []
-    if focused and "albums" in question:  # as model.ask: the question's tables answered it
+    if focused and "albums" in question:  # as model.llm.ask: the question's tables answered it
         return Answer(text.strip().upper(), ["albums", "artists"], problems, 0.5, focused=True)
     return Answer(text.strip().upper(), ["albums", "artists"], problems, 0.5)
 
@@ -65,7 +65,7 @@ def fake_ask(engine: FakeEngine, db: Any, question: str,
 @pytest.fixture
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     calls: dict[str, Any] = {}
-    engine_mod = types.ModuleType("model.engine")
+    engine_mod = types.ModuleType("model.llm.engine")
 
     def load_engine(model: str = "default", adapter: Any = None, device: Any = None,
                     progress: Callable[[str], None] | None = None) -> FakeEngine:
@@ -75,12 +75,12 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return FakeEngine(["select ", "title ", "from albums"])
 
     engine_mod.load_engine = load_engine  # type: ignore[attr-defined]
-    ask_mod = types.ModuleType("model.ask")
+    ask_mod = types.ModuleType("model.llm.ask")
     ask_mod.ask = fake_ask  # type: ignore[attr-defined]
     ask_mod.prepare = (  # type: ignore[attr-defined]
         lambda engine, db: calls.setdefault("prepared", (engine, db)))
-    monkeypatch.setitem(__import__("sys").modules, "model.engine", engine_mod)
-    monkeypatch.setitem(__import__("sys").modules, "model.ask", ask_mod)
+    monkeypatch.setitem(__import__("sys").modules, "model.llm.engine", engine_mod)
+    monkeypatch.setitem(__import__("sys").modules, "model.llm.ask", ask_mod)
     return calls
 
 
@@ -174,8 +174,8 @@ async def test_no_model_says_why(chinook, make_app):
 
 async def test_failing_engine_import_leaves_a_plain_sql_client(chinook, make_app,
                                                                monkeypatch):
-    broken = types.ModuleType("model.engine")  # no load_engine: the import fails
-    monkeypatch.setitem(__import__("sys").modules, "model.engine", broken)
+    broken = types.ModuleType("model.llm.engine")  # no load_engine: the import fails
+    monkeypatch.setitem(__import__("sys").modules, "model.llm.engine", broken)
     app = make_app(chinook, load_model=True)
     async with app.run_test(size=SIZE) as pilot:
         await app.workers.wait_for_complete()
@@ -189,8 +189,8 @@ async def test_failing_engine_import_leaves_a_plain_sql_client(chinook, make_app
 
 
 async def test_real_ask_pipeline_with_an_engine_like_object(chinook, make_app):
-    """The model engineer's model.ask with a scripted engine: the contract between the two."""
-    pytest.importorskip("model.ask")
+    """The model engineer's model.llm.ask with a scripted engine: the contract between the two."""
+    pytest.importorskip("model.llm.ask")
     engine = FakeEngine([" SELECT Title ", "FROM albums ", "WHERE AlbumId = 1 <end_of_turn>"])
     app = make_app(chinook, engine=engine)
     async with app.run_test(size=SIZE) as pilot:

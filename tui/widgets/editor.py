@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual import events
 from textual.widgets import TextArea
 
-from model.statements import offset_of, split, statement_at
+from model.sqlite.statements import offset_of, split, statement_at
 
 
 class SqlEditor(TextArea):

@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from model.export import ExportError, format_for
+from model.sqlite.export import ExportError, format_for
 
 
 class ExportScreen(ModalScreen[str | None]):

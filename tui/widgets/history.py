@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
-from model.history import Entry
+from model.sqlite.history import Entry
 
 
 def _prompt(entry: Entry) -> Text:

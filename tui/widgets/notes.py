@@ -14,7 +14,7 @@ class SqlNotes(Static):
         self.remove_class("-warning")
 
     def show_answer(self, answer: Any) -> None:
-        """`answer` is a model.ask.Answer (duck-typed: the model side may still change)."""
+        """`answer` is a model.llm.ask.Answer (duck-typed: the model side may still change)."""
         text = Text("sent: " + ", ".join(getattr(answer, "tables_sent", []) or []))
         if getattr(answer, "focused", False):
             text.append(" (the question's likeliest tables; ctrl+t asks with every table)",

@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from model.db import shown_number
+from model.sqlite.db import shown_number
 
 MAX_CELL_CHARS = 80
 # Ask for the next page when the cursor or the view comes within this many rows of the end.

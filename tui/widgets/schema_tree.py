@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from model.schema import Schema, Table, quote
+from model.sqlite.schema import Schema, Table, quote
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ search on the same prompt) are checked and the first that passes cleanly is take
 that, a failed question is asked again with the error attached (at most `max_repairs` times).
 The first answer and the last have their FROM clause mended to the schema's foreign keys
 when they read a column from a table that lacks it or join two tables off their key
-(`model.joins`), and the mended SQL passes the check; the change is shown. A top N
+(`model.llm.joins`), and the mended SQL passes the check; the change is shown. A top N
 ranked by an aggregate it does not select gets that figure as its last column
-(`model.ranking`).
-The SQL is never executed here: running it is the caller's choice (`model.db`).
+(`model.llm.ranking`).
+The SQL is never executed here: running it is the caller's choice (`model.sqlite.db`).
 """
 
 from __future__ import annotations
@@ -26,20 +26,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from model.joins import mend_joins
-from model.prompt import (
+from model.llm.joins import mend_joins
+from model.llm.prompt import (
     QUESTION_FIRST,
     build_prompt,
     context_for,
     focused_context,
     shared_prefix,
 )
-from model.ranking import show_ranked_figure
-from model.sqlcheck import Problem, apply_suggestions, check, extract_sql, is_echo, pretty
+from model.llm.ranking import show_ranked_figure
+from model.llm.sqlcheck import Problem, apply_suggestions, check, extract_sql, is_echo, pretty
 
 if TYPE_CHECKING:
-    from model.db import Database
-    from model.engine import Engine, GenerationStats
+    from model.llm.engine import Engine, GenerationStats
+    from model.sqlite.db import Database
 
 # How a failed attempt's error rides along with the question on the repair attempt. Short, so
 # the prompt stays close to the trained format; names the error so the model can avoid it.
@@ -275,7 +275,7 @@ def checked(sql: str, db: Database) -> tuple[str, list[Problem], list[str]]:
 
 def mended(sql: str, db: Database, doubts: bool = True
            ) -> tuple[str, list[Problem], list[str]] | None:
-    """(sql, problems, changes) with the FROM clause mended to the schema (`model.joins`), when
+    """(sql, problems, changes) with the FROM clause mended to the schema (`model.llm.joins`), when
     that changes it and passes the check (`doubts`: with values no row holds allowed); else
     None."""
     mend = mend_joins(sql, db.schema()) if sql else None
@@ -289,7 +289,7 @@ def mended(sql: str, db: Database, doubts: bool = True
 
 
 def show_figure(answer: Answer, db: Database) -> None:
-    """Select the figure a passing top-N answer is ranked by, when it does not (`model.ranking`)."""
+    """Select the figure a passing top-N answer is ranked by, when it does not (`model.llm.ranking`)."""
     if answer.ok and (shown := show_ranked_figure(answer.sql)) is not None:
         answer.sql = pretty(shown[0])
         answer.problems = check(answer.sql, db.schema(), db.conn)

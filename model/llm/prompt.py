@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from model.schema import Schema, prune, quote, speaks_of_trade
+from model.sqlite.schema import Schema, prune, quote, speaks_of_trade
 
 _HEAD = (
     "<start_of_turn>user You are a powerful text-to-SQL model. Your job is to answer questions"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model.schema import Schema, read_schema
+from model.sqlite.schema import Schema, read_schema
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PAGE_SIZE = 500
