@@ -289,7 +289,8 @@ def mended(sql: str, db: Database, doubts: bool = True
 
 
 def show_figure(answer: Answer, db: Database) -> None:
-    """Select the figure a passing top-N answer is ranked by, when it does not (`model.llm.ranking`)."""
+    """Select the figure a passing top-N answer is ranked by, when it does not
+    (`model.llm.ranking`)."""
     if answer.ok and (shown := show_ranked_figure(answer.sql)) is not None:
         answer.sql = pretty(shown[0])
         answer.problems = check(answer.sql, db.schema(), db.conn)
