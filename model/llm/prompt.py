@@ -17,13 +17,21 @@ from pathlib import Path
 
 from model.sqlite.schema import Schema, prune, quote, speaks_of_trade
 
+# Gemma's turn markers and the prompt's section labels, named once: `model.llm.extract` finds
+# by them where an answer ends and whether the model is repeating its prompt.
+START_OF_TURN = "<start_of_turn>"
+END_OF_TURN = "<end_of_turn>"
+QUESTION_LABEL = "SQL Question:"
+CONTEXT_LABEL = "SQL Context:"
+ANSWER_LABEL = "Generated SQL Query:"
+
 _HEAD = (
-    "<start_of_turn>user You are a powerful text-to-SQL model. Your job is to answer questions"
+    START_OF_TURN + "user You are a powerful text-to-SQL model. Your job is to answer questions"
     " about a database. You are given a question and context regarding one or more tables:\n\n"
 )
-_QUESTION = " SQL Question:"  # then " {question} \n\n"
-_CONTEXT = " SQL Context: {context}\n\n"
-_TAIL = " Generated SQL Query: <end_of_turn>\n\n<start_of_turn> model"
+_QUESTION = f" {QUESTION_LABEL}"  # then " {question} \n\n"
+_CONTEXT = " " + CONTEXT_LABEL + " {context}\n\n"
+_TAIL = f" {ANSWER_LABEL} {END_OF_TURN}\n\n{START_OF_TURN} model"
 PROMPT = _HEAD + _QUESTION + " {question} \n\n" + _CONTEXT + _TAIL
 
 # Two layouts of the same text. The seed's asks the question before the context; the other
@@ -36,8 +44,7 @@ LAYOUTS = (QUESTION_FIRST, CONTEXT_FIRST)
 LAYOUT_FILE = "prompt_layout.json"
 # The answer follows the prompt directly: " {sql} <end_of_turn>". The space before the SQL
 # belongs to the answer so that it tokenizes as Gemma's usual " SELECT".
-ANSWER = " {sql} <end_of_turn>"
-END_OF_TURN = "<end_of_turn>"
+ANSWER = " {sql} " + END_OF_TURN
 
 SAMPLE_ROWS = 3
 MAX_VALUE_CHARS = 40
