@@ -26,7 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from model.llm.check import check
+from model.llm.extract import extract_sql, is_echo
 from model.llm.joins import mend_joins
+from model.llm.names import apply_suggestions
+from model.llm.parsing import pretty
+from model.llm.problem import Problem
 from model.llm.prompt import (
     QUESTION_FIRST,
     build_prompt,
@@ -35,7 +40,6 @@ from model.llm.prompt import (
     shared_prefix,
 )
 from model.llm.ranking import show_ranked_figure
-from model.llm.sqlcheck import Problem, apply_suggestions, check, extract_sql, is_echo, pretty
 
 if TYPE_CHECKING:
     from model.llm.engine import Engine, GenerationStats

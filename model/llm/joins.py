@@ -27,7 +27,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.optimizer.scope import Scope
 
-from model.llm.sqlcheck import DIALECT, IMPLICIT_COLUMNS, parse, scopes_of, select_aliases
+from model.llm.parsing import DIALECT, IMPLICIT_COLUMNS, parse, scopes_of, select_aliases
 from model.sqlite.schema import Edge, Schema, Table, foreign_key_graph, join_path
 
 # Joins added to reach a column, at most: a longer path is a guess, not a mend.
@@ -46,7 +46,7 @@ def mend_joins(sql: str, schema: Schema) -> tuple[str, list[str]] | None:
     tree = trees[0]
     graph = foreign_key_graph(schema)
     changes: list[str] = []
-    owned: set[int] = set()  # columns of the scopes seen: inner first, as model.llm.sqlcheck
+    owned: set[int] = set()  # columns of the scopes seen: inner first, as model.llm.names
     for scope in scopes_of(tree):
         changes += _mend_scope(scope, schema, graph, owned)
     if not changes:

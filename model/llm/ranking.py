@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from model.llm.sqlcheck import DIALECT, parse
+from model.llm.parsing import DIALECT, parse
 
 
 def show_ranked_figure(sql: str) -> tuple[str, str] | None:

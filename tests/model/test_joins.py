@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from model.llm.check import check
 from model.llm.joins import mend_joins
-from model.llm.sqlcheck import check
 from model.sqlite.db import Database
 
 FILMS = """

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from model.llm.check import check
+from model.llm.extract import extract_sql
+from model.llm.names import apply_suggestions
+from model.llm.parsing import pretty
+from model.llm.problem import Problem
 from model.llm.prompt import PROMPT
-from model.llm.sqlcheck import Problem, apply_suggestions, check, extract_sql, pretty
 from model.sqlite.db import Database
 
 
@@ -272,10 +276,10 @@ def test_text_no_row_holds_is_a_warning(db: Database) -> None:
 
 
 def test_values_are_not_searched_in_big_tables(db: Database, monkeypatch) -> None:
-    import model.llm.sqlcheck
+    import model.llm.probes
 
-    monkeypatch.setattr(model.llm.sqlcheck, "VALUE_PROBE_ROWS", 3502)  # tracks has 3503 rows
+    monkeypatch.setattr(model.llm.probes, "VALUE_PROBE_ROWS", 3502)  # tracks has 3503 rows
     assert problems(db, "SELECT count(*) FROM tracks WHERE Name = 'AC/DC'") == []
-    monkeypatch.setattr(model.llm.sqlcheck, "VALUE_PROBE_ROWS", 3503)
+    monkeypatch.setattr(model.llm.probes, "VALUE_PROBE_ROWS", 3503)
     assert [p.kind for p in problems(db, "SELECT count(*) FROM tracks WHERE Name = 'AC/DC'")] == [
         "value"]
