@@ -7,7 +7,7 @@ model is trained on exactly the text it is later asked. Loss is on the answer on
 labels are -100 over the prompt.
 
 `prepare_spider` turns Spider's training questions into a train file whose contexts are
-rendered from the live database files by `model.llm.prompt.context_for` (same pruning, sample
+rendered from the live database files by `model.llm.context.context_for` (same pruning, sample
 rows and budget as the app), holding out whole databases as the eval split.
 """
 
@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from model.llm.prompt import CONTEXT_BUDGET_TOKENS, QUESTION_FIRST, context_for, training_text
+from model.llm.context import CONTEXT_BUDGET_TOKENS, context_for
+from model.llm.prompt import QUESTION_FIRST, training_text
 
 GRETEL = "gretelai/synthetic_text_to_sql"
 IGNORE = -100  # label of positions that carry no loss (PyTorch cross_entropy's ignore_index)

@@ -27,18 +27,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from model.llm.check import check
+from model.llm.context import context_for, focused_context, rank_tables
 from model.llm.extract import extract_sql, is_echo
 from model.llm.joins import mend_joins
 from model.llm.names import apply_suggestions
 from model.llm.parsing import pretty
 from model.llm.problem import Problem
-from model.llm.prompt import (
-    QUESTION_FIRST,
-    build_prompt,
-    context_for,
-    focused_context,
-    shared_prefix,
-)
+from model.llm.prompt import QUESTION_FIRST, build_prompt, shared_prefix
 from model.llm.ranking import show_ranked_figure
 
 if TYPE_CHECKING:
@@ -146,7 +141,8 @@ def ask(
     the question's likeliest tables alone first."""
     started = time.perf_counter()
     schema = db.schema()
-    context = context_for(db.conn, schema, question)
+    ranking = rank_tables(schema, question)  # read once, for both contexts
+    context = context_for(db.conn, schema, question, ranking=ranking)
     answer = Answer(
         question,
         tables_sent=list(context.tables),
@@ -176,7 +172,9 @@ def ask(
 
     # The question's own tables first: a prompt about half as long, and fewer tables to mix up.
     # Not for a model that keeps the whole schema's part of the prompt read (`shared`).
-    focus = None if shared or not focused else focused_context(db.conn, schema, question)
+    focus = None
+    if not shared and focused:
+        focus = focused_context(db.conn, schema, question, ranking=ranking)
     if focus is not None:
         answer.raw = read(build_prompt(question, focus.text, layout))
         answer.attempts = 1

@@ -3,7 +3,8 @@
 It is the format of the original fine-tune (DH21ML/gemma-2-2b-it-SQL-FineTuned), character
 for character, or the same text with the question after the context (`CONTEXT_FIRST`). The
 context is CREATE TABLE statements followed by a few rows as INSERT statements, as in
-gretelai/synthetic_text_to_sql.
+gretelai/synthetic_text_to_sql; which tables, and which with rows, is `model.llm.context`'s
+choice.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from dataclasses import dataclass
-from itertools import combinations
 from pathlib import Path
 
-from model.sqlite.schema import Schema, prune, quote, speaks_of_trade
+from model.sqlite.schema import Schema, quote
 
 # Gemma's turn markers and the prompt's section labels, named once: `model.llm.extract` finds
 # by them where an answer ends and whether the model is repeating its prompt.
@@ -48,25 +47,6 @@ ANSWER = " {sql} " + END_OF_TURN
 
 SAMPLE_ROWS = 3
 MAX_VALUE_CHARS = 40
-# In estimated tokens (see estimate_tokens): 850 keep the whole prompt under ~1,000 real
-# tokens, which the 270M model reads in about a second on two CPU cores, and which fits the
-# 1,024-token examples it was trained on.
-CONTEXT_BUDGET_TOKENS = 850
-# The first prompt's context (`focused_context`): the question's 3 likeliest tables, with rows
-# for as many of them as fit 450 estimated tokens (half of Chinook's whole-schema prompt). On
-# the eval sets, 3 or 4 tables and 350-600 tokens scored within a question or two of each other.
-FOCUS_TABLES = 3
-FOCUS_BUDGET_TOKENS = 450
-_TOKEN_LIKE = re.compile(r"[A-Za-z]+|[0-9]+|[^\sA-Za-z0-9]")
-
-
-def estimate_tokens(text: str) -> int:
-    """Words, numbers and punctuation marks: within ~10 % of Gemma's count on schema DDL.
-
-    Characters alone mislead: quoted, underscored Spider DDL runs 2.4 characters a token,
-    plain Chinook DDL 3.5. A tokenizer is not at hand here (the model may still be loading).
-    """
-    return len(_TOKEN_LIKE.findall(text))
 
 
 def one_line(text: str) -> str:
@@ -170,78 +150,3 @@ def render_context(
             if t.kind == "table" and t.name in with_rows
         ]
     return "\n".join(s for s in creates + inserts if s)
-
-
-@dataclass
-class Context:
-    text: str
-    tables: list[str]  # the tables sent, so the user can see what the model saw
-    pruned: bool
-
-
-def context_for(
-    conn: sqlite3.Connection | None,
-    schema: Schema,
-    question: str,
-    budget_tokens: int = CONTEXT_BUDGET_TOKENS,
-) -> Context:
-    """The largest context that fits the budget, tried in this order:
-
-    every table with rows; every table, rows only for the tables the question needs; only
-    the tables the question needs (fewer and fewer) with their rows.
-    """
-    everything = render_context(conn, schema, schema.names)
-    if estimate_tokens(everything) <= budget_tokens:
-        return Context(everything, schema.names, False)
-    needed = prune(schema, question)
-    for k in range(len(needed), -1, -1):
-        text = render_context(conn, schema, schema.names, sampled=needed[:k])
-        if estimate_tokens(text) <= budget_tokens:
-            return Context(text, schema.names, False)
-    for max_tables in (6, 5, 4, 3, 2, 1):
-        tables = prune(schema, question, max_tables=max_tables)
-        text = render_context(conn, schema, tables)
-        if estimate_tokens(text) <= budget_tokens:
-            return Context(text, tables, True)
-    # Even one table is too big: send its CREATE TABLE alone.
-    return Context(render_context(None, schema, tables), tables, True)
-
-
-def focused_context(
-    conn: sqlite3.Connection | None,
-    schema: Schema,
-    question: str,
-    max_tables: int = FOCUS_TABLES,
-    budget_tokens: int = FOCUS_BUDGET_TOKENS,
-) -> Context | None:
-    """Only the tables the question most likely needs, with rows for as many of them as fit
-    `budget_tokens`; None when that would be the whole schema anyway."""
-    tables = prune(schema, question, max_tables=max_tables)
-    if len(tables) >= len(schema.tables):
-        return None
-    # A question of trade reaches tables it does not name (albums' sales are invoice_items,
-    # through tracks), and only their rows say which holds the amounts: rows for as many tables
-    # as fit, the most text first. Otherwise the likeliest tables get rows first (measured: the
-    # most-text choice for every question turned 5 of the 960 held-out answers right, 7 wrong).
-    sampled = rows_that_fit(conn, schema, tables, budget_tokens,
-                            most_text=speaks_of_trade(schema, question))
-    return Context(render_context(conn, schema, tables, sampled=sampled), tables, True)
-
-
-def rows_that_fit(conn: sqlite3.Connection | None, schema: Schema, tables: list[str],
-                  budget_tokens: int, most_text: bool = False) -> list[str]:
-    """Which of `tables` get their rows in a context of `budget_tokens`: the longest run from
-    the first that fits, or with `most_text` as many tables as fit and of those sets the one
-    that shows the most rows' text (the first in `tables`' order on a tie).
-
-    A table's rows cost the same tokens in any company, so sets are sized without rendering.
-    """
-    bare = estimate_tokens(render_context(None, schema, tables))
-    cost = {t: estimate_tokens(render_context(conn, schema, [t])) -
-            estimate_tokens(render_context(None, schema, [t])) for t in tables}
-    for k in range(len(tables), 0, -1):
-        sets = combinations(tables, k) if most_text else [tables[:k]]
-        fitting = [s for s in sets if bare + sum(cost[t] for t in s) <= budget_tokens]
-        if fitting:
-            return list(max(fitting, key=lambda s: sum(cost[t] for t in s)))
-    return []

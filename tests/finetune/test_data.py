@@ -143,7 +143,7 @@ def test_heldout_choice_is_fixed_by_seed() -> None:
 
 @needs_spider
 def test_spider_prep_holds_out_whole_databases(tmp_path: Path) -> None:
-    from model.llm.prompt import context_for
+    from model.llm.context import context_for
     from model.sqlite.db import Database
 
     train, held = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"

@@ -18,6 +18,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from model.llm.context import context_for  # noqa: E402
 from model.llm.engine import (  # noqa: E402
     BASE_DIRNAME,
     DEFAULT_MODEL,
@@ -30,7 +31,7 @@ from model.llm.engine import (  # noqa: E402
     ensure_base_checkpoint,
     load_engine,
 )
-from model.llm.prompt import build_prompt, context_for  # noqa: E402
+from model.llm.prompt import build_prompt  # noqa: E402
 from model.llm.vocab import AnswerVocab  # noqa: E402
 
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]

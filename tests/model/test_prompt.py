@@ -6,17 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from model.llm.prompt import (
+from model.llm.context import (
     CONTEXT_BUDGET_TOKENS,
-    CONTEXT_FIRST,
-    QUESTION_FIRST,
-    build_prompt,
     context_for,
     estimate_tokens,
     focused_context,
+    prune,
+    rows_that_fit,
+)
+from model.llm.prompt import (
+    CONTEXT_FIRST,
+    QUESTION_FIRST,
+    build_prompt,
     read_layout,
     render_context,
-    rows_that_fit,
     shared_prefix,
     sql_literal,
     training_text,
@@ -24,7 +27,6 @@ from model.llm.prompt import (
 )
 from model.samples import CHINOOK
 from model.sqlite.db import Database
-from model.sqlite.schema import prune
 
 SEED_QUESTION = "Name the top 10 albums with the highest sales amount"
 SEED_CONTEXT = (
