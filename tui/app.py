@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -30,6 +30,9 @@ from tui.widgets.question import QuestionBox
 from tui.widgets.results import ResultsTable
 from tui.widgets.schema_tree import SchemaTree
 from tui.widgets.status import StatusBar
+
+if TYPE_CHECKING:  # the model side loads lazily: the app runs as a plain SQL client without it
+    from model.llm.protocol import TextEngine
 
 # Actions that make no sense behind a modal dialog (their keys are app-wide priority keys).
 _MAIN_SCREEN_ONLY = {"run_query", "export", "history", "focus", "ask_every_table"}
@@ -54,14 +57,15 @@ class GemmaSqlApp(App[None]):
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
-    def __init__(self, database: Database, model: str | None = None, adapter: Any = None,
-                 device: str | None = None, load_model: bool = True,
-                 engine: Any = None, history: History | None = None) -> None:
+    def __init__(self, database: Database, model: str | None = None,
+                 adapter: str | Path | None = None, device: str | None = None,
+                 load_model: bool = True, engine: TextEngine | None = None,
+                 history: History | None = None) -> None:
         super().__init__()
         self.database = database
         self.model_name, self.adapter, self.device = model, adapter, device
         self.load_model = load_model
-        self.engine = engine  # tests inject an engine-like object
+        self.engine = engine  # None until loaded; tests pass a scripted one
         self.history = history or History()
         self.result: QueryResult | None = None  # the result on screen, maybe half fetched
         self.cancel_generation = threading.Event()
@@ -132,8 +136,9 @@ class GemmaSqlApp(App[None]):
                            self.database)
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
-    def generate(self, question: str, cancel: threading.Event, every_table: bool) -> None:
-        workers.generate(self.engine, self.database, question, cancel, self.post_message,
+    def generate(self, engine: TextEngine, question: str, cancel: threading.Event,
+                 every_table: bool) -> None:
+        workers.generate(engine, self.database, question, cancel, self.post_message,
                          focused=not every_table)
 
     # Actions
@@ -287,7 +292,8 @@ class GemmaSqlApp(App[None]):
         self._ask(message.question, every_table=False)
 
     def _ask(self, question: str, every_table: bool) -> None:
-        if self.engine is None:
+        engine = self.engine
+        if engine is None:
             reason = self.status.model_text
             waiting = self._busy("model")
             self.status.say("model loading…" if waiting else reason or "no model", "warning")
@@ -296,7 +302,7 @@ class GemmaSqlApp(App[None]):
         self.query_one(SqlEditor).replace_all("")
         self.query_one(SqlNotes).clear()
         self.status.say("writing SQL… (escape cancels)")
-        self.generate(question, self.cancel_generation, every_table)
+        self.generate(engine, question, self.cancel_generation, every_table)
 
     @on(m.SqlChunk)
     def _sql_chunk(self, message: m.SqlChunk) -> None:
@@ -305,8 +311,9 @@ class GemmaSqlApp(App[None]):
     @on(m.SqlDone)
     def _sql_done(self, message: m.SqlDone) -> None:
         answer, editor = message.answer, self.query_one(SqlEditor)
+        assert self.engine is not None  # it wrote the answer
         self.status.model(workers.describe_engine(self.engine))
-        if getattr(answer, "cancelled", False):
+        if answer.cancelled:
             self.status.say("generation cancelled", "warning")
             return
         if not answer.sql:  # leave the model's text in the editor to read
@@ -315,8 +322,7 @@ class GemmaSqlApp(App[None]):
         editor.replace_all(answer.sql)
         editor.focus()
         self.query_one(SqlNotes).show_answer(answer)
-        seconds = getattr(answer, "seconds", 0.0) or 0.0
-        self.status.say(f"SQL written in {seconds:.1f} s: review it, then ctrl+j runs it")
+        self.status.say(f"SQL written in {answer.seconds:.1f} s: review it, then ctrl+j runs it")
 
     @on(m.GenerationFailed)
     def _generation_failed(self, message: m.GenerationFailed) -> None:

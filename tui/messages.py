@@ -1,97 +1,93 @@
-"""Messages that workers post to the app. Widget messages live nested in their widgets."""
+"""Messages that workers post to the app. Widget messages live nested in their widgets.
+
+Dataclasses, as Textual's own messages are: Message.__post_init__ sets up the base.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
 from model.sqlite.db import QueryResult
 
+if TYPE_CHECKING:  # the model side loads lazily: the app runs as a plain SQL client without it
+    from model.llm.ask import Answer
+    from model.llm.protocol import TextEngine
 
+
+@dataclass
 class QueryRan(Message):
     """A statement ran; `rows` is its first page (empty for statements without rows)."""
 
-    def __init__(self, result: QueryResult, rows: list[tuple[Any, ...]], seconds: float,
-                 remaining: int = 0) -> None:
-        super().__init__()
-        self.result = result
-        self.rows = rows
-        self.seconds = seconds
-        self.remaining = remaining  # statements of a selection still to run after this one
+    result: QueryResult
+    rows: list[tuple[Any, ...]]
+    seconds: float
+    remaining: int = 0  # statements of a selection still to run after this one
 
 
+@dataclass
 class RowsFetched(Message):
     """A further page of the current result."""
 
-    def __init__(self, result: QueryResult, rows: list[tuple[Any, ...]]) -> None:
-        super().__init__()
-        self.result = result
-        self.rows = rows
+    result: QueryResult
+    rows: list[tuple[Any, ...]]
 
 
+@dataclass
 class QueryFailed(Message):
-    def __init__(self, sql: str, error: str, cancelled: bool = False) -> None:
-        super().__init__()
-        self.sql = sql
-        self.error = error
-        self.cancelled = cancelled
+    sql: str
+    error: str
+    cancelled: bool = False
 
 
+@dataclass
 class ConfirmWrite(Message):
     """Statements that change data, waiting for the user's yes (write sessions only)."""
 
-    def __init__(self, statements: list[str]) -> None:
-        super().__init__()
-        self.statements = statements
+    statements: list[str]
 
 
+@dataclass
 class RowCounted(Message):
-    def __init__(self, table: str, count: int | None) -> None:
-        super().__init__()
-        self.table = table
-        self.count = count
+    table: str
+    count: int | None
 
 
+@dataclass
 class ModelStatus(Message):
     """Loading progress or failure, one line for the status bar."""
 
-    def __init__(self, text: str, failed: bool = False) -> None:
-        super().__init__()
-        self.text = text
-        self.failed = failed
+    text: str
+    failed: bool = False
 
 
+@dataclass
 class ModelReady(Message):
-    def __init__(self, engine: Any) -> None:
-        super().__init__()
-        self.engine = engine
+    engine: TextEngine
 
 
+@dataclass
 class SqlChunk(Message):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
+    text: str
 
 
+@dataclass
 class SqlDone(Message):
-    """The model's answer (model.llm.ask.Answer: .sql, .tables_sent, .problems, .seconds)."""
+    """The model's answer, checked: what the editor and the notes under it show."""
 
-    def __init__(self, answer: Any) -> None:
-        super().__init__()
-        self.answer = answer
+    answer: Answer
 
 
+@dataclass
 class GenerationFailed(Message):
-    def __init__(self, error: str, cancelled: bool = False) -> None:
-        super().__init__()
-        self.error = error
-        self.cancelled = cancelled
+    error: str
+    cancelled: bool = False
 
 
+@dataclass
 class Exported(Message):
-    def __init__(self, path: str, rows: int | None, error: str | None = None) -> None:
-        super().__init__()
-        self.path = path
-        self.rows = rows
-        self.error = error
+    path: str
+    rows: int | None
+    error: str | None = None

@@ -10,7 +10,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
@@ -31,6 +32,9 @@ from tui.messages import (
     SqlChunk,
     SqlDone,
 )
+
+if TYPE_CHECKING:  # the model side loads lazily: the app runs as a plain SQL client without it
+    from model.llm.protocol import TextEngine
 
 Post = Callable[[Message], Any]
 
@@ -106,7 +110,7 @@ def export_result(db: Database, sql: str, columns: list[str], path: str,
     post(Exported(path, n))
 
 
-def load_model(model: str | None, adapter: Any, device: str | None, post: Post,
+def load_model(model: str | None, adapter: str | Path | None, device: str | None, post: Post,
                db: Database | None = None) -> None:
     """Load the model, then read `db`'s part of the prompt ahead of the first question."""
     try:
@@ -115,11 +119,8 @@ def load_model(model: str | None, adapter: Any, device: str | None, post: Post,
         post(ModelStatus(f"no model: {one_line(e)}", failed=True))
         return
 
-    def progress(*args: Any, **kwargs: Any) -> None:
-        # Accept any progress shape (text, fraction, (done, total)): it only becomes a line.
-        parts = [f"{a:.0%}" if isinstance(a, float) and 0 <= a <= 1 else str(a) for a in args]
-        parts += [f"{k}={v}" for k, v in kwargs.items()]
-        post(ModelStatus("model loading… " + " ".join(parts)))
+    def progress(message: str) -> None:
+        post(ModelStatus(f"model loading… {message}"))
 
     post(ModelStatus("model loading…"))
     try:
@@ -139,7 +140,7 @@ def load_model(model: str | None, adapter: Any, device: str | None, post: Post,
             pass
 
 
-def generate(engine: Any, db: Database, question: str, cancel: threading.Event,
+def generate(engine: TextEngine, db: Database, question: str, cancel: threading.Event,
              post: Post, focused: bool = True) -> None:
     try:
         from model.llm.ask import ask
@@ -158,13 +159,10 @@ def generate(engine: Any, db: Database, question: str, cancel: threading.Event,
     post(SqlDone(answer))
 
 
-def describe_engine(engine: Any) -> str:
-    """name · device · tok/s, whatever shape last_stats has (dict or object)."""
-    parts = [str(getattr(engine, "name", "model")), str(getattr(engine, "device", "?"))]
-    stats = getattr(engine, "last_stats", None)
-    for key in ("tokens_per_second", "tok_per_s", "tokens_per_s", "tok_s"):
-        value = stats.get(key) if isinstance(stats, dict) else getattr(stats, key, None)
-        if isinstance(value, int | float) and value > 0:  # 0 until the first generation
-            parts.append(f"{value:.1f} tok/s")
-            break
+def describe_engine(engine: TextEngine) -> str:
+    """name · device · the last answer's decoding rate."""
+    parts = [engine.name, engine.device]
+    rate = engine.last_stats.tokens_per_s
+    if rate > 0:  # 0 until the first generation
+        parts.append(f"{rate:.1f} tok/s")
     return " · ".join(parts)

@@ -27,17 +27,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from model.llm.check import check
-from model.llm.context import context_for, focused_context, rank_tables
+from model.llm.context import Context, context_for, focused_context, rank_tables
 from model.llm.extract import extract_sql, is_echo
 from model.llm.joins import mend_joins
 from model.llm.names import apply_suggestions
 from model.llm.parsing import pretty
 from model.llm.problem import Problem
-from model.llm.prompt import QUESTION_FIRST, build_prompt, shared_prefix
+from model.llm.prompt import build_prompt, shared_prefix
 from model.llm.ranking import show_ranked_figure
 
 if TYPE_CHECKING:
-    from model.llm.engine import Engine, GenerationStats
+    from model.llm.engine import GenerationStats
+    from model.llm.protocol import TextEngine
     from model.sqlite.db import Database
 
 # How a failed attempt's error rides along with the question on the repair attempt. Short, so
@@ -125,7 +126,7 @@ class Answer:
 
 
 def ask(
-    engine: Engine,
+    engine: TextEngine,
     db: Database,
     question: str,
     on_chunk: Callable[[str], None] | None = None,
@@ -143,104 +144,137 @@ def ask(
     schema = db.schema()
     ranking = rank_tables(schema, question)  # read once, for both contexts
     context = context_for(db.conn, schema, question, ranking=ranking)
-    answer = Answer(
-        question,
-        tables_sent=list(context.tables),
-        pruned=context.pruned,
-        model=str(getattr(engine, "name", "")),
-    )
-    layout = getattr(engine, "prompt_layout", QUESTION_FIRST)
-    shared = shared_prefix(context.text, layout)
-
-    def read(prompt: str, kept: str = "") -> str:
-        """The model's answer to `prompt` (whose beginning `kept` the engine may have read
-        before), streamed to `on_chunk`; its figures kept."""
-        pieces: list[str] = []
-        stream = engine.stream(prompt, cancel=cancel, max_new_tokens=max_new_tokens,
-                               shared=kept)
-        for piece in stream:
-            pieces.append(piece)
-            if on_chunk is not None:
-                on_chunk(piece)
-            if is_echo("".join(pieces[-64:])):
-                stream.close()  # no answer is coming: stop decoding now, not 256 tokens later
-                break
-        stats = getattr(engine, "last_stats", None)
-        if stats is not None and hasattr(stats, "to_dict"):
-            answer.stats.append(stats)
-        return "".join(pieces)
-
+    answer = Answer(question, tables_sent=list(context.tables), pruned=context.pruned,
+                    model=engine.name)
+    run = QuestionRun(engine, db, answer, on_chunk, cancel, max_new_tokens)
+    shared = shared_prefix(context.text, engine.prompt_layout)
     # The question's own tables first: a prompt about half as long, and fewer tables to mix up.
     # Not for a model that keeps the whole schema's part of the prompt read (`shared`).
     focus = None
     if not shared and focused:
         focus = focused_context(db.conn, schema, question, ranking=ranking)
-    if focus is not None:
-        answer.raw = read(build_prompt(question, focus.text, layout))
-        answer.attempts = 1
-        sql = extract_sql(answer.raw)
-        if cancel is not None and cancel.is_set():
-            answer.cancelled, answer.sql = True, sql  # partial: not worth checking
-            answer.seconds = time.perf_counter() - started
-            return answer
-        sql, problems, corrected = checked(sql, db)
-        if (mend := mended(sql, db, doubts=False)) is not None:
-            sql, problems, answer.mended = mend
-        failures = [p.message for p in problems if p.fatal or p.kind == "value"]
-        if not failures:
-            answer.sql, answer.problems, answer.corrected = sql, problems, corrected
-            answer.tables_sent, answer.pruned, answer.focused = list(focus.tables), True, True
-            show_figure(answer, db)
-            answer.seconds = time.perf_counter() - started
-            return answer
-        answer.widened = True
-        if on_chunk is not None:
-            on_chunk(WIDEN_MARKER.format(error="; ".join(failures)))
+    if focus is None or not ask_focused(run, focus):
+        ask_with_repairs(run, context, shared, max_repairs, beams)
+        if answer.sql and not answer.cancelled:
+            mend_last(answer, db)
+    answer.seconds = time.perf_counter() - started
+    return answer
+
+
+@dataclass
+class QuestionRun:
+    """One question on its way through the pipeline: what each step reads, and the answer the
+    steps fill in."""
+
+    engine: TextEngine
+    db: Database
+    answer: Answer
+    on_chunk: Callable[[str], None] | None
+    cancel: threading.Event | None
+    max_new_tokens: int
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    def say(self, text: str) -> None:
+        if self.on_chunk is not None:
+            self.on_chunk(text)
+
+    def prompt(self, question: str, context: Context) -> str:
+        return build_prompt(question, context.text, self.engine.prompt_layout)
+
+    def read(self, prompt: str, kept: str = "") -> str:
+        """The model's answer to `prompt` (whose beginning `kept` the engine may have read
+        before), streamed to `on_chunk`; its figures kept."""
+        pieces: list[str] = []
+        stream = self.engine.stream(prompt, cancel=self.cancel,
+                                    max_new_tokens=self.max_new_tokens, shared=kept)
+        for piece in stream:
+            pieces.append(piece)
+            self.say(piece)
+            if is_echo("".join(pieces[-64:])):
+                stream.close()  # no answer is coming: stop decoding now, not 256 tokens later
+                break
+        self.answer.stats.append(self.engine.last_stats)
+        return "".join(pieces)
+
+
+def ask_focused(run: QuestionRun, focus: Context) -> bool:
+    """Ask with the question's likeliest tables alone. True when that settles the answer: it
+    passes the check (joins mended if need be) with every value it compares found, or the user
+    cancelled; otherwise the answer is marked widened, for asking again with every table."""
+    answer, db = run.answer, run.db
+    answer.raw = run.read(run.prompt(answer.question, focus))
+    answer.attempts = 1
+    sql = extract_sql(answer.raw)
+    if run.cancelled:
+        answer.cancelled, answer.sql = True, sql  # partial: not worth checking
+        return True
+    sql, problems, corrected = checked(sql, db)
+    if (mend := mended(sql, db, doubts=False)) is not None:
+        sql, problems, answer.mended = mend
+    failures = [p.message for p in problems if p.fatal or p.kind == "value"]
+    if not failures:
+        answer.sql, answer.problems, answer.corrected = sql, problems, corrected
+        answer.tables_sent, answer.pruned, answer.focused = list(focus.tables), True, True
+        show_figure(answer, db)
+        return True
+    answer.widened = True
+    run.say(WIDEN_MARKER.format(error="; ".join(failures)))
+    return False
+
+
+def ask_with_repairs(run: QuestionRun, context: Context, shared: str, max_repairs: int,
+                     beams: int) -> None:
+    """Ask with `context`; when the first answer fails or doubts a value, take the first of
+    `beams` other answers that passes; while it fails, ask again with the error attached."""
+    answer, question = run.answer, run.answer.question
     asked = question
     for attempt in range(max_repairs + 1):
-        answer.raw = read(build_prompt(asked, context.text, layout), shared)
+        prompt = run.prompt(asked, context)
+        answer.raw = run.read(prompt, shared)
         answer.attempts = attempt + 1
         answer.repaired = attempt > 0
         sql = extract_sql(answer.raw)
         if attempt > 0:
             sql = cut_echoed_note(sql)
-        if cancel is not None and cancel.is_set():
+        if run.cancelled:
             answer.cancelled = True
             answer.sql, answer.problems = sql, []  # partial: not worth checking
-            break
-        answer.sql, answer.problems, answer.corrected = checked(sql, db)
+            return
+        answer.sql, answer.problems, answer.corrected = checked(sql, run.db)
         fatal = [p.message for p in answer.problems if p.fatal]
         doubts = [p.message for p in answer.problems if p.kind == "value"]
-        if (fatal or doubts) and attempt == 0 and beams and hasattr(engine, "beams"):
-            if on_chunk is not None:
-                on_chunk(CANDIDATES_MARKER.format(error="; ".join(fatal or doubts), n=beams))
-            texts = engine.beams(build_prompt(question, context.text, layout), n=beams,
-                                 cancel=cancel, shared=shared)
-            if take_candidate(answer, texts, db, on_chunk):
-                break
+        if (fatal or doubts) and attempt == 0 and beams:
+            run.say(CANDIDATES_MARKER.format(error="; ".join(fatal or doubts), n=beams))
+            texts = run.engine.beams(prompt, n=beams, cancel=run.cancel, shared=shared)
+            if take_candidate(answer, texts, run.db, run.on_chunk):
+                return
         if not fatal or attempt == max_repairs:
-            break
+            return
         error = "; ".join(fatal)
-        if on_chunk is not None:
-            on_chunk(RETRY_MARKER.format(error=error))
+        run.say(RETRY_MARKER.format(error=error))
         asked = repair_question(question, sql, error)
-    if answer.sql and not answer.cancelled:
-        doubtful = not answer.ok or any(p.kind == "value" for p in answer.problems)
-        if (mend := mended(answer.sql, db, doubts=doubtful)) is not None:
-            answer.sql, answer.problems, answer.mended = mend
-        show_figure(answer, db)
-    answer.seconds = time.perf_counter() - started
-    return answer
 
 
-def prepare(engine: Engine, db: Database) -> None:
+def mend_last(answer: Answer, db: Database) -> None:
+    """The last answer's FROM clause mended to the schema when it can be (values no row holds
+    allowed when the answer already fails or doubts one), and its ranking figure shown."""
+    doubtful = not answer.ok or any(p.kind == "value" for p in answer.problems)
+    if (mend := mended(answer.sql, db, doubts=doubtful)) is not None:
+        answer.sql, answer.problems, answer.mended = mend
+    show_figure(answer, db)
+
+
+def prepare(engine: TextEngine, db: Database) -> None:
     """Read the database's part of the prompt before the first question (the app does it while
     the user types): with a context-first model every question then reads only its own tokens.
 
     Nothing is read for a schema cut to fit, since the cut depends on the question, nor for a
     model of the seed's layout, whose prompts share no more than their head."""
-    layout = getattr(engine, "prompt_layout", QUESTION_FIRST)
-    if not hasattr(engine, "warm") or not shared_prefix("", layout):
+    layout = engine.prompt_layout
+    if not shared_prefix("", layout):
         return  # prompts of this layout share no beginning: render no context for nothing
     context = context_for(db.conn, db.schema(), "")
     if not context.pruned:

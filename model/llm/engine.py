@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -830,7 +830,7 @@ class Engine:
         cancel: threading.Event | None = None,
         max_new_tokens: int = 256,
         shared: str = "",
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """Greedy decoding; yields text as it is produced, ends at a stop id or on `cancel`.
 
         `shared` is the beginning of `prompt` that later prompts will likely share (see

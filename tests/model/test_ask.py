@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +17,18 @@ import pytest
 
 from model.llm.ask import CANDIDATES_MARKER, RETRY_MARKER, WIDEN_MARKER, Answer, ask
 from model.llm.engine import GenerationStats
-from model.llm.prompt import CONTEXT_FIRST
+from model.llm.prompt import CONTEXT_FIRST, QUESTION_FIRST
+from model.llm.protocol import TextEngine
 from model.sqlite.db import Database
 
 
 class ScriptedEngine:
-    """An engine that answers from a script, a few characters at a time, and records prompts."""
+    """An engine that answers from a script, a few characters at a time, and records prompts.
+    It has no other answers to offer (`beams`)."""
 
     name = "scripted"
     device = "cpu"
+    prompt_layout = QUESTION_FIRST
 
     def __init__(self, *answers: str) -> None:
         self.answers = list(answers)
@@ -35,7 +38,7 @@ class ScriptedEngine:
     def stream(
         self, prompt: str, cancel: threading.Event | None = None, max_new_tokens: int = 256,
         shared: str = "",
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         self.prompts.append(prompt)
         text = self.answers.pop(0)
         self.last_stats = GenerationStats(tokens=len(text) // 4, stop="eos")
@@ -44,6 +47,13 @@ class ScriptedEngine:
                 self.last_stats.stop = "cancel"
                 return
             yield text[i : i + 4]
+
+    def beams(self, prompt: str, n: int = 4, cancel: threading.Event | None = None,
+              max_new_tokens: int = 192, shared: str = "") -> list[str]:
+        return []
+
+    def warm(self, shared: str) -> None:
+        pass
 
 
 class ScriptedBeamEngine(ScriptedEngine):
@@ -60,7 +70,7 @@ class ScriptedBeamEngine(ScriptedEngine):
         return self.candidates[:n]
 
 
-def ask_every_table(engine: Any, db: Database, question: str, **kwargs: Any) -> Answer:
+def ask_every_table(engine: TextEngine, db: Database, question: str, **kwargs: Any) -> Answer:
     """The pipeline after the focused first try, which these scripted answers exercise."""
     return ask(engine, db, question, focused=False, **kwargs)
 
@@ -177,7 +187,7 @@ def test_a_failed_last_answer_is_mended_when_it_can_be(db: Database) -> None:
 
 def test_a_model_that_keeps_the_schema_read_gets_every_table_at_once(db: Database) -> None:
     engine = ScriptedEngine(" SELECT Title FROM albums WHERE AlbumId = 1")
-    engine.prompt_layout = CONTEXT_FIRST  # type: ignore[attr-defined]
+    engine.prompt_layout = CONTEXT_FIRST
     answer = ask(engine, db, "Title of album 1?")
     assert create_statements(engine.prompts[0]) == set(db.schema().names) and answer.ok
 

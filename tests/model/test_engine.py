@@ -761,3 +761,10 @@ def test_the_real_engine_decodes_with_the_cpu_attention(real_engine: Engine) -> 
     from model.llm.attention import NAME
 
     assert real_engine.device == "cpu" and real_engine.model.config._attn_implementation == NAME
+
+
+def test_the_engine_is_what_the_pipeline_and_the_app_ask_for(engine: Engine) -> None:
+    from model.llm.protocol import TextEngine
+
+    text_engine: TextEngine = engine  # what a type checker holds Engine to
+    assert isinstance(text_engine, TextEngine)

@@ -9,12 +9,16 @@ from __future__ import annotations
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from model.llm.ask import Answer
+from model.llm.engine import GenerationStats
+from model.llm.problem import Problem
+from model.llm.prompt import QUESTION_FIRST
 from tui.widgets.editor import SqlEditor
 from tui.widgets.question import QuestionBox
 from tui.widgets.status import StatusBar
@@ -24,28 +28,30 @@ SIZE = (140, 44)
 
 @dataclass
 class FakeEngine:
+    """Streams `chunks` whatever the prompt; no other answers to offer (`beams`)."""
+
     chunks: list[str]
     name: str = "fake-270m"
     device: str = "cpu"
     delay: float = 0.0
-    last_stats: dict[str, float] = field(default_factory=dict)
+    prompt_layout: str = QUESTION_FIRST
+    last_stats: GenerationStats = field(default_factory=GenerationStats)
 
-    def stream(self, prompt: str, cancel: threading.Event, **options: Any) -> Iterator[str]:
+    def stream(self, prompt: str, cancel: threading.Event | None = None,
+               max_new_tokens: int = 256, shared: str = "") -> Generator[str, None, None]:
         for chunk in self.chunks:
-            if cancel.is_set():
+            if cancel is not None and cancel.is_set():
                 return
             time.sleep(self.delay)
             yield chunk
-        self.last_stats = {"tokens_per_s": 42.0}
+        self.last_stats = GenerationStats(tokens_per_s=42.0)
 
+    def beams(self, prompt: str, n: int = 4, cancel: threading.Event | None = None,
+              max_new_tokens: int = 192, shared: str = "") -> list[str]:
+        return []
 
-@dataclass
-class Answer:
-    sql: str
-    tables_sent: list[str]
-    problems: list[str]
-    seconds: float
-    focused: bool = False
+    def warm(self, shared: str) -> None:
+        pass
 
 
 def fake_ask(engine: FakeEngine, db: Any, question: str,
@@ -56,10 +62,12 @@ def fake_ask(engine: FakeEngine, db: Any, question: str,
         text += chunk
         if on_chunk:
             on_chunk(chunk)
-    problems = ["unknown column: Nme"] if "Nme" in text else []
+    problems = [Problem("unknown column: Nme", "column")] if "Nme" in text else []
     if focused and "albums" in question:  # as model.llm.ask: the question's tables answered it
-        return Answer(text.strip().upper(), ["albums", "artists"], problems, 0.5, focused=True)
-    return Answer(text.strip().upper(), ["albums", "artists"], problems, 0.5)
+        return Answer(question, text.strip().upper(), tables_sent=["albums", "artists"],
+                      problems=problems, seconds=0.5, focused=True)
+    return Answer(question, text.strip().upper(), tables_sent=["albums", "artists"],
+                  problems=problems, seconds=0.5)
 
 
 @pytest.fixture

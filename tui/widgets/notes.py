@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.widgets import Static
+
+if TYPE_CHECKING:
+    from model.llm.ask import Answer
 
 
 class SqlNotes(Static):
@@ -13,19 +16,16 @@ class SqlNotes(Static):
         self.update("")
         self.remove_class("-warning")
 
-    def show_answer(self, answer: Any) -> None:
-        """`answer` is a model.llm.ask.Answer (duck-typed: the model side may still change)."""
-        text = Text("sent: " + ", ".join(getattr(answer, "tables_sent", []) or []))
-        if getattr(answer, "focused", False):
+    def show_answer(self, answer: Answer) -> None:
+        text = Text("sent: " + ", ".join(answer.tables_sent))
+        if answer.focused:
             text.append(" (the question's likeliest tables; ctrl+t asks with every table)",
                         style="dim")
-        elif getattr(answer, "pruned", False):
+        elif answer.pruned:
             text.append(" (the schema was cut to these tables)", style="dim")
-        for note in getattr(answer, "notes", []):
+        for note in answer.notes:
             text.append(f" · {note}", style="dim")
-        problems = list(getattr(answer, "problems", []) or [])
-        for problem in problems:
-            fatal = getattr(problem, "fatal", True)
-            text.append(f"\n{'✗' if fatal else '⚠'} {problem}")
+        for problem in answer.problems:
+            text.append(f"\n{'✗' if problem.fatal else '⚠'} {problem}")
         self.update(text)
-        self.set_class(bool(problems), "-warning")
+        self.set_class(bool(answer.problems), "-warning")
