@@ -33,13 +33,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SPIDER_TRAIN = ROOT / "runs" / "spider" / "train.jsonl"
+# Spider itself sits in shared/ beside the checkout (as for the tests); not part of the repo.
+SPIDER = ROOT.parent / "shared" / "data"
 
 
 def pick_examples(tokenizer: Any, n: int, max_length: int, seed: int) -> list[Any]:
     from finetune.data import load_examples, prepare_spider, tokenize
 
     if not SPIDER_TRAIN.exists():
-        prepare_spider(train_out=SPIDER_TRAIN, eval_out=Path(tempfile.mkdtemp()) / "eval.jsonl")
+        prepare_spider(SPIDER / "train" / "spider_train.jsonl", SPIDER / "spider_train_databases",
+                       train_out=SPIDER_TRAIN, eval_out=Path(tempfile.mkdtemp()) / "eval.jsonl")
     examples, _ = load_examples(SPIDER_TRAIN)
     random.Random(seed).shuffle(examples)
     return [e for e in examples[: n * 3] if len(tokenize(tokenizer, e)) <= max_length][:n]

@@ -243,8 +243,6 @@ def collate(items: list[Tokenized], pad_id: int) -> dict[str, Any]:
 
 # --- Spider --------------------------------------------------------------------------------
 
-SPIDER_TRAIN = Path("/work/shared/data/train/spider_train.jsonl")
-SPIDER_DBS = Path("/work/shared/data/spider_train_databases")
 HELDOUT_FILE = Path(__file__).parent / "data" / "spider_heldout.jsonl"
 
 
@@ -274,8 +272,8 @@ def choose_heldout(db_ids: Iterable[str], n: int, seed: int) -> list[str]:
 
 
 def prepare_spider(
-    source: Path = SPIDER_TRAIN,
-    db_root: Path = SPIDER_DBS,
+    source: Path,
+    db_root: Path,
     train_out: Path = Path("runs/spider/train.jsonl"),
     eval_out: Path = HELDOUT_FILE,
     n_heldout: int = 20,

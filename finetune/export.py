@@ -31,7 +31,7 @@ def merge(adapter: Path, out: Path, base: str | None = None,
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from finetune.train import resolve_base
+    from finetune.lora import resolve_base
 
     name = base or adapter_base(adapter)
     try:

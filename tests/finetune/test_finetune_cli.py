@@ -36,6 +36,13 @@ def test_help_imports_no_torch() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_python_m_finetune_cli_is_the_train_command() -> None:
+    """What torchrun and accelerate launch run: the same flags as `gemma-sql finetune`."""
+    result = subprocess.run([sys.executable, "-m", "finetune.cli", "--help"],
+                            capture_output=True, text=True, check=True)
+    assert "--max-steps" in result.stdout and "prepare-spider" in result.stdout
+
+
 def test_finetune_then_merge_a_local_base(tok: Any, rows_file: Path, tmp_path: Path) -> None:
     base = tmp_path / "base"
     tiny_gemma(tok).save_pretrained(base)

@@ -15,7 +15,8 @@ from tiny import ROWS, tiny_gemma
 import finetune.train as train_mod
 from finetune.config import TrainConfig
 from finetune.data import collate, tokenize
-from finetune.train import AnswerLoss, add_lora, train
+from finetune.lora import add_lora
+from finetune.train import AnswerLoss, train
 
 
 def config(rows_file: Path, out: Path, **kw: Any) -> TrainConfig:

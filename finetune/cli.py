@@ -1,0 +1,220 @@
+"""`gemma-sql finetune` (train, `prepare-spider`, `merge`) and `gemma-sql eval`, for typer.
+
+tui/cli.py mounts `app` as `gemma-sql finetune` and `eval_cmd` as `gemma-sql eval`, and takes
+`fail` and the option aliases its own commands share from here (tui may import finetune's CLI,
+nothing else of finetune). `python -m finetune.cli --flag value ...` trains: that is what
+torchrun and accelerate launch run. The training flags are built from TrainConfig (one option a
+field). Heavy imports (torch, finetune.train) happen inside the commands: `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from finetune.config import TrainConfig
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one line to stderr and return the Exit to raise (no traceback, no side effect)."""
+    typer.echo(f"gemma-sql: {message}", err=True)
+    return typer.Exit(code)
+
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Registry name, hub id or local directory."),
+]
+AdapterOpt = Annotated[
+    Path | None, typer.Option("--adapter", help="A PEFT LoRA adapter directory.")
+]
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="cpu, cuda, cuda:1 … (default: automatic).")
+]
+FocusOpt = Annotated[bool, typer.Option(
+    "--focus/--no-focus",
+    help="Ask first with the question's likeliest tables alone (as the app does; ctrl+t there "
+         "asks with every table).")]
+
+
+# --- eval (mounted by tui/cli.py as the top-level `gemma-sql eval`) -----------------------
+
+
+def eval_cmd(
+    data: Annotated[
+        Path, typer.Argument(help="JSONL: question, sql (gold), and db (path) or db_id.")
+    ],
+    db_root: Annotated[
+        Path | None, typer.Option("--db-root", help="Folder of <db_id>/<db_id>.sqlite files.")
+    ] = None,
+    model: ModelOpt = None,
+    adapter: AdapterOpt = None,
+    device: DeviceOpt = None,
+    limit: Annotated[int, typer.Option("--limit", help="Only the first N questions.")] = 0,
+    beams: Annotated[int, typer.Option(
+        "--beams", help="When an answer fails the check, try the N next most likely.")] = 4,
+    focus: FocusOpt = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Execution accuracy of a model on DATA (through the same pipeline as the app)."""
+    import json
+
+    if not data.is_file():
+        raise fail(f"{data}: no such file")
+    from finetune.eval import evaluate
+    from model.llm.engine import DEFAULT_MODEL, ModelUnavailable, load_engine
+
+    name = model or DEFAULT_MODEL
+    try:
+        engine = load_engine(name, adapter=adapter, device=device,
+                             progress=lambda m: typer.echo(m, err=True))
+    except ModelUnavailable as e:
+        raise fail(str(e), 1) from None
+    from tqdm import tqdm
+
+    bar = tqdm(total=limit or sum(1 for line in data.open() if line.strip()), unit="q",
+               file=sys.stderr, dynamic_ncols=True, desc="eval")
+    correct = 0
+
+    def tick(record: object) -> None:
+        nonlocal correct
+        correct += bool(getattr(record, "correct", False))
+        bar.update(1)
+        bar.set_postfix(acc=f"{correct / bar.n:.1%}")
+
+    try:
+        report = evaluate(data, engine, db_root=db_root, limit=limit,
+                          model_name=name + (f" + {adapter}" if adapter else ""), on_record=tick,
+                          beams=beams, focused=focus)
+    except (ValueError, OSError) as e:
+        raise fail(str(e), 1) from None
+    finally:
+        bar.close()
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=1))
+    else:
+        print_summary(report.summary())
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    """eval's figures as lines of text (--json prints the report itself)."""
+    typer.echo(f"execution accuracy  {s['execution_accuracy']:.1%}  ({s['n']} questions)")
+    typer.echo(f"valid SQL           {s['valid_sql_rate']:.1%}")
+    typer.echo(f"seconds a question  {s['mean_seconds']:.2f}")
+    typer.echo(f"names corrected     {s['corrected']}; joins mended {s['mended']}; "
+               f"figures shown {s['ranked']}; repaired {s['repaired']}; "
+               f"from the question's tables alone {s['focused']}")
+    if s["gold_failed"]:
+        typer.echo(f"gold queries failed {s['gold_failed']} (left out)")
+
+
+# --- finetune: train (the app's callback), prepare-spider, merge --------------------------
+
+app = typer.Typer(
+    invoke_without_command=True,
+    no_args_is_help=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Q-LoRA fine-tuning (train with the options below; or a subcommand).",
+)
+
+
+def train_flags() -> tuple[list[inspect.Parameter], dict[str, object]]:
+    """One typer option a TrainConfig field (finetune/config.py imports no torch)."""
+    kinds = {"int": int, "float": float, "str": str, "bool": bool}
+    params, hints = [], {}
+    for f in fields(TrainConfig):
+        kind = kinds[str(f.type)]
+        flag = "--" + f.name.replace("_", "-")
+        decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
+        hint = Annotated[kind, typer.Option(*decls, help=f.metadata["help"])]
+        default = f.default if f.default is not MISSING else None
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                                        default=default, annotation=hint))
+        hints[f.name] = hint
+    return params, hints
+
+
+def finetune_cmd(ctx: typer.Context, **options: object) -> None:
+    """Train a LoRA adapter (Q-LoRA with --quant nf4) on text-to-SQL data.
+
+    Example, offline on CPU: gemma-sql finetune prepare-spider --source ... --db-root ..., then
+    gemma-sql finetune --base gemma-3-270m-sql --quant none --data runs/spider/train.jsonl
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from finetune.data import DataError
+    from finetune.train import train
+
+    try:
+        metrics = train(TrainConfig(**options))  # type: ignore[arg-type]
+    except (DataError, ValueError, FileNotFoundError) as e:
+        raise fail(str(e), 1) from None
+    if metrics.get("status") == "interrupted":
+        raise typer.Exit(130)
+
+
+# typer reads the options from the signature: give it one parameter a TrainConfig field
+_params, _hints = train_flags()
+finetune_cmd.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                       annotation=typer.Context), *_params]
+)
+finetune_cmd.__annotations__ = {"ctx": typer.Context, **_hints, "return": None}
+app.callback()(finetune_cmd)
+
+
+@app.command("prepare-spider")
+def prepare_spider_cmd(
+    source: Annotated[Path, typer.Option(help="Spider train JSONL.", show_default=False)],
+    db_root: Annotated[Path, typer.Option(help="Folder of <db_id>/<db_id>.sqlite.",
+                                          show_default=False)],
+    train_out: Annotated[Path, typer.Option(help="Train split (with contexts).")] = Path(
+        "runs/spider/train.jsonl"),
+    eval_out: Annotated[Path | None, typer.Option(
+        help="Held-out split (question, sql, db_id).",
+        show_default="finetune/data/spider_heldout.jsonl in the package")] = None,
+    heldout: Annotated[int, typer.Option(help="Databases held out whole.")] = 20,
+    seed: Annotated[int, typer.Option(help="Chooses the held-out databases.")] = 0,
+) -> None:
+    """Spider -> train.jsonl (contexts rendered from the live databases) + held-out eval."""
+    from finetune.data import HELDOUT_FILE, prepare_spider
+
+    if not source.is_file():
+        raise fail(f"{source}: no such file")
+    eval_out = eval_out or HELDOUT_FILE
+    split = prepare_spider(source, db_root, train_out, eval_out, heldout, seed)
+    typer.echo(split.line())
+    typer.echo(f"train: {train_out}\neval:  {eval_out} (held out: {', '.join(split.heldout_dbs)})")
+
+
+@app.command("merge")
+def merge_cmd(
+    adapter: Annotated[Path, typer.Argument(help="Adapter directory from gemma-sql finetune.")],
+    out: Annotated[Path, typer.Argument(help="Output directory for the merged model.")],
+    base: Annotated[
+        str | None, typer.Option(help="Base model (default: the one the adapter names).")
+    ] = None,
+    push_to_hub: Annotated[
+        str | None, typer.Option("--push-to-hub", help="Also upload the adapter to this repo.")
+    ] = None,
+) -> None:
+    """Merge ADAPTER into its base and write full weights (safetensors + tokenizer) to OUT."""
+    from finetune.export import ExportError, merge, push_adapter
+
+    try:
+        path = merge(adapter, out, base, say=lambda m: typer.echo(m, err=True))
+        typer.echo(f"merged model: {path}")
+        if push_to_hub:
+            typer.echo(f"uploaded: {push_adapter(adapter, push_to_hub)}")
+    except ExportError as e:
+        raise fail(str(e), 1) from None
+
+
+if __name__ == "__main__":  # torchrun/accelerate: `-m finetune.cli --flag value ...`
+    app(prog_name="python -m finetune.cli")
