@@ -141,6 +141,7 @@ def ask(
     repair. `beams` other answers are checked when the first fails (0: none); `focused`: try
     the question's likeliest tables alone first."""
     started = time.perf_counter()
+    db = db.reader()  # the pipeline reads the data only through its own read-only connection
     schema = db.schema()
     ranking = rank_tables(schema, question)  # read once, for both contexts
     context = context_for(db.conn, schema, question, ranking=ranking)
@@ -276,6 +277,7 @@ def prepare(engine: TextEngine, db: Database) -> None:
     layout = engine.prompt_layout
     if not shared_prefix("", layout):
         return  # prompts of this layout share no beginning: render no context for nothing
+    db = db.reader()
     context = context_for(db.conn, db.schema(), "")
     if not context.pruned:
         engine.warm(shared_prefix(context.text, layout))

@@ -144,6 +144,7 @@ class Database:
         self.conn = conn
         self.write = write
         self._schema: Schema | None = None
+        self._reader: Database | None = None
 
     @classmethod
     def open(cls, path: str | Path, write: bool = False, timeout: float = 1.0) -> Database:
@@ -197,6 +198,15 @@ class Database:
             }:
                 return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
+
+    def reader(self) -> Database:
+        """A second connection to the same file, read-only behind the authorizer, for what runs
+        without the user asking (the model's value probes and candidate checks): it never
+        writes, even in a --write session, and never queues behind or interrupts the user's
+        query. Opened on first use, closed with this one."""
+        if self._reader is None:
+            self._reader = Database.open(self.path)
+        return self._reader
 
     def schema(self, refresh: bool = False) -> Schema:
         if self._schema is None or refresh:
@@ -272,4 +282,6 @@ class Database:
         self.conn.interrupt()
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         self.conn.close()

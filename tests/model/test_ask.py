@@ -19,7 +19,7 @@ from model.llm.ask import CANDIDATES_MARKER, RETRY_MARKER, WIDEN_MARKER, Answer,
 from model.llm.engine import GenerationStats
 from model.llm.prompt import CONTEXT_FIRST, QUESTION_FIRST
 from model.llm.protocol import TextEngine
-from model.sqlite.db import Database
+from model.sqlite.db import Database, WriteRefused
 
 
 class ScriptedEngine:
@@ -459,3 +459,24 @@ def test_cli_prints_the_seeds_top_albums_with_their_sales(
     assert first_row.split() == ["Battlestar", "Galactica", "(Classic),", "Season", "1", "35.82"]
     assert header.endswith("SUM(T2.UnitPrice)") and len(first_row) == len(header)  # numbers right
     assert "gemma-sql: note: shows SUM(T2.UnitPrice), the figure it ranks by" in result.stderr
+
+
+def test_the_pipeline_reads_only_through_its_own_read_only_connection(chinook: Path) -> None:
+    """In a --write session the model's checks (sample rows, value probes) never touch the
+    user's read-write connection, and the connection they use refuses writes."""
+    db = Database.open(chinook, write=True)
+    seen: list[int] = []
+
+    def record(action: int, *args: Any) -> int:
+        seen.append(action)
+        return sqlite3.SQLITE_OK
+
+    db.conn.set_authorizer(record)
+    engine = ScriptedEngine("SELECT Title FROM albums WHERE Title = 'Nowhere'",
+                            "SELECT Title FROM albums WHERE Title = 'Nowhere'")
+    answer = ask_every_table(engine, db, "Which album is called Nowhere?", beams=0)
+    assert answer.sql and not seen  # probes ran (a value no row holds) elsewhere
+    assert any(p.kind == "value" for p in answer.problems)
+    with pytest.raises(WriteRefused):
+        db.reader().execute("DELETE FROM albums")
+    db.close()
