@@ -66,7 +66,7 @@ CHECKPOINT = "checkpoint"
 def resolve_base(base: str, say: Callable[[str], None] | None = None) -> str:
     """A hub id or directory for from_pretrained; the offline name becomes its converted dir."""
     if base in OFFLINE_BASES:
-        from model.llm.engine import ensure_base_checkpoint
+        from model.llm.checkpoints import ensure_base_checkpoint
 
         return str(ensure_base_checkpoint(say))
     return base
@@ -78,7 +78,7 @@ def load_base(
     """The base model (4-bit NF4 or bf16) and its tokenizer."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from model.llm.engine import load_tokenizer
+    from model.llm.checkpoints import load_tokenizer
 
     path = resolve_base(cfg.base, say)
     kwargs: dict[str, Any] = {"dtype": torch.bfloat16}
