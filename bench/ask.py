@@ -22,7 +22,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.llm.ask import ask  # noqa: E402
-from model.llm.engine import DEFAULT_MODEL, cache_root, ensure_base_checkpoint, load_engine  # noqa: E402
+from model.llm.checkpoints import DEFAULT_MODEL, cache_root, ensure_base_checkpoint  # noqa: E402
+from model.llm.loading import load_engine  # noqa: E402
 from model.samples import CHINOOK  # noqa: E402
 from model.sqlite.db import Database  # noqa: E402
 

@@ -58,7 +58,7 @@ def load(tiny: bool) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from model.llm.engine import ensure_base_checkpoint
+    from model.llm.checkpoints import ensure_base_checkpoint
 
     path = ensure_base_checkpoint(lambda m: print(m, file=sys.stderr))
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16), \
@@ -196,7 +196,7 @@ def main() -> None:
 def _tokenizer() -> Any:
     from transformers import AutoTokenizer
 
-    from model.llm.engine import ensure_base_checkpoint
+    from model.llm.checkpoints import ensure_base_checkpoint
 
     return AutoTokenizer.from_pretrained(ensure_base_checkpoint(None))
 

@@ -67,7 +67,8 @@ def eval_cmd(
     if not data.is_file():
         raise fail(f"{data}: no such file")
     from finetune.eval import evaluate
-    from model.llm.engine import DEFAULT_MODEL, ModelUnavailable, load_engine
+    from model.llm.checkpoints import DEFAULT_MODEL, ModelUnavailable
+    from model.llm.loading import load_engine
 
     name = model or DEFAULT_MODEL
     try:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from model.llm import prompt, vocab
+from model.llm import checkpoints, prompt, vocab
+from model.llm.checkpoints import ModelUnavailable
 
 
 class ExportError(Exception):
@@ -15,13 +15,11 @@ class ExportError(Exception):
 
 
 def adapter_base(adapter: Path) -> str:
-    config = adapter / "adapter_config.json"
-    if not config.is_file():
-        raise ExportError(f"{adapter}: not a PEFT adapter directory (no adapter_config.json)")
-    base = json.loads(config.read_text()).get("base_model_name_or_path")
-    if not base:
-        raise ExportError(f"{adapter}: adapter_config.json names no base model; pass --base")
-    return str(base)
+    """The base `adapter` was trained on; ExportError when it is not an adapter or names none."""
+    try:
+        return checkpoints.adapter_base(checkpoints.check_adapter(adapter))
+    except ModelUnavailable as e:
+        raise ExportError(f"{e}; pass --base" if "names no base" in str(e) else str(e)) from None
 
 
 def merge(adapter: Path, out: Path, base: str | None = None,

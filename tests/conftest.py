@@ -31,7 +31,7 @@ def chinook(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def base_checkpoint() -> Path:
     """The real Gemma 3 270M as a bf16 checkpoint (converted on the first run only)."""
-    from model.llm.engine import ensure_base_checkpoint
+    from model.llm.checkpoints import ensure_base_checkpoint
 
     return ensure_base_checkpoint()
 
@@ -39,6 +39,6 @@ def base_checkpoint() -> Path:
 @pytest.fixture(scope="session")
 def real_engine(base_checkpoint: Path) -> Iterator[Any]:
     """The real default engine on CPU, loaded once per session (a few seconds)."""
-    from model.llm.engine import load_engine
+    from model.llm.loading import load_engine
 
     yield load_engine(device="cpu")

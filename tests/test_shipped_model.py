@@ -10,7 +10,7 @@ import pytest
 
 from finetune.eval import compare
 from model.llm.ask import ask
-from model.llm.engine import MODELS
+from model.llm.checkpoints import MODELS
 from model.sqlite.db import Database
 
 SHIPPED = MODELS["gemma-3-270m-sql"].adapter

@@ -93,7 +93,8 @@ def ask(
     except DatabaseError as e:
         raise fail(str(e)) from None
     from model.llm.ask import ask as write_sql
-    from model.llm.engine import DEFAULT_MODEL, ModelUnavailable, load_engine
+    from model.llm.checkpoints import DEFAULT_MODEL, ModelUnavailable
+    from model.llm.loading import load_engine
 
     # Progress only to a terminal: in scripts stderr carries just the one-line error, if any.
     progress = (lambda m: typer.echo(m, err=True)) if sys.stderr.isatty() else None

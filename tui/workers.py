@@ -114,7 +114,7 @@ def load_model(model: str | None, adapter: str | Path | None, device: str | None
                db: Database | None = None) -> None:
     """Load the model, then read `db`'s part of the prompt ahead of the first question."""
     try:
-        from model.llm.engine import load_engine
+        from model.llm.loading import load_engine
     except Exception as e:  # the engine is optional: the app stays a plain SQL client
         post(ModelStatus(f"no model: {one_line(e)}", failed=True))
         return

@@ -111,7 +111,7 @@ def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
     import types
     from dataclasses import dataclass
 
-    import model.llm.engine
+    import model.llm.loading
 
     @dataclass
     class Answer:
@@ -128,7 +128,7 @@ def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
         focused=kw["focused"], mended=("x → y",) if "how many" in question else (),
         ranked_by="" if "how many" in question else "COUNT(*)")
     monkeypatch.setitem(sys.modules, "model.llm.ask", fake_ask)
-    monkeypatch.setattr(model.llm.engine, "load_engine", lambda *a, **k: "engine")
+    monkeypatch.setattr(model.llm.loading, "load_engine", lambda *a, **k: "engine")
     root = tmp_path / "dbs"
     (root / "d").mkdir(parents=True)
     conn = sqlite3.connect(root / "d" / "d.sqlite")

