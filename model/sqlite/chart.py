@@ -140,7 +140,8 @@ def _caption(shown: int, total: int, skipped: int, more: bool, what: str) -> str
 
 
 def _cut(label: str) -> str:
-    label = " ".join(label.split())  # newlines and tabs would break a bar's row
+    # Newlines and tabs would break a bar's row; escapes would restyle the terminal.
+    label = "".join(ch for ch in " ".join(label.split()) if ch.isprintable())
     return label if len(label) <= MAX_LABEL_CHARS else label[: MAX_LABEL_CHARS - 1] + "…"
 
 

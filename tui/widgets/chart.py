@@ -127,7 +127,6 @@ class ResultsChart(VerticalScroll):
         plot.chart = chart
         # Bars: one text row each, plus the frame and the axis; a line fills the area.
         plot.styles.height = bar_rows(chart) + 3 if chart.kind == "bars" else "1fr"
-        plot.styles.min_height = 10
         plot.refresh()
         self.border_subtitle = chart.caption
         self.scroll_home(animate=False)
