@@ -1,6 +1,7 @@
 """Write docs/screenshot.svg: the app on the bundled Chinook, a question answered and run.
 
     .venv/bin/python bench/screenshot.py [--out docs/screenshot.svg]
+    .venv/bin/python bench/screenshot.py --chart --out docs/chart.svg  # the seed's, charted
 
 Drives the real app in Textual's pilot with the real default model (loading it takes ~30-60 s
 on a 2-core CPU, from the cached checkpoint), as a user would: types the question, waits for
@@ -20,10 +21,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 QUESTION = "Which genre has the most tracks?"
+SEED_QUESTION = "Name the top 10 albums with the highest sales amount"
 SIZE = (120, 36)
 
 
-async def shoot(out: Path) -> None:
+async def shoot(out: Path, question: str = QUESTION, chart: bool = False) -> None:
     from model.samples import CHINOOK
     from model.sqlite.db import Database
     from tui.app import GemmaSqlApp
@@ -37,7 +39,7 @@ async def shoot(out: Path) -> None:
             await pilot.pause()
             if app.engine is None:
                 raise SystemExit(f"screenshot: {app.status.model_text}")
-            await pilot.press("f3", *QUESTION, "enter")
+            await pilot.press("f3", *question, "enter")
             await app.workers.wait_for_complete()
             await pilot.pause()
             if not app.query_one(SqlEditor).text.strip():
@@ -47,6 +49,11 @@ async def shoot(out: Path) -> None:
             await pilot.pause()
             if app.query_one("#results").row_count == 0:
                 raise SystemExit("screenshot: the query returned no rows")
+            if chart:
+                await pilot.press("f4")
+                await pilot.pause()
+                if app.query_one("#results-area").current != "chart":
+                    raise SystemExit(f"screenshot: {app.status.message}")
             out.parent.mkdir(parents=True, exist_ok=True)
             app.save_screenshot(out.name, str(out.parent))
     finally:
@@ -57,10 +64,13 @@ async def shoot(out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/screenshot.svg"))
+    parser.add_argument("--chart", action="store_true",
+                        help="ask the seed's question and show its rows as a chart (F4)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir:
         os.environ["GEMMA_SQL_DATA_DIR"] = data_dir  # keep the user's history untouched
-        asyncio.run(shoot(args.out))
+        question = SEED_QUESTION if args.chart else QUESTION
+        asyncio.run(shoot(args.out, question, chart=args.chart))
 
 
 if __name__ == "__main__":

@@ -14,13 +14,16 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Footer
+from textual.widgets import ContentSwitcher, Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from model.sqlite.chart import Chart, NoChart
 from model.sqlite.db import Database, QueryResult
+from model.sqlite.export import format_for
 from model.sqlite.history import History
 from tui import messages as m
 from tui import workers
+from tui.widgets.chart import ResultsChart, chart_of, theme_colors
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.editor import SqlEditor
 from tui.widgets.export import ExportScreen
@@ -35,7 +38,8 @@ if TYPE_CHECKING:  # the model side loads lazily: the app runs as a plain SQL cl
     from model.llm.protocol import TextEngine
 
 # Actions that make no sense behind a modal dialog (their keys are app-wide priority keys).
-_MAIN_SCREEN_ONLY = {"run_query", "export", "history", "focus", "ask_every_table"}
+_MAIN_SCREEN_ONLY = {"run_query", "export", "history", "focus", "ask_every_table",
+                     "toggle_chart"}
 _ACTIVE = (WorkerState.PENDING, WorkerState.RUNNING)
 
 
@@ -49,6 +53,7 @@ class GemmaSqlApp(App[None]):
         Binding("f2", "focus('editor')", "Editor", priority=True),
         Binding("f3", "focus('question')", "Ask", priority=True),
         Binding("ctrl+t", "ask_every_table", "Ask, every table", priority=True),
+        Binding("f4", "toggle_chart", "Chart", priority=True),
         Binding("f5", "focus('results')", "Results", priority=True),
         Binding("f6", "focus('schema')", "Schema", priority=True),
         Binding("f8", "history", "History", priority=True),
@@ -78,7 +83,9 @@ class GemmaSqlApp(App[None]):
                 yield QuestionBox(id="question")
                 yield SqlEditor.code_editor(language="sql", id="editor")
                 yield SqlNotes(id="sql-notes")
-                yield ResultsTable(id="results")
+                with ContentSwitcher(initial="results", id="results-area"):
+                    yield ResultsTable(id="results")
+                    yield ResultsChart(id="chart")
         yield StatusBar(id="status")
         yield Footer()
 
@@ -129,6 +136,10 @@ class GemmaSqlApp(App[None]):
         worker = get_current_worker()
         workers.export_result(self.database, sql, columns, path, lambda: worker.is_cancelled,
                               self.post_message)
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def export_chart(self, chart: Chart, path: str, colors: list[str]) -> None:
+        workers.export_chart(chart, path, colors, self.post_message)
 
     @work(thread=True, group="model", exit_on_error=False)
     def load_engine(self) -> None:
@@ -192,12 +203,48 @@ class GemmaSqlApp(App[None]):
             return
 
         def chosen(path: str | None) -> None:
-            if path:
+            if path and format_for(path) == "png":
+                self._export_chart(path)
+            elif path:
                 self.status.say(f"exporting to {path}…")
                 self.export(result.sql, result.columns, path)
 
         default = str(Path.cwd() / f"{self.database.path.stem}-result.csv")
         self.push_screen(ExportScreen(default, len(table.raw)), chosen)
+
+    # The chart (F4): of the rows loaded, never fetching more
+
+    def _chart(self) -> Chart | NoChart:
+        return chart_of(self.query_one(ResultsTable), self.result and self.result.sql)
+
+    @property
+    def _charting(self) -> bool:
+        return self.query_one("#results-area", ContentSwitcher).current == "chart"
+
+    def action_toggle_chart(self) -> None:
+        if self._charting:
+            self.query_one("#results-area", ContentSwitcher).current = "results"
+        else:
+            self._show_chart()
+
+    def _show_chart(self, quiet: bool = False) -> None:
+        """The chart in the results' place, or the table and one line saying why not."""
+        chart, switcher = self._chart(), self.query_one("#results-area", ContentSwitcher)
+        if isinstance(chart, NoChart):
+            switcher.current = "results"
+            if not quiet:
+                self.status.say(f"no chart: {chart.reason}", "warning")
+            return
+        self.query_one(ResultsChart).show(chart)
+        switcher.current = "chart"
+
+    def _export_chart(self, path: str) -> None:
+        chart = self._chart()
+        if isinstance(chart, NoChart):
+            self.status.say(f"no chart to export: {chart.reason}", "warning")
+            return
+        self.status.say(f"exporting the chart to {path}…")
+        self.export_chart(chart, path, theme_colors(self))
 
     # Messages from workers
 
@@ -218,11 +265,15 @@ class GemmaSqlApp(App[None]):
             self.status.say(text)
             if self.database.write:  # DDL may have changed the schema
                 self.query_one(SchemaTree).load(self.database.schema(refresh=True))
+        if self._charting:  # the chart follows the new rows; a statement without rows: quiet
+            self._show_chart(quiet=not result.columns)
 
     @on(m.RowsFetched)
     def _rows_fetched(self, message: m.RowsFetched) -> None:
         if message.result is self.result:
             self.query_one(ResultsTable).append(message.rows, not message.result.exhausted)
+            if self._charting:
+                self._show_chart()
 
     @on(ResultsTable.MoreWanted)
     def _more_wanted(self) -> None:

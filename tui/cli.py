@@ -81,6 +81,11 @@ def ask(
     device: DeviceOpt = None,
     run: Annotated[bool, typer.Option("--run", help="Also run the SQL (read-only).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    chart: Annotated[
+        Path | None,
+        typer.Option("--chart", help="Also draw the rows as a chart into this .png (implies "
+                     "--run).", show_default=False),
+    ] = None,
     focus: FocusOpt = True,
 ) -> None:
     """Write SQL for QUESTION about DB; print it (and with --run, its result)."""
@@ -88,6 +93,9 @@ def ask(
 
     from model.sqlite.db import Database, DatabaseError, shown_number
 
+    if chart is not None and chart.suffix.lower() != ".png":
+        raise fail(f"{chart}: --chart writes a .png")
+    run = run or chart is not None
     try:
         database = Database.open(db)  # read-only; a missing file is an error, never created
     except DatabaseError as e:
@@ -120,6 +128,8 @@ def ask(
             more = len(fetched) > 100
             # Blobs as hex, as the exports write them.
             rows = [[v.hex() if isinstance(v, bytes) else v for v in r] for r in fetched[:100]]
+            if chart is not None:
+                error = draw_chart(chart, answer.sql, columns, fetched[:100], more)
     database.close()
 
     if as_json:
@@ -155,6 +165,23 @@ def ask(
             typer.echo(f"({len(rows)} rows{', more not shown' if more else ''})")
     if error is not None:
         raise fail(error, 1)
+
+
+def draw_chart(path: Path, sql: str, columns: list[str], rows: list[tuple[object, ...]],
+                more: bool) -> str | None:
+    """`ask --chart`: the chart of the rows printed, as the app draws it; the error, if any."""
+    from model.sqlite.chart import NoChart, chart_for
+    from model.sqlite.export import ExportError, write_chart
+    from tui.order_by import has_order_by
+
+    chart = chart_for(columns, rows, ordered=has_order_by(sql), more=more)
+    if isinstance(chart, NoChart):
+        return f"no chart: {chart.reason}"
+    try:
+        write_chart(path, chart)
+    except ExportError as e:
+        return str(e)
+    return None
 
 
 # eval and finetune are finetune/'s commands (finetune.cli imports nothing heavy at import time)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 
 from model.sqlite import export
+from model.sqlite.chart import Chart
 from model.sqlite.db import Database, DatabaseError, QueryResult
 from model.sqlite.history import Entry, History
 from model.sqlite.schema import row_count
@@ -105,6 +106,15 @@ def export_result(db: Database, sql: str, columns: list[str], path: str,
     try:
         n = export.write(path, columns, db.iter_rows(sql), cancelled)
     except (export.ExportError, DatabaseError) as e:
+        post(Exported(path, None, one_line(e)))
+        return
+    post(Exported(path, n))
+
+
+def export_chart(chart: Chart, path: str, colors: list[str], post: Post) -> None:
+    try:
+        n = export.write_chart(path, chart, colors)
+    except export.ExportError as e:
         post(Exported(path, None, one_line(e)))
         return
     post(Exported(path, n))

@@ -1,7 +1,9 @@
-"""Writing a result to CSV, JSON or Parquet, streaming: rows are written as they arrive.
+"""Writing a result to CSV, JSON or Parquet, streaming: rows are written as they arrive; or
+its chart (model/sqlite/chart.py) to a PNG.
 
 The format comes from the file's extension. Nothing here knows about the UI; the app re-runs
-the query and passes `Database.iter_rows` so every row is exported, not only a loaded page.
+the query and passes `Database.iter_rows` so every row is exported, not only a loaded page. A
+chart is of the rows already loaded, as on screen.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
+from model.sqlite.chart import Chart, tick_indexes, value_text
+
+FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet",
+           ".png": "png"}
 BATCH_ROWS = 10_000
 
 
@@ -25,7 +30,8 @@ def format_for(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise ExportError(
-            f"{path}: unknown format {suffix or '(no extension)'}; use .csv, .json or .parquet"
+            f"{path}: unknown format {suffix or '(no extension)'}; "
+            "use .csv, .json, .parquet or .png (the chart)"
         )
     return FORMATS[suffix]
 
@@ -48,13 +54,20 @@ def write(
     """
     path = Path(path).expanduser()
     kind = format_for(path)
+    if kind == "png":
+        raise ExportError(f"{path}: a .png is a chart of the loaded rows, not of every row")
+    writer = {"csv": _csv, "json": _json, "jsonl": _jsonl, "parquet": _parquet}[kind]
+    rows_iter = _watch(iter(rows), cancelled)
+    return _write_whole(path, lambda tmp: writer(tmp, columns, rows_iter))
+
+
+def _write_whole(path: Path, writer: Callable[[Path], int]) -> int:
+    """Run `writer` on a temporary name next to `path`, renamed to it once done."""
     if not path.parent.is_dir():
         raise ExportError(f"{path.parent}: no such directory")
     tmp = path.with_name(f".{path.name}.partial")
-    writer = {"csv": _csv, "json": _json, "jsonl": _jsonl, "parquet": _parquet}[kind]
-    rows_iter = _watch(iter(rows), cancelled)
     try:
-        n = writer(tmp, columns, rows_iter)
+        n = writer(tmp)
         tmp.replace(path)
     except OSError as e:
         raise ExportError(f"{path}: {e.strerror or e}") from None
@@ -158,3 +171,64 @@ def _parquet(path: Path, columns: list[str], rows: Iterator[tuple[Any, ...]]) ->
         if writer is not None:
             writer.close()
     return n
+
+
+def write_chart(path: str | Path, chart: Chart, colors: list[str] | None = None) -> int:
+    """Draw `chart` into the PNG `path` as the app draws it; returns its bars or points.
+
+    `colors`: one per series (the app passes its theme's), else matplotlib's. The figure is
+    drawn by the Agg canvas directly, without pyplot's global state, so this is safe in a
+    worker thread; matplotlib is imported here because only charts need it.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path).expanduser()
+    if format_for(path) != "png":
+        raise ExportError(f"{path}: a chart is written as .png")
+    n = len(chart.labels)
+    rows = n * len(chart.series) if chart.kind == "bars" else 16
+    figure = Figure(figsize=(10, min(max(2 + 0.28 * rows, 4), 40)), dpi=100,
+                    layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    colors = colors or [f"C{i}" for i in range(len(chart.series))]
+    if chart.kind == "bars":
+        _png_bars(axes, chart, colors)
+    else:
+        _png_line(axes, chart, colors)
+    axes.set_title(chart.caption, loc="right", fontsize=9, color="0.4")
+    if len(chart.series) > 1:
+        axes.legend()
+
+    def save(tmp: Path) -> int:
+        figure.savefig(tmp, format="png")
+        return n
+
+    return _write_whole(path, save)
+
+
+def _png_bars(axes: Any, chart: Chart, colors: list[str]) -> None:
+    """Horizontal bars top down in the chart's order; each series a bar of its own."""
+    height = 0.8 / len(chart.series)
+    for j, series in enumerate(chart.series):
+        ys = [i - 0.4 + (j + 0.5) * height for i in range(len(chart.labels))]
+        bars = axes.barh(ys, series.values, height=height, color=colors[j % len(colors)],
+                         label=series.name)
+        axes.bar_label(bars, labels=[value_text(v) for v in series.values], padding=3,
+                       fontsize=8)
+    axes.set_yticks(range(len(chart.labels)), chart.labels)
+    axes.set_ylim(len(chart.labels) - 0.5, -0.5)  # the first bar on top
+    axes.set_ylabel(chart.x_name)
+    axes.margins(x=0.12)  # room for the value at the longest bar's end
+    axes.spines[["top", "right"]].set_visible(False)
+
+
+def _png_line(axes: Any, chart: Chart, colors: list[str]) -> None:
+    for j, series in enumerate(chart.series):
+        axes.plot(chart.x, series.values, color=colors[j % len(colors)], label=series.name)
+    ticks = tick_indexes(len(chart.x), 8)
+    axes.set_xticks([chart.x[i] for i in ticks], [chart.labels[i] for i in ticks])
+    axes.set_xlabel(chart.x_name)
+    axes.grid(alpha=0.3)
+    axes.spines[["top", "right"]].set_visible(False)

@@ -26,7 +26,7 @@ class ExportScreen(ModalScreen[str | None]):
             yield Static(
                 f"The query runs again and every row is streamed to the file, not only "
                 f"the {self.loaded_rows:,} loaded here. The extension picks the format: "
-                ".csv, .json or .parquet.",
+                ".csv, .json or .parquet; .png draws the chart (F4) of the loaded rows.",
                 id="export-note",
             )
             yield Input(self.default_path, id="export-path")
