@@ -10,11 +10,13 @@ once and ~250 MB of disk under $GEMMA_SQL_BENCH_CACHE (default /tmp/gemma-sql-be
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -25,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GEMMA_SQL_DATA_DIR", tempfile.mkdtemp(prefix="gemma-sql-bench-"))
 
 from model.samples import CHINOOK  # noqa: E402
-from model.sqlite.db import Database  # noqa: E402
+from model.sqlite.db import Database, DatabaseError  # noqa: E402
 from model.sqlite.schema import read_schema  # noqa: E402
 
 CACHE = Path(os.environ.get("GEMMA_SQL_BENCH_CACHE", "/tmp/gemma-sql-bench"))
@@ -150,8 +152,46 @@ def first_page(db_path: Path) -> tuple[float, float, int]:
     return app_s, db_s, peak
 
 
+def cancel_latency(runs: int = 5) -> float:
+    """Median seconds from Database.interrupt to the cancelled statement's return (the tests
+    only assert that a cancel happens: a loaded machine stretches any bound)."""
+    sql = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+           "WHERE x < 1000000000) SELECT count(*) FROM c")
+    db = Database.open(CHINOOK)
+
+    def run() -> None:
+        with contextlib.suppress(DatabaseError):  # "query cancelled", expected
+            db.execute(sql)
+
+    figures = []
+    for _ in range(runs):
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(0.2)
+        started = time.perf_counter()
+        db.interrupt()
+        thread.join()
+        figures.append(time.perf_counter() - started)
+    db.close()
+    return sorted(figures)[runs // 2]
+
+
+def page_after_release(db_path: Path, depth: int) -> float:
+    """Seconds for the page after `depth` rows: between pages the cursor is released (no lock
+    held), so the next page runs the statement again and skips the rows already read."""
+    db = Database.open(db_path)
+    result = db.execute("SELECT * FROM big")
+    db.fetch(result, depth)  # and released, as the app's pages are
+    started = time.perf_counter()
+    db.fetch(result)
+    seconds = time.perf_counter() - started
+    db.close()
+    return seconds
+
+
 def main() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print(f"cancel, interrupt to return:    {cancel_latency() * 1000:.1f} ms (median of 5)")
     inner, outer = first_paint(CHINOOK)
     print(f"first paint, Chinook:           {inner:.3f} s in process, {outer:.3f} s with "
           "interpreter start")
@@ -181,6 +221,9 @@ def main() -> None:
         print(f"first page, SELECT * of {rows:>10,} rows: {app_s:.3f} s in the app "
               f"(execute + fetch 500: {db_s * 1000:.1f} ms), traced peak "
               f"{peak / 2**20:.1f} MiB")
+    for depth in (500, 10_000, 90_000):
+        print(f"next page after {depth:>7,} rows read (a re-run that skips them): "
+              f"{page_after_release(big_table(100_000), depth) * 1000:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from finetune.config import TrainConfig
+from model.sqlite.files import file_problem
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -64,8 +65,8 @@ def eval_cmd(
     """Execution accuracy of a model on DATA (through the same pipeline as the app)."""
     import json
 
-    if not data.is_file():
-        raise fail(f"{data}: no such file")
+    if (problem := file_problem(data)) is not None:
+        raise fail(f"{data}: {problem}")
     from finetune.eval import evaluate
     from model.llm.checkpoints import DEFAULT_MODEL, ModelUnavailable
     from model.llm.loading import load_engine
@@ -186,8 +187,8 @@ def prepare_spider_cmd(
     """Spider -> train.jsonl (contexts rendered from the live databases) + held-out eval."""
     from finetune.data import HELDOUT_FILE, prepare_spider
 
-    if not source.is_file():
-        raise fail(f"{source}: no such file")
+    if (problem := file_problem(source)) is not None:
+        raise fail(f"{source}: {problem}")
     eval_out = eval_out or HELDOUT_FILE
     split = prepare_spider(source, db_root, train_out, eval_out, heldout, seed)
     typer.echo(split.line())

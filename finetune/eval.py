@@ -100,7 +100,7 @@ def run_sql(db: Database, sql: str, max_rows: int = MAX_ROWS,
         if not result.columns:
             raise DatabaseError("not a query (returns no rows)")
         rows: list[tuple[Any, ...]] = []
-        while page := db.fetch(result):
+        while page := db.fetch(result, hold=True):  # read straight through, once
             rows.extend(tuple(_value(v) for v in row) for row in page)
             if len(rows) > max_rows:
                 result.close()

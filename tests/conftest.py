@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,3 +45,26 @@ def real_engine(base_checkpoint: Path) -> Iterator[Any]:
     from model.llm.loading import load_engine
 
     yield load_engine(device="cpu")
+
+
+@pytest.fixture
+def crashed_chinook(tmp_path: Path) -> Path:
+    """A copy of Chinook whose writer was killed (SIGKILL) mid-transaction: a hot journal."""
+    from model.samples import CHINOOK
+
+    path = tmp_path / "crashed.db"
+    shutil.copy(CHINOOK, path)
+    writer = (
+        "import os, signal, sqlite3\n"
+        f"conn = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+        "conn.execute('PRAGMA journal_mode = DELETE')\n"
+        "conn.execute('PRAGMA cache_size = 10')  # spill changed pages into the file\n"
+        "conn.execute('BEGIN')\n"
+        "conn.execute(\"UPDATE tracks SET Name = Name || ' (edited)'\")\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    died = subprocess.run([sys.executable, "-c", writer], capture_output=True, timeout=60)
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    journal = path.with_name(path.name + "-journal")
+    assert journal.is_file() and journal.stat().st_size > 0
+    return path

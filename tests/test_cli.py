@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -50,6 +51,12 @@ def _directory(tmp: Path) -> Path:
     return tmp / "a_dir"
 
 
+def _fifo(tmp: Path) -> Path:
+    path = tmp / "pipe.db"
+    os.mkfifo(path)
+    return path
+
+
 def _text(tmp: Path) -> Path:
     path = tmp / "notes.txt"
     path.write_text("just some text, not a database\n")
@@ -88,8 +95,9 @@ def _scrambled(tmp: Path) -> Path:
         (_empty, "empty file"),
         (_truncated, "malformed"),
         (_scrambled, "malformed"),
+        (_fifo, "is a FIFO"),  # opening it to read would wait forever
     ],
-    ids=["directory", "text", "empty", "truncated", "scrambled"],
+    ids=["directory", "text", "empty", "truncated", "scrambled", "fifo"],
 )
 def test_bad_files_exit_2_naming_the_file(
     tmp_path: Path, make: Callable[[Path], Path], reason: str
@@ -122,3 +130,62 @@ def test_write_flag_still_refuses_missing_file(tmp_path: Path) -> None:
     result = run("--write", path)
     assert_one_line_error(result, path)
     assert not path.exists()
+
+
+def _unreadable(tmp: Path) -> Path:
+    if os.geteuid() == 0:
+        pytest.skip("root reads a chmod 000 file")
+    path = tmp / "secret.db"
+    shutil.copy(CHINOOK, path)
+    path.chmod(0)
+    return path
+
+
+def _missing(tmp: Path) -> Path:
+    return tmp / "missing.db"
+
+
+BAD_PATHS: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "missing": (_missing, "no such file"),
+    "directory": (_directory, "is a directory"),
+    "fifo": (_fifo, "is a FIFO"),
+    "unreadable": (_unreadable, "Permission denied"),
+    "text": (_text, "not a SQLite database"),
+    "empty": (_empty, "empty file"),
+}
+# eval reads JSONL, so a text or an empty file is no bad path for it.
+COMMANDS = {"open": (["--no-model"], []), "ask": ([], ["how many albums?"]), "eval": ([], [])}
+
+
+@pytest.mark.parametrize("kind", list(BAD_PATHS))
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_bad_path_is_one_line_exit_2_and_creates_nothing(
+    tmp_path: Path, command: str, kind: str
+) -> None:
+    """Never a hang (a FIFO is not opened), a traceback or typer's usage box."""
+    if command == "eval" and kind in ("text", "empty"):
+        pytest.skip("a valid JSONL path for eval")
+    make, reason = BAD_PATHS[kind]
+    path = make(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    options, rest = COMMANDS[command]
+    result = subprocess.run([str(GEMMA_SQL), command, *options, str(path), *rest],
+                            capture_output=True, text=True, timeout=60)
+    assert_one_line_error(result, path)
+    assert reason in result.stderr
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_a_character_device_is_refused_without_reading_it() -> None:
+    path = Path("/dev/zero")  # reading it would never end
+    result = run(path)
+    assert_one_line_error(result, path)
+    assert "character device" in result.stderr
+
+
+def test_a_hot_journal_says_how_to_roll_it_back(crashed_chinook: Path) -> None:
+    path = crashed_chinook
+    result = run(path)
+    assert_one_line_error(result, path)
+    assert ("has an unfinished write (a hot journal); open it once with --write to roll it back"
+            in result.stderr)

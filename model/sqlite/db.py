@@ -1,75 +1,27 @@
 """Database access: safe opening, a read-only guard, and two-phase paged queries.
 
-Nothing here knows about the UI; the app, `gemma-sql ask` and `gemma-sql eval` share it.
+Nothing here knows about the UI; the app, `gemma-sql ask` and `gemma-sql eval` share it. The
+rules on what a statement may do are in guard.py; `Database` is the one gate that applies
+them: every statement the app, the CLI or the model's checks run goes through it.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model.sqlite import guard
+from model.sqlite.files import file_problem
 from model.sqlite.schema import Schema, read_schema
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PAGE_SIZE = 500
-
-# Authorizer action codes that change data or reach outside the file. Read-only sessions
-# deny them all; SQLite asks for each one while preparing a statement, so this is checked
-# on the parsed statement, not on the text.
-_WRITE_ACTIONS = {
-    getattr(sqlite3, name)
-    for name in (
-        "SQLITE_INSERT",
-        "SQLITE_UPDATE",
-        "SQLITE_DELETE",
-        "SQLITE_CREATE_INDEX",
-        "SQLITE_CREATE_TABLE",
-        "SQLITE_CREATE_TEMP_INDEX",
-        "SQLITE_CREATE_TEMP_TABLE",
-        "SQLITE_CREATE_TEMP_TRIGGER",
-        "SQLITE_CREATE_TEMP_VIEW",
-        "SQLITE_CREATE_TRIGGER",
-        "SQLITE_CREATE_VIEW",
-        "SQLITE_CREATE_VTABLE",
-        "SQLITE_DROP_INDEX",
-        "SQLITE_DROP_TABLE",
-        "SQLITE_DROP_TEMP_INDEX",
-        "SQLITE_DROP_TEMP_TABLE",
-        "SQLITE_DROP_TEMP_TRIGGER",
-        "SQLITE_DROP_TEMP_VIEW",
-        "SQLITE_DROP_TRIGGER",
-        "SQLITE_DROP_VIEW",
-        "SQLITE_DROP_VTABLE",
-        "SQLITE_ALTER_TABLE",
-        "SQLITE_REINDEX",
-        "SQLITE_ANALYZE",
-        "SQLITE_ATTACH",
-        "SQLITE_DETACH",
-    )
-}
-# PRAGMAs that only read when given no argument; with an argument most of them write.
-_READ_PRAGMAS = {
-    "table_info",
-    "table_xinfo",
-    "index_list",
-    "index_info",
-    "index_xinfo",
-    "foreign_key_list",
-    "database_list",
-    "collation_list",
-    "function_list",
-    "module_list",
-    "pragma_list",
-    "compile_options",
-    "table_list",
-    "integrity_check",
-    "quick_check",
-    "foreign_key_check",
-}
+_SKIP_CHUNK = 1000  # rows skipped a step when a released result is read again
+_DENIED_FUNCTION = "not authorized to use function:"  # SQLite's words, from the authorizer
 
 
 class DatabaseError(Exception):
@@ -82,7 +34,17 @@ class WriteRefused(DatabaseError):
 
 @dataclass
 class QueryResult:
-    """A statement that has been executed; rows are fetched a page at a time."""
+    """A statement that has been executed; rows are fetched a page at a time.
+
+    Between pages the cursor is released (closed) unless the caller holds it: a half-read
+    cursor keeps a read transaction open, and on a rollback-journal database that SHARED lock
+    makes every other program's write fail with "database is locked" for as long as the page
+    is on screen. The next page runs the statement again and skips the rows already read. The
+    trade-off: that re-run sees the data as it is then, so rows another program changed in
+    between may be missed or shown twice, and each page costs a run up to its rows (a sort of
+    the whole table, for an ORDER BY on no index). Readers straight through (exports, eval)
+    hold the cursor and read once.
+    """
 
     sql: str
     columns: list[str]
@@ -90,26 +52,49 @@ class QueryResult:
     rows_changed: int = -1
     started: float = field(default_factory=time.perf_counter)
     exhausted: bool = False
-    # One row read ahead, so `exhausted` is true as soon as the last page is fetched (a result
-    # of exactly 2 pages would otherwise look unfinished until a third, empty fetch).
+    # Rows read from SQLite but not handed out yet: one row read ahead, so `exhausted` is true
+    # as soon as the last page is fetched (a result of exactly 2 pages would otherwise look
+    # unfinished until a third, empty fetch); or every row of a write's RETURNING.
     _ahead: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
+    _read: int = field(default=0, repr=False)  # rows read from SQLite, `_ahead` included
+    # Runs the statement again after a release; None: the rows are all in `_ahead`.
+    _rerun: Callable[[], sqlite3.Cursor] | None = field(default=None, repr=False)
 
-    def fetch(self, n: int = PAGE_SIZE) -> list[tuple[Any, ...]]:
-        """The next `n` rows (fewer at the end). Never reads the whole result."""
-        if self.cursor is None or self.exhausted:
+    def fetch(self, n: int = PAGE_SIZE, hold: bool = False) -> list[tuple[Any, ...]]:
+        """The next `n` rows (fewer at the end). Never reads the whole result. Unless `hold`,
+        the cursor is released after the page (see the class's docstring)."""
+        if self.exhausted:
             return []
-        rows = self._ahead + self.cursor.fetchmany(n + 1 - len(self._ahead))
+        if self.cursor is None and self._rerun is not None:
+            self.cursor = self._rerun()
+            self._skip(self._read)
+        fresh = self.cursor.fetchmany(n + 1 - len(self._ahead)) if self.cursor else []
+        self._read += len(fresh)
+        rows = self._ahead + fresh
         if len(rows) <= n:
-            self.exhausted = True
-            self._ahead = []
+            self.close()
             return rows
         self._ahead = rows[n:]
+        if not hold:
+            self.release()
         return rows[:n]
+
+    def _skip(self, count: int) -> None:
+        assert self.cursor is not None
+        while count > 0 and (skipped := len(self.cursor.fetchmany(min(count, _SKIP_CHUNK)))):
+            count -= skipped
+
+    def release(self) -> None:
+        """Close the cursor, keeping the place: the next fetch runs the statement again."""
+        if self.cursor is not None and self._rerun is not None:
+            self.cursor.close()
+            self.cursor = None
 
     def close(self) -> None:
         if self.cursor is not None:
             self.cursor.close()
             self.cursor = None
+        self._ahead = []
         self.exhausted = True
 
 
@@ -120,20 +105,29 @@ def shown_number(value: int | float) -> str:
 
 
 def _check_file(path: Path) -> None:
-    """Reject what SQLite would silently create or misreport, before connecting."""
-    if not path.exists():
-        raise DatabaseError(f"{path}: no such file")
-    if path.is_dir():
-        raise DatabaseError(f"{path}: is a directory, not a SQLite database")
-    try:
-        with path.open("rb") as f:
-            header = f.read(len(SQLITE_MAGIC))
-    except OSError as e:
-        raise DatabaseError(f"{path}: cannot read ({e.strerror})") from None
+    """Reject what SQLite would silently create, misreport or block on, before connecting."""
+    problem = file_problem(path)
+    if problem is not None:
+        raise DatabaseError(f"{path}: {problem}")
+    with path.open("rb") as f:
+        header = f.read(len(SQLITE_MAGIC))
     if not header:
         raise DatabaseError(f"{path}: empty file, not a SQLite database")
     if header != SQLITE_MAGIC:
         raise DatabaseError(f"{path}: not a SQLite database")
+
+
+def _hot_journal(path: Path) -> str:
+    # A crash mid-write left a journal SQLite must play back first; only a writer may.
+    return (f"{path} has an unfinished write (a hot journal); open it once with --write to "
+            "roll it back")
+
+
+def _clean(sql: str) -> str:
+    sql = sql.strip().rstrip(";").strip()
+    if not sql:
+        raise DatabaseError("nothing to run")
+    return sql
 
 
 class Database:
@@ -170,34 +164,13 @@ class Database:
             db.schema()
         except sqlite3.Error as e:
             conn.close()
+            if getattr(e, "sqlite_errorname", None) == "SQLITE_READONLY_ROLLBACK":
+                raise DatabaseError(_hot_journal(path)) from None
             raise DatabaseError(f"{path}: {e}") from None
         return db
 
     def _authorize(self, action: int, arg1: Any, arg2: Any, dbname: Any, source: Any) -> int:
-        if action == sqlite3.SQLITE_FUNCTION and arg2 == "load_extension":
-            return sqlite3.SQLITE_DENY
-        if self.write:
-            return sqlite3.SQLITE_OK
-        if action == sqlite3.SQLITE_UPDATE and arg1 == "sqlite_master":
-            # SQLite itself asks this when it first builds a pragma table-valued function;
-            # users cannot write sqlite_master anyway.
-            return sqlite3.SQLITE_OK
-        if action in _WRITE_ACTIONS:
-            return sqlite3.SQLITE_DENY
-        if action == sqlite3.SQLITE_PRAGMA:
-            name = str(arg1).lower()
-            if arg2 is not None and name not in _READ_PRAGMAS:
-                return sqlite3.SQLITE_DENY
-            if name in {
-                "writable_schema",
-                "journal_mode",
-                "wal_checkpoint",
-                "optimize",
-                "incremental_vacuum",
-                "shrink_memory",
-            }:
-                return sqlite3.SQLITE_DENY
-        return sqlite3.SQLITE_OK
+        return guard.verdict(self.write, action, arg1, arg2)
 
     def reader(self) -> Database:
         """A second connection to the same file, read-only behind the authorizer, for what runs
@@ -214,68 +187,139 @@ class Database:
         return self._schema
 
     def changes_data(self, sql: str) -> bool:
-        """Whether `sql` would write, asked of SQLite itself (prepare under EXPLAIN)."""
+        """Whether `sql` would write (VACUUM included), asked of SQLite itself: the statement
+        is compiled under EXPLAIN, never run. True also when SQLite cannot tell (the file is
+        locked or damaged): the caller asks before running it."""
+        try:
+            return self._writes(sql)
+        except (sqlite3.Error, sqlite3.Warning):
+            return True
+
+    def _writes(self, sql: str) -> bool:
+        """changes_data, raising what SQLite said when it could not compile the statement for
+        a reason the run itself may not meet (a lock, a damaged page)."""
         seen: list[int] = []
 
-        def record(action: int, *args: Any) -> int:
-            if action in _WRITE_ACTIONS or (
-                action == sqlite3.SQLITE_PRAGMA
-                and args[1] is not None
-                and str(args[0]).lower() not in _READ_PRAGMAS
-            ):
+        def record(action: int, arg1: Any, arg2: Any, dbname: Any, source: Any) -> int:
+            if guard.writes(action, arg1, arg2):
                 seen.append(action)
-            return sqlite3.SQLITE_OK
+                return sqlite3.SQLITE_DENY  # answer known; and no PRAGMA acts while compiling
+            return self._authorize(action, arg1, arg2, dbname, source)
 
         self.conn.set_authorizer(record)
         try:
-            self.conn.execute(f"EXPLAIN {sql}").close()
-        except sqlite3.Error:
-            pass  # the real run reports the error
+            program = self.conn.execute(f"EXPLAIN {sql}").fetchall()
+        except sqlite3.Error as e:
+            if seen:
+                return True
+            if getattr(e, "sqlite_errorname", None) in ("SQLITE_ERROR", "SQLITE_AUTH"):
+                # A mistake the run reports itself, a statement the authorizer denies on the
+                # run too, or one that is an EXPLAIN already (EXPLAIN EXPLAIN does not parse).
+                return False
+            raise
         finally:
             self.conn.set_authorizer(self._authorize)
-        return bool(seen)
+        return guard.vacuums(program)
+
+    def _error(self, e: sqlite3.Error | sqlite3.Warning) -> DatabaseError:
+        """What SQLite said, as one line; a refusal as WriteRefused."""
+        name = getattr(e, "sqlite_errorname", None) or ""
+        message = " ".join(str(e).split()) or type(e).__name__
+        if message.startswith(_DENIED_FUNCTION):  # SQLite gives no code of its own for it
+            function = message.removeprefix(_DENIED_FUNCTION).strip()
+            return WriteRefused(f"refused: {function} is never run (not in a read-only "
+                                "session, nor with --write)")
+        if name == "SQLITE_READONLY_ROLLBACK":
+            return DatabaseError(_hot_journal(self.path))
+        if name == "SQLITE_AUTH" or (name.startswith("SQLITE_READONLY") and not self.write):
+            return self._read_only()
+        if name.startswith("SQLITE_READONLY"):
+            return WriteRefused(f"refused: {self.path.name} is read-only")
+        if name == "SQLITE_INTERRUPT":
+            return DatabaseError("query cancelled")
+        return DatabaseError(message)
+
+    def _read_only(self) -> WriteRefused:
+        return WriteRefused(f"refused: {self.path.name} is open read-only (start with --write "
+                            "to change it)")
 
     def execute(self, sql: str) -> QueryResult:
         """Run one statement; rows stay in SQLite until `fetch` asks for them."""
-        sql = sql.strip().rstrip(";").strip()
-        if not sql:
-            raise DatabaseError("nothing to run")
+        sql = _clean(sql)
         try:
+            writes = self._writes(sql)
+            if writes and not self.write:
+                raise self._read_only()
             cursor = self.conn.execute(sql)
-        except sqlite3.DatabaseError as e:
-            message = str(e)
-            if "not authorized" in message or "prohibited" in message:
-                raise WriteRefused(
-                    f"refused: {self.path.name} is open read-only (start with --write to change it)"
-                ) from None
-            if "readonly" in message.replace("-", "").replace(" ", ""):
-                raise WriteRefused(f"refused: {self.path.name} is read-only") from None
-            if "interrupted" in message:
-                raise DatabaseError("query cancelled") from None
-            raise DatabaseError(message) from None
-        except sqlite3.Warning as e:  # e.g. "You can only execute one statement at a time."
-            raise DatabaseError(str(e)) from None
-        columns = [d[0] for d in cursor.description or []]
+            columns = [d[0] for d in cursor.description or []]
+            if writes and columns:
+                # RETURNING: SQLite has done the write and holds its rows; reading them all now
+                # ends the statement, so the change commits now, not when the last page is read.
+                rows = cursor.fetchall()
+                cursor.close()
+                return QueryResult(sql, columns, None, _ahead=rows)
+        except (sqlite3.Error, sqlite3.Warning) as e:
+            raise self._error(e) from None
         if not columns:
             result = QueryResult(sql, [], None, rows_changed=cursor.rowcount)
             cursor.close()
             self._schema = None  # DDL may have changed it
             return result
-        return QueryResult(sql, columns, cursor)
+        return QueryResult(sql, columns, cursor, _rerun=lambda: self.conn.execute(sql))
 
-    def fetch(self, result: QueryResult, n: int = PAGE_SIZE) -> list[tuple[Any, ...]]:
+    def fetch(self, result: QueryResult, n: int = PAGE_SIZE,
+              hold: bool = False) -> list[tuple[Any, ...]]:
+        """The next page of `result`; the cursor is released after it unless `hold` (see
+        QueryResult). Any failure, a damaged page included, is a one-line DatabaseError."""
         try:
-            return result.fetch(n)
-        except sqlite3.OperationalError as e:
+            return result.fetch(n, hold)
+        except (sqlite3.Error, sqlite3.Warning) as e:
             result.close()
-            if "interrupted" in str(e):
-                raise DatabaseError("query cancelled") from None
-            raise DatabaseError(str(e)) from None
+            raise self._error(e) from None
 
     def iter_rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        """Every row of `sql`, read straight through on one cursor (exports)."""
         result = self.execute(sql)
-        while page := self.fetch(result):
-            yield from page
+        try:
+            while page := self.fetch(result, hold=True):
+                yield from page
+        finally:
+            result.close()
+
+    def run_bounded(self, sql: str, max_rows: int,
+                    timeout_s: float) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """(columns, at most `max_rows` rows) of `sql`, for checking a candidate statement: one
+        that would change data is refused (WriteRefused), also on a --write connection, and a
+        run longer than `timeout_s` is cut off (DatabaseError). The cursor is always closed."""
+        sql = _clean(sql)
+        try:
+            if self._writes(sql):
+                raise WriteRefused("refused: a check runs only statements that read")
+        except (sqlite3.Error, sqlite3.Warning) as e:
+            raise self._error(e) from None
+        deadline = time.monotonic() + timeout_s
+        cut_off = False
+
+        def over_time() -> int:
+            nonlocal cut_off
+            cut_off = time.monotonic() > deadline
+            return int(cut_off)  # non-zero interrupts the statement
+
+        cursor: sqlite3.Cursor | None = None
+        self.conn.set_progress_handler(over_time, 1000)
+        try:
+            cursor = self.conn.execute(sql)
+            columns = [d[0] for d in cursor.description or []]
+            rows = cursor.fetchmany(max_rows) if columns and max_rows > 0 else []
+        except (sqlite3.Error, sqlite3.Warning) as e:
+            if cut_off:
+                raise DatabaseError(f"check run cut off after {timeout_s:g} s") from None
+            raise self._error(e) from None
+        finally:
+            self.conn.set_progress_handler(None, 0)
+            if cursor is not None:
+                cursor.close()
+        return columns, rows
 
     def interrupt(self) -> None:
         """Stop whatever statement runs on this connection (safe from any thread)."""

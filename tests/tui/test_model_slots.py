@@ -6,6 +6,7 @@ sys.modules so the app's side of the contract is tested on its own (SQLite stays
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import types
@@ -163,11 +164,11 @@ async def test_escape_cancels_generation(chinook, make_app, fake_model):
         app.query_one(QuestionBox).value = "anything"
         await pilot.press("enter")
         await pilot.pause(0.2)
-        started = time.perf_counter()
         await pilot.press("escape")
-        await app.workers.wait_for_complete()
+        # That the cancel happened (the status says so; uncancelled, the 200 chunks end in 4 s
+        # as an answer), within a bound generous for a loaded machine; bench/ measures speed.
+        await asyncio.wait_for(app.workers.wait_for_complete(), timeout=10)
         await pilot.pause()
-        assert time.perf_counter() - started < 1.0
         assert status(app).message == "generation cancelled"
 
 
