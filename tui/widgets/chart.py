@@ -2,8 +2,9 @@
 
 Drawn by textual-plotext (plotext's Unicode blocks and braille, so it reads in any terminal
 over SSH) in the app theme's colours. It works with Textual 8 and plotext draws labelled
-horizontal bars; textual-plot, the newer native widget, draws vertical bars only. What to draw (which columns, which order, how many bars)
-is decided by model/sqlite/chart.py from the rows already loaded; this widget only draws it.
+horizontal bars; textual-plot, the newer native widget, draws vertical bars only. What to
+draw (which columns, which order, how many bars) is decided by model/sqlite/chart.py from the
+rows already loaded; this widget only draws it.
 Bars get one text row each (a scrolling area holds up to 50), their value at the end.
 """
 
