@@ -72,91 +72,114 @@ def _mend_scope(scope: Scope, schema: Schema, graph: dict[str, list[Edge]],
         return []  # a subquery or table function in FROM: its columns are not the schema's
     if any(j.args.get("using") for j in select.args.get("joins") or []):
         return []
-    alias_of = {id(s): s.alias_or_name.lower() for s in sources}
-    table_of = {alias_of[id(s)]: schema.table(s.name) for s in sources}
-    written = {alias_of[id(s)]: s.alias_or_name for s in sources}  # aliases as the SQL has them
     skipped = select_aliases(scope) | IMPLICIT_COLUMNS
     columns = [c for c in mine
                if not isinstance(c.this, exp.Star) and c.name.lower() not in skipped]
-    in_on = {id(c) for j in select.args.get("joins") or [] for c in j.find_all(exp.Column)}
-    changes: list[str] = []
+    mend = _SelectMend(select, sources, columns, schema, graph)
+    mend.move_misplaced()
+    mend.repoint_aliases()
+    mend.remake_joins()
+    mend.join_missing()
+    if mend.changes:
+        _qualify_ambiguous(columns, mend.table_of, sources)
+    return mend.changes
 
-    def holders(name: str) -> list[str]:
-        return [a for a, t in table_of.items() if name.lower() in _columns(t)]
 
-    def misplaced(c: exp.Column) -> bool:
+class _SelectMend:
+    """One SELECT's FROM clause put right, a rule a method, in order; `changes` says what."""
+
+    def __init__(self, select: exp.Select, sources: list[exp.Table], columns: list[exp.Column],
+                 schema: Schema, graph: dict[str, list[Edge]]) -> None:
+        self.select, self.sources, self.columns = select, sources, columns
+        self.schema, self.graph = schema, graph
+        self.alias_of = {id(s): s.alias_or_name.lower() for s in sources}
+        self.table_of = {self.alias_of[id(s)]: schema.table(s.name) for s in sources}
+        # aliases as the SQL has them
+        self.written = {self.alias_of[id(s)]: s.alias_or_name for s in sources}
+        self.in_on = {id(c) for j in select.args.get("joins") or []
+                      for c in j.find_all(exp.Column)}
+        self.changes: list[str] = []
+
+    def holders(self, name: str) -> list[str]:
+        return [a for a, t in self.table_of.items() if name.lower() in _columns(t)]
+
+    def misplaced(self, c: exp.Column) -> bool:
         """Qualified by a table or alias of this query whose table lacks the column."""
         alias = c.table.lower()
-        return alias in table_of and c.name.lower() not in _columns(table_of[alias])
+        return alias in self.table_of and c.name.lower() not in _columns(self.table_of[alias])
 
-    # 1. A qualified column its table lacks, which exactly one other table here has: moved.
-    for c in columns:
-        if misplaced(c) and id(c) not in in_on and len(others := holders(c.name)) == 1:
-            changes.append(f"{c.table}.{c.name} → {written[others[0]]}.{c.name}")
-            c.set("table", exp.to_identifier(written[others[0]]))
+    def move_misplaced(self) -> None:
+        """1. A qualified column its table lacks, which exactly one other table here has."""
+        for c in self.columns:
+            if (self.misplaced(c) and id(c) not in self.in_on
+                    and len(others := self.holders(c.name)) == 1):
+                self.changes.append(f"{c.table}.{c.name} → {self.written[others[0]]}.{c.name}")
+                c.set("table", exp.to_identifier(self.written[others[0]]))
 
-    # 2. An alias that lacks columns read through it (outside ON): pointed at the table that
-    # has them all, the one whose name is nearest when several do.
-    for source in sources:
-        alias = alias_of[id(source)]
-        needed = {c.name.lower() for c in columns if id(c) not in in_on
-                  and (c.table.lower() == alias or (not c.table and len(sources) == 1))}
-        if not needed or needed <= _columns(table_of[alias]):
-            continue
-        fits = [t for t in schema.tables if needed <= _columns(t)]
-        if not fits:
-            continue
-        best = max(fits, key=lambda t: _similarity(t.name, source.name))
-        changes.append(f"{source.name} → {best.name}")
-        if not source.args.get("alias") and alias != best.name.lower():
-            source.set("alias", exp.TableAlias(this=exp.to_identifier(source.name)))
-        source.set("this", exp.to_identifier(best.name))
-        table_of[alias] = best
+    def repoint_aliases(self) -> None:
+        """2. An alias that lacks columns read through it (outside ON): pointed at the table
+        that has them all, the one whose name is nearest when several do."""
+        for source in self.sources:
+            alias = self.alias_of[id(source)]
+            needed = {c.name.lower() for c in self.columns if id(c) not in self.in_on
+                      and (c.table.lower() == alias
+                           or (not c.table and len(self.sources) == 1))}
+            if not needed or needed <= _columns(self.table_of[alias]):
+                continue
+            fits = [t for t in self.schema.tables if needed <= _columns(t)]
+            if not fits:
+                continue
+            best = max(fits, key=lambda t: _similarity(t.name, source.name))
+            self.changes.append(f"{source.name} → {best.name}")
+            if not source.args.get("alias") and alias != best.name.lower():
+                source.set("alias", exp.TableAlias(this=exp.to_identifier(source.name)))
+            source.set("this", exp.to_identifier(best.name))
+            self.table_of[alias] = best
 
-    # 3. A join with no ON, or whose ON names a column its table lacks or equates columns off
-    # the key: remade along the foreign keys, with the tables in between joined first.
-    joins = list(select.args.get("joins") or [])
-    for i, join in enumerate(joins):
-        on, joined = join.args.get("on"), table_of[alias_of[id(join.this)]]
-        broken = on is None or any(misplaced(col) for col in on.find_all(exp.Column))
-        if joined is None or not (broken or _off_key(on, table_of, graph)):
-            continue
-        earlier = [table_of[alias_of[id(s)]] for s in sources[: i + 1]]
-        path = join_path(graph, [t.name.lower() for t in earlier if t], joined.name.lower(),
-                         MAX_BRIDGE + 1)
-        if path is None:
-            continue
-        bridge, last = _bridge(path, table_of, written, alias_of[id(join.this)], schema)
-        new_joins = select.args["joins"]
-        at = new_joins.index(join)
-        select.set("joins", new_joins[:at] + bridge + new_joins[at:])
-        join.set("on", last)
-        through = " through " + ", ".join(j.this.name for j in bridge) if bridge else ""
-        changes.append(f"{join.this.name} joined by its foreign key{through}")
+    def remake_joins(self) -> None:
+        """3. A join with no ON, or whose ON names a column its table lacks or equates columns
+        off the key: remade along the foreign keys, with the tables in between joined first."""
+        select, table_of, alias_of = self.select, self.table_of, self.alias_of
+        for i, join in enumerate(list(select.args.get("joins") or [])):
+            on, joined = join.args.get("on"), table_of[alias_of[id(join.this)]]
+            broken = on is None or any(self.misplaced(col) for col in on.find_all(exp.Column))
+            if joined is None or not (broken or _off_key(on, table_of, self.graph)):
+                continue
+            earlier = [table_of[alias_of[id(s)]] for s in self.sources[: i + 1]]
+            path = join_path(self.graph, [t.name.lower() for t in earlier if t],
+                             joined.name.lower(), MAX_BRIDGE + 1)
+            if path is None:
+                continue
+            bridge, last = _bridge(path, table_of, self.written, alias_of[id(join.this)],
+                                   self.schema)
+            new_joins = select.args["joins"]
+            at = new_joins.index(join)
+            select.set("joins", new_joins[:at] + bridge + new_joins[at:])
+            join.set("on", last)
+            through = " through " + ", ".join(j.this.name for j in bridge) if bridge else ""
+            self.changes.append(f"{join.this.name} joined by its foreign key{through}")
 
-    # 4. A column no table here has: joined from the nearest table that has it.
-    for c in columns:
-        if (c.table and not misplaced(c)) or holders(c.name) or id(c) in in_on:
-            continue
-        owners = [t for t in schema.tables if c.name.lower() in _columns(t)]
-        present = [t.name.lower() for t in table_of.values() if t is not None]
-        paths = [p for t in owners
-                 if (p := join_path(graph, present, t.name.lower(), MAX_BRIDGE + 1)) is not None]
-        if not paths:
-            continue
-        path = min(paths, key=len)
-        target = next(t for t in owners if t.name.lower() == path[-1][2])
-        alias = _free_alias(target.name, table_of)
-        bridge, last = _bridge(path, table_of, written, alias, schema)
-        table_of[alias.lower()], written[alias.lower()] = target, alias
-        select.set("joins", (select.args.get("joins") or []) + bridge
-                   + [exp.Join(this=_table(target.name, alias), on=last)])
-        c.set("table", exp.to_identifier(alias))
-        changes.append(f"{target.name} joined for {c.name}")
-
-    if changes:
-        _qualify_ambiguous(columns, table_of, sources)
-    return changes
+    def join_missing(self) -> None:
+        """4. A column no table here has: joined from the nearest table that has it."""
+        table_of = self.table_of
+        for c in self.columns:
+            if (c.table and not self.misplaced(c)) or self.holders(c.name) or id(c) in self.in_on:
+                continue
+            owners = [t for t in self.schema.tables if c.name.lower() in _columns(t)]
+            present = [t.name.lower() for t in table_of.values() if t is not None]
+            paths = [p for t in owners if (p := join_path(self.graph, present, t.name.lower(),
+                                                          MAX_BRIDGE + 1)) is not None]
+            if not paths:
+                continue
+            path = min(paths, key=len)
+            target = next(t for t in owners if t.name.lower() == path[-1][2])
+            alias = _free_alias(target.name, table_of)
+            bridge, last = _bridge(path, table_of, self.written, alias, self.schema)
+            table_of[alias.lower()], self.written[alias.lower()] = target, alias
+            self.select.set("joins", (self.select.args.get("joins") or []) + bridge
+                            + [exp.Join(this=_table(target.name, alias), on=last)])
+            c.set("table", exp.to_identifier(alias))
+            self.changes.append(f"{target.name} joined for {c.name}")
 
 
 def _off_key(on: exp.Expression | None, table_of: dict[str, Table | None],
