@@ -87,6 +87,7 @@ def ask(
     import json
 
     from model.sqlite.db import Database, DatabaseError, shown_number
+    from tui.safe_text import shown
 
     try:
         database = Database.open(db)  # read-only; a missing file is an error, never created
@@ -135,8 +136,11 @@ def ask(
             if not p.fatal:
                 typer.echo(f"gemma-sql: warning: {p.message}", err=True)
         if columns:
+            # A table for reading: names and values with their control characters drawn
+            # (tui/safe_text.py), never sent to the terminal. --json is the raw form.
+            columns = [shown(c) for c in columns]
             text = [["NULL" if v is None else shown_number(v) if isinstance(v, int | float)
-                     else str(v)[:40] for v in r] for r in rows]
+                     else shown(str(v)[:40]) for v in r] for r in rows]
             widths = [max([len(c), *(len(r[i]) for r in text)]) for i, c in enumerate(columns)]
             # Numbers line up on the right, as in the app's results table.
             right = [bool(rows) and all(isinstance(r[i], int | float) or r[i] is None

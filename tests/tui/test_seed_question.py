@@ -32,5 +32,5 @@ async def test_top_albums_by_sales_come_out_right(chinook: Any, make_app: Any,
         await pilot.pause()
         results = app.query_one("#results")
         assert results.row_count == 10
-        assert results.get_cell_at((0, 0)) == "Battlestar Galactica (Classic), Season 1"
+        assert results.get_cell_at((0, 0)).plain == "Battlestar Galactica (Classic), Season 1"
         assert results.get_cell_at((0, 1)).plain == "35.82"
