@@ -130,11 +130,11 @@ def ask(
     else:
         if answer.sql:
             typer.echo(answer.sql.rstrip(";") + ";")
-        for note in answer.notes:
-            typer.echo(f"gemma-sql: note: {note}", err=True)
+        for note in answer.notes:  # they quote names from the database
+            typer.echo(f"gemma-sql: note: {shown(note)}", err=True)
         for p in answer.problems:
             if not p.fatal:
-                typer.echo(f"gemma-sql: warning: {p.message}", err=True)
+                typer.echo(f"gemma-sql: warning: {shown(p.message)}", err=True)
         if columns:
             # A table for reading: names and values with their control characters drawn
             # (tui/safe_text.py), never sent to the terminal. --json is the raw form.
