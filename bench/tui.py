@@ -1,4 +1,5 @@
-"""TUI figures: first paint, a 1,000-table schema, the first page of a 10-million-row SELECT.
+"""TUI figures: first paint, a 1,000-table schema, the first page of a 10-million-row SELECT,
+keystroke-to-screen latency while a model loads.
 
     .venv/bin/python bench/tui.py            # generated databases are cached (see CACHE)
 
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -189,6 +191,59 @@ def page_after_release(db_path: Path, depth: int) -> float:
     return seconds
 
 
+def _busy_python(stop: threading.Event) -> None:
+    """A model load as the GIL sees it: importing torch and building the model run Python
+    bytecode in the loader's thread (the weights' copies release the GIL; this never does)."""
+    while not stop.is_set():
+        total = 0
+        for i in range(1000):
+            total += i * i
+
+
+async def _keystroke_latency(loading: bool, keys: int = 60) -> list[float]:
+    """Seconds from a key leaving the terminal driver to the refresh that shows it in the
+    editor, one key at a time, with or without a load running in a thread."""
+    from textual import events
+
+    from tui.app import GemmaSqlApp
+    from tui.widgets.editor import SqlEditor
+
+    db = Database.open(CHINOOK)
+    app = GemmaSqlApp(db, load_model=False)
+    stop = threading.Event()
+    seconds = []
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        editor = app.query_one(SqlEditor)
+        loader = threading.Thread(target=_busy_python, args=(stop,), daemon=True)
+        if loading:
+            loader.start()
+        assert app._driver is not None
+        for _ in range(keys):
+            expected = editor.text + "x"
+            key = events.Key("x", "x")
+            key.set_sender(app)
+            started = time.perf_counter()
+            app._driver.send_message(key)  # as the driver's input thread does
+            while editor.text != expected:
+                await asyncio.sleep(0)
+            shown = asyncio.Event()
+            editor.call_after_refresh(shown.set)
+            await shown.wait()
+            seconds.append(time.perf_counter() - started)
+            await asyncio.sleep(0.02)  # typing speed, not a burst
+        stop.set()
+    db.close()
+    return seconds
+
+
+def keystroke_latency(loading: bool) -> tuple[float, float]:
+    """(median, 95th percentile) seconds."""
+    seconds = sorted(asyncio.run(_keystroke_latency(loading)))
+    return statistics.median(seconds), seconds[int(len(seconds) * 0.95)]
+
+
 def main() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     print(f"cancel, interrupt to return:    {cancel_latency() * 1000:.1f} ms (median of 5)")
@@ -212,6 +267,12 @@ def main() -> None:
     inner, outer = first_paint(wide)
     print(f"first paint, 1,000 tables:      {inner:.3f} s in process, {outer:.3f} s with "
           "interpreter start")
+
+    for loading in (False, True):
+        median, p95 = keystroke_latency(loading)
+        during = "during a simulated model load" if loading else "idle"
+        print(f"keystroke to screen, {during + ':':31} median {median * 1000:.1f} ms, "
+              f"p95 {p95 * 1000:.1f} ms")
 
     floor = min(asyncio.run(_first_page(big_table(100_000), False, "SELECT 1"))[0]
                 for _ in range(3))

@@ -189,3 +189,26 @@ def test_a_hot_journal_says_how_to_roll_it_back(crashed_chinook: Path) -> None:
     assert_one_line_error(result, path)
     assert ("has an unfinished write (a hot journal); open it once with --write to roll it back"
             in result.stderr)
+
+
+def test_ask_run_draws_control_characters_in_its_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`gemma-sql ask --run` prints a table for reading: data never reaches the terminal raw
+    (an ESC]2;…BEL would retitle it)."""
+    import types
+
+    from typer.testing import CliRunner
+
+    import model.llm.ask
+    import model.llm.engine
+    from model.llm.ask import Answer
+    from tui.cli import app
+
+    sql = "SELECT char(27)||']2;PWNED'||char(7) AS t, 'a'||char(155)||'b' AS \"c\""
+    monkeypatch.setattr(model.llm.engine, "load_engine",
+                        lambda *a, **k: types.SimpleNamespace(name="scripted"))
+    monkeypatch.setattr(model.llm.ask, "ask", lambda engine, db, question, **k: Answer(question,
+                                                                                       sql))
+    result = CliRunner().invoke(app, ["ask", str(CHINOOK), "anything", "--run"])
+    assert result.exit_code == 0, result.output
+    assert "␛]2;PWNED␇" in result.stdout and "a\ufffdb" in result.stdout
+    assert not any(c in result.stdout for c in "\x1b\x07\x9b")

@@ -23,9 +23,10 @@ from model.sqlite.export import format_for
 from model.sqlite.history import History
 from tui import messages as m
 from tui import workers
+from tui.safe_text import shown
 from tui.widgets.chart import ResultsChart, chart_of, theme_colors
 from tui.widgets.confirm import ConfirmScreen
-from tui.widgets.editor import SqlEditor
+from tui.widgets.editor import RUN_KEYS, SqlEditor
 from tui.widgets.export import ExportScreen
 from tui.widgets.history import HistoryScreen
 from tui.widgets.notes import SqlNotes
@@ -47,7 +48,9 @@ class GemmaSqlApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "gemma-sql"
     BINDINGS = [
-        Binding("ctrl+j,ctrl+enter", "run_query", "Run", priority=True),
+        # Not a priority key: the editor takes ctrl+j from its own queue, after the keys typed
+        # before it (see tui/widgets/editor.py); this binding serves the other widgets.
+        Binding(",".join(RUN_KEYS), "run_query", "Run"),
         Binding("escape", "cancel", "Cancel"),
         Binding("f1", "toggle_keys", "Keys"),
         Binding("f2", "focus('editor')", "Editor", priority=True),
@@ -73,6 +76,7 @@ class GemmaSqlApp(App[None]):
         self.engine = engine  # None until loaded; tests pass a scripted one
         self.history = history or History()
         self.result: QueryResult | None = None  # the result on screen, maybe half fetched
+        self.result_changed_data = False  # its statement wrote: never run it again
         self.cancel_generation = threading.Event()
 
     def compose(self) -> ComposeResult:
@@ -91,7 +95,7 @@ class GemmaSqlApp(App[None]):
 
     def on_mount(self) -> None:
         mode = "read-write" if self.database.write else "read-only"
-        self.title = f"gemma-sql · {self.database.path.name}"
+        self.title = f"gemma-sql · {shown(self.database.path.name)}"
         self.status.say(f"{self.database.path.name} ({mode}) · F1 keys")
         if self.engine is not None:
             self.status.model(workers.describe_engine(self.engine))
@@ -132,10 +136,11 @@ class GemmaSqlApp(App[None]):
         workers.count_rows(self.database, tables, self.post_message)
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
-    def export(self, sql: str, columns: list[str], path: str) -> None:
+    def export(self, sql: str, columns: list[str], path: str,
+               fetched: list[tuple[Any, ...]] | None = None) -> None:
         worker = get_current_worker()
         workers.export_result(self.database, sql, columns, path, lambda: worker.is_cancelled,
-                              self.post_message)
+                              self.post_message, fetched)
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
     def export_chart(self, chart: Chart, path: str, colors: list[str]) -> None:
@@ -155,10 +160,16 @@ class GemmaSqlApp(App[None]):
     # Actions
 
     def action_run_query(self) -> None:
+        self.query_one(SqlEditor).want_run()
+
+    @on(SqlEditor.RunWanted)
+    def _run_wanted(self, message: SqlEditor.RunWanted) -> None:
+        if isinstance(self.screen, ModalScreen):  # a dialog opened while it was on its way
+            return
         if self._busy("query"):  # one connection: a second statement would queue behind it
             self.status.say("a query is running: escape cancels it", "warning")
             return
-        statements = self.query_one(SqlEditor).statements_to_run()
+        statements = message.statements
         if not statements:
             self.status.say("nothing to run", "warning")
             return
@@ -182,6 +193,13 @@ class GemmaSqlApp(App[None]):
             if tries > 1:
                 self.set_timer(0.05, lambda: self._interrupt_query(worker, tries - 1))
 
+    async def action_quit(self) -> None:
+        # Python waits for worker threads before the process ends: a query or generation left
+        # running would keep it alive, screen gone, until done. (A model still loading cannot
+        # be stopped: quitting waits for it.)
+        self.action_cancel()
+        await super().action_quit()
+
     def action_toggle_keys(self) -> None:
         if self.screen.query("HelpPanel"):
             self.action_hide_help_panel()
@@ -201,16 +219,20 @@ class GemmaSqlApp(App[None]):
         if result is None or not result.columns:
             self.status.say("no result to export: run a query first", "warning")
             return
+        # A statement that changed data (INSERT … RETURNING) is never run again: the rows
+        # on screen are the export. Reads run again, for every row (issue 22).
+        fetched = list(table.raw) if self.result_changed_data else None
 
         def chosen(path: str | None) -> None:
             if path and format_for(path) == "png":
                 self._export_chart(path)
             elif path:
                 self.status.say(f"exporting to {path}…")
-                self.export(result.sql, result.columns, path)
+                self.export(result.sql, result.columns, path, fetched)
 
         default = str(Path.cwd() / f"{self.database.path.stem}-result.csv")
-        self.push_screen(ExportScreen(default, len(table.raw)), chosen)
+        self.push_screen(ExportScreen(default, len(table.raw), runs_again=fetched is None),
+                         chosen)
 
     # The chart (F4): of the rows loaded, never fetching more
 
@@ -254,6 +276,7 @@ class GemmaSqlApp(App[None]):
         if self.result is not None and self.result is not result:
             self.result.close()
         self.result = result
+        self.result_changed_data = message.changed_data
         if result.columns:
             table.show(result.columns, message.rows, not result.exhausted, message.seconds)
             self.status.say(f"{table.border_subtitle}")
@@ -286,7 +309,8 @@ class GemmaSqlApp(App[None]):
             self.status.say("query cancelled", "warning")
         else:
             self.status.say(f"error: {message.error}", "error")
-            self.notify(message.error, title="Query failed", severity="error")
+            self.notify(shown(message.error), title="Query failed", severity="error",
+                        markup=False)
 
     @on(m.ConfirmWrite)
     def _confirm_write(self, message: m.ConfirmWrite) -> None:
@@ -315,7 +339,8 @@ class GemmaSqlApp(App[None]):
     def _exported(self, message: m.Exported) -> None:
         if message.error:
             self.status.say(f"export failed: {message.error}", "error")
-            self.notify(message.error, title="Export failed", severity="error")
+            self.notify(shown(message.error), title="Export failed", severity="error",
+                        markup=False)
         else:
             self.status.say(f"exported {message.rows:,} rows to {message.path}")
 

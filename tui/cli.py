@@ -92,6 +92,7 @@ def ask(
     import json
 
     from model.sqlite.db import Database, DatabaseError, shown_number
+    from tui.safe_text import shown
 
     if chart is not None and chart.suffix.lower() != ".png":
         raise fail(f"{chart}: --chart writes a .png")
@@ -140,14 +141,17 @@ def ask(
     else:
         if answer.sql:
             typer.echo(answer.sql.rstrip(";") + ";")
-        for note in answer.notes:
-            typer.echo(f"gemma-sql: note: {note}", err=True)
+        for note in answer.notes:  # they quote names from the database
+            typer.echo(f"gemma-sql: note: {shown(note)}", err=True)
         for p in answer.problems:
             if not p.fatal:
-                typer.echo(f"gemma-sql: warning: {p.message}", err=True)
+                typer.echo(f"gemma-sql: warning: {shown(p.message)}", err=True)
         if columns:
+            # A table for reading: names and values with their control characters drawn
+            # (tui/safe_text.py), never sent to the terminal. --json is the raw form.
+            columns = [shown(c) for c in columns]
             text = [["NULL" if v is None else shown_number(v) if isinstance(v, int | float)
-                     else str(v)[:40] for v in r] for r in rows]
+                     else shown(str(v)[:40]) for v in r] for r in rows]
             widths = [max([len(c), *(len(r[i]) for r in text)]) for i, c in enumerate(columns)]
             # Numbers line up on the right, as in the app's results table.
             right = [bool(rows) and all(isinstance(r[i], int | float) or r[i] is None

@@ -25,6 +25,7 @@ class QueryRan(Message):
     rows: list[tuple[Any, ...]]
     seconds: float
     remaining: int = 0  # statements of a selection still to run after this one
+    changed_data: bool = False  # never to be run again, not even by an export (issue 22)
 
 
 @dataclass

@@ -51,12 +51,13 @@ def run_statements(db: Database, history: History, statements: list[str], confir
         # Close the old cursor first: a statement left open would keep SQLite's "running"
         # count above zero, and an interrupt meant for it would hit the new query too.
         previous.close()
-    if db.write and not confirmed:
-        writes = [s for s in statements if db.changes_data(s)]
-        if writes:
-            post(ConfirmWrite(statements))
-            return
+    if db.write and not confirmed and any(db.changes_data(s) for s in statements):
+        post(ConfirmWrite(statements))
+        return
     for i, sql in enumerate(statements):
+        # Asked just before it runs, after the statements before it (which may create what it
+        # writes to). Read-only sessions refuse every write: nothing they show changed data.
+        changed_data = db.write and db.changes_data(sql)
         started = time.perf_counter()
         try:
             result = db.execute(sql)
@@ -70,7 +71,8 @@ def run_statements(db: Database, history: History, statements: list[str], confir
         seconds = time.perf_counter() - started
         history.add(Entry.now(sql, db.path.name, seconds,
                               len(rows) if result.columns else result.rows_changed))
-        post(QueryRan(result, rows, seconds, remaining=len(statements) - i - 1))
+        post(QueryRan(result, rows, seconds, remaining=len(statements) - i - 1,
+                      changed_data=changed_data))
 
 
 def fetch_more(db: Database, result: QueryResult, post: Post) -> None:
@@ -102,9 +104,13 @@ def count_rows(db: Database, tables: list[str], post: Post) -> None:
 
 
 def export_result(db: Database, sql: str, columns: list[str], path: str,
-                  cancelled: Callable[[], bool], post: Post) -> None:
+                  cancelled: Callable[[], bool], post: Post,
+                  fetched: list[tuple[Any, ...]] | None = None) -> None:
+    """Run `sql` again and stream every row to `path`; or, given `fetched`, write just those
+    rows (a statement that changed data must not run twice)."""
     try:
-        n = export.write(path, columns, db.iter_rows(sql), cancelled)
+        rows = fetched if fetched is not None else db.iter_rows(sql)
+        n = export.write(path, columns, rows, cancelled)
     except (export.ExportError, DatabaseError) as e:
         post(Exported(path, None, one_line(e)))
         return

@@ -57,8 +57,15 @@ def session(tmp_path: Path) -> Iterator[str]:
     shutil.copy(CHINOOK, db)
     name = f"gemma-sql-test-{uuid.uuid4().hex[:8]}"
     env = f"GEMMA_SQL_DATA_DIR={tmp_path / 'data'} TERM=xterm-256color"
-    tmux("new-session", "-d", "-s", name, "-x", "160", "-y", "48",
-         f"env {env} {GEMMA_SQL} --no-model {db}")
+    for attempt in range(10):  # the previous test's server may still be shutting down
+        try:
+            tmux("new-session", "-d", "-s", name, "-x", "160", "-y", "48",
+                 f"env {env} {GEMMA_SQL} --no-model {db}")
+            break
+        except subprocess.CalledProcessError:
+            if attempt == 9:
+                raise
+            time.sleep(0.2)
     try:
         yield name
     finally:
@@ -73,4 +80,26 @@ def test_query_in_a_real_terminal(session: str) -> None:
     wait_for(session, "For Those About To Rock We Salute You")
     screen = wait_for(session, "1 row · ")
     assert "Balls to the Wall" not in screen  # only the one row
+    send(session, "C-q")
+
+
+def test_a_statement_typed_ahead_of_ctrl_j_runs_as_typed(session: str) -> None:
+    wait_for(session, "albums")
+    send(session, "F2")
+    # The text and ctrl+j in one go (a fast typist, a script): they reach the app together.
+    tmux("send-keys", "-t", session, "-l", "SELECT 42 AS answer", ";",
+         "send-keys", "-t", session, "C-j")
+    screen = wait_for(session, "1 row · ")
+    assert "nothing to run" not in screen
+    send(session, "C-q")
+
+
+def test_data_cannot_retitle_the_terminal(session: str) -> None:
+    wait_for(session, "albums")
+    title = tmux("display", "-p", "-t", session, "#{pane_title}")
+    send(session, "F2")
+    send(session, "SELECT char(27)||']2;PWNED'||char(7) AS t", literal=True)
+    send(session, "C-j")
+    wait_for(session, "1 row · ")
+    assert tmux("display", "-p", "-t", session, "#{pane_title}") == title
     send(session, "C-q")

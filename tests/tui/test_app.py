@@ -96,7 +96,7 @@ async def test_query_shows_rows_count_and_time(chinook, make_app):
         table = results(app)
         assert [str(c.label) for c in table.columns.values()] == ["AlbumId", "Title"]
         assert table.row_count == 3
-        assert table.get_cell_at(Coordinate(0, 1)) == "For Those About To Rock We Salute You"
+        assert table.get_cell_at(Coordinate(0, 1)).plain == "For Those About To Rock We Salute You"
         assert table.border_subtitle.startswith("3 rows · ")
         assert table.border_subtitle.endswith(" s")
 
@@ -125,7 +125,7 @@ async def test_results_are_paged(numbers_db, make_app):
             await settle(app, pilot)
             assert table.row_count == expected
         assert table.border_subtitle.startswith("2,000 rows · ")
-        assert table.get_cell_at(Coordinate(1999, 1)) == "row 2000"
+        assert table.get_cell_at(Coordinate(1999, 1)).plain == "row 2000"
 
 
 @pytest.mark.parametrize(
@@ -197,6 +197,23 @@ async def test_escape_cancels_a_long_query(chinook, make_app):
         assert results(app).row_count == 1
 
 
+async def test_quitting_stops_a_running_query(chinook, make_app):
+    """Python waits for worker threads before the process ends: a query left running kept it
+    alive, screen gone, until the query finished (minutes, for this one)."""
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one(SqlEditor).text = LONG_QUERY
+        await pilot.press("ctrl+j")
+        await asyncio.sleep(0.3)  # let SQLite get going
+        assert app._busy("query")
+        await pilot.press("ctrl+q")
+    for _ in range(100):  # the worker's thread records how its query ended
+        if app.history.entries():
+            break
+        await asyncio.sleep(0.1)
+    assert [e.error for e in app.history.entries()] == ["query cancelled"]
+
+
 async def test_history_is_persisted_and_reusable(chinook, make_app, data_dir):
     app = make_app(chinook)
     async with app.run_test(size=SIZE) as pilot:
@@ -243,6 +260,66 @@ async def test_export_streams_every_row(numbers_db, make_app, tmp_path, suffix):
         assert table.num_rows == 2000 and table.column("n").to_pylist()[-1] == 2000
 
 
+def genre_count(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT count(*) FROM genres").fetchone()[0]
+    finally:
+        conn.close()
+
+
+async def export_to(app: GemmaSqlApp, pilot: Pilot, out: Path) -> str:
+    """ctrl+e to `out`; the dialog's note."""
+    await pilot.press("ctrl+e")
+    assert isinstance(app.screen, ExportScreen)
+    note = str(app.screen.query_one("#export-note").render())
+    app.screen.query_one("#export-path").value = str(out)
+    await pilot.press("enter")
+    await settle(app, pilot)
+    return note
+
+
+async def test_export_never_runs_a_statement_that_changed_data_again(chinook, make_app,
+                                                                     tmp_path):
+    """Issue 22: INSERT … RETURNING, confirmed once, then exported: one row inserted."""
+    before = genre_count(chinook)
+    app = make_app(chinook, write=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, "INSERT INTO genres(Name) VALUES('Xdup') RETURNING GenreId")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert genre_count(chinook) == before + 1
+        note = await export_to(app, pilot, tmp_path / "inserted.csv")
+        assert genre_count(chinook) == before + 1  # asked once, done once
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert "Writes the 1 row shown; the statement changed data and is not run again" in note
+        assert status(app) == f"exported 1 rows to {tmp_path / 'inserted.csv'}"
+        # A read in the same write session still runs again, for every row.
+        await run_sql(app, pilot, "SELECT GenreId FROM genres ORDER BY GenreId")
+        note = await export_to(app, pilot, tmp_path / "all.csv")
+        assert "every row" in note
+    assert (tmp_path / "inserted.csv").read_text().splitlines() == ["GenreId", str(before + 1)]
+    assert len((tmp_path / "all.csv").read_text().splitlines()) == 1 + before + 1
+    assert genre_count(chinook) == before + 1
+
+
+async def test_history_puts_a_statement_back_without_running_it(chinook, make_app):
+    before = genre_count(chinook)
+    app = make_app(chinook, write=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, "INSERT INTO genres(Name) VALUES('Once')")
+        await pilot.press("y")
+        await settle(app, pilot)
+        app.query_one(SqlEditor).text = ""
+        await pilot.press("f8", "enter")
+        await settle(app, pilot)
+        assert app.query_one(SqlEditor).text == "INSERT INTO genres(Name) VALUES('Once')"
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert len(app.history.entries()) == 1
+    assert genre_count(chinook) == before + 1
+
+
 async def test_null_blob_and_long_text_rendering(numbers_db, make_app):
     app = make_app(numbers_db)
     async with app.run_test(size=SIZE) as pilot:
@@ -250,9 +327,9 @@ async def test_null_blob_and_long_text_rendering(numbers_db, make_app):
         table = results(app)
         null, text_null, blob, long = (table.get_cell_at(Coordinate(i, 0)) for i in range(4))
         assert isinstance(null, Text) and null.plain == "∅" and null.style == "dim italic"
-        assert text_null == "NULL"  # a plain string, no special style
+        assert text_null.plain == "NULL" and not text_null.style  # plain text, no special style
         assert isinstance(blob, Text) and blob.plain == "<blob 1.2 KB>"
-        assert len(long) == 80 and long.endswith("…")
+        assert len(long) == 80 and long.plain.endswith("…")
 
 
 async def test_reals_read_as_the_sqlite3_shell_prints_them(chinook, make_app):

@@ -1,4 +1,8 @@
-"""Asks before a statement that changes data runs (write sessions only)."""
+"""Asks before a statement that changes data runs (write sessions only).
+
+The statements and the file name are shown as they are (tui/safe_text.py): no markup, control
+characters visible, so what is asked about is what runs.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
+
+from tui.safe_text import plain
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -23,8 +29,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box", classes="dialog"):
-            yield Label(f"This changes data in {self.database}. Run it?", classes="title")
-            yield Static("\n\n".join(self.statements), id="confirm-sql", markup=False)
+            yield Label(plain(f"This changes data in {self.database}. Run it?"), classes="title")
+            yield Static(plain("\n\n".join(self.statements), lines=True), id="confirm-sql")
             with Horizontal(classes="buttons"):
                 yield Button("Run (y)", variant="error", id="confirm-run")
                 yield Button("Cancel (n)", variant="primary", id="confirm-cancel")

@@ -1,14 +1,35 @@
-"""The SQL editor: a tree-sitter highlighted TextArea that knows its statement under the cursor."""
+"""The SQL editor: a tree-sitter highlighted TextArea that knows its statement under the cursor.
+
+Keys are applied in the order typed. Textual (8.x) forwards each key into the editor's own
+queue, but resolves a widget's bindings (backspace, arrows, undo) only once the key has bubbled
+back up to the app through each parent's queue, by which time the editor may have inserted
+characters typed after it; and an app-level priority ctrl+j read the editor before the keys
+typed ahead of it were in. So the editor applies its own bindings as it takes each key from
+its queue, and reads the statement for ctrl+j there too, handing it to the app in a
+`RunWanted`.
+"""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import events
+from textual.message import Message
 from textual.widgets import TextArea
 
 from model.sqlite.statements import offset_of, split, statement_at
+from tui.safe_text import shown
+
+RUN_KEYS = ("ctrl+j", "ctrl+enter")
 
 
 class SqlEditor(TextArea):
+    class RunWanted(Message):
+        """ctrl+j: the statements to run, read once every key typed before it was in."""
+
+        def __init__(self, statements: list[str]) -> None:
+            super().__init__()
+            self.statements = statements
+
     def statements_to_run(self) -> list[str]:
         """The selection's statements if there is a selection, else the one under the cursor."""
         if self.selected_text.strip():
@@ -16,6 +37,14 @@ class SqlEditor(TextArea):
         row, col = self.cursor_location
         sql = statement_at(self.text, offset_of(self.text, row, col))
         return [sql] if sql else []
+
+    def want_run(self) -> None:
+        """Ask for a run of what the editor holds once the keys already sent to it are in
+        (for ctrl+j pressed in another widget)."""
+        self.call_later(self._post_run_wanted)  # queued behind those keys
+
+    def _post_run_wanted(self) -> None:
+        self.post_message(self.RunWanted(self.statements_to_run()))
 
     def append(self, text: str) -> None:
         self.insert(text, self.document.end)
@@ -30,11 +59,33 @@ class SqlEditor(TextArea):
         self.insert(text)
         self.focus()
 
+    def get_line(self, line_index: int) -> Text:
+        # Control characters (in a pasted value, a table's name) drawn visibly, one for one,
+        # so the cursor stays on its character (highlighting after one may shift: tree-sitter
+        # counts UTF-8 bytes). Tabs stay tabs.
+        return Text(shown(self.document.get_line(line_index), lines=True), end="",
+                    no_wrap=True)
+
     async def _on_key(self, event: events.Key) -> None:
         # Textual calls each class's _on_key along the MRO; TextArea's runs after this one
-        # unless prevented. TextArea would move focus on escape; here escape cancels a
-        # running query or generation, as everywhere else in the app.
+        # unless prevented.
         if event.key == "escape":
+            # TextArea would move focus on escape; here escape cancels a running query or
+            # generation, as everywhere else in the app.
             event.stop()
             event.prevent_default()
             await self.app.run_action("cancel")
+        elif event.key in RUN_KEYS:
+            event.stop()
+            event.prevent_default()
+            self._post_run_wanted()
+        elif not event.is_printable and await self._run_own_binding(event.key):
+            event.stop()  # handled here: the app must not run it again when it bubbles up
+            event.prevent_default()
+
+    async def _run_own_binding(self, key: str) -> bool:
+        # As App._check_bindings does for this widget (the app sets no keymap).
+        for binding in self._bindings.key_to_bindings.get(key, ()):
+            if not binding.priority and await self.app.run_action(binding.action, self):
+                return True
+        return False

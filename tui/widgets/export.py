@@ -1,4 +1,9 @@
-"""Ctrl+E: asks where to export the current result; the extension picks the format."""
+"""Ctrl+E: asks where to export the current result; the extension picks the format.
+
+A read-only statement runs again so every row is exported, not only the loaded pages. A
+statement that changed data never runs again (issue 22): the rows it returned and the app
+fetched are written as they are, and the dialog says so.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +15,33 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from model.sqlite.export import ExportError, format_for
+from tui.safe_text import VisibleControls, plain
 
 
 class ExportScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, default_path: str, loaded_rows: int) -> None:
+    def __init__(self, default_path: str, loaded_rows: int, runs_again: bool = True) -> None:
         super().__init__()
         self.default_path = default_path
         self.loaded_rows = loaded_rows
+        self.runs_again = runs_again
 
     def compose(self) -> ComposeResult:
+        if self.runs_again:
+            what = (f"The query runs again and every row is streamed to the file, not only "
+                    f"the {self.loaded_rows:,} loaded here.")
+        else:
+            rows = f"{self.loaded_rows:,} row{'s' * (self.loaded_rows != 1)}"
+            what = f"Writes the {rows} shown; the statement changed data and is not run again."
         with Vertical(id="export-box", classes="dialog"):
             yield Label("Export the result", classes="title")
             yield Static(
-                f"The query runs again and every row is streamed to the file, not only "
-                f"the {self.loaded_rows:,} loaded here. The extension picks the format: "
-                ".csv, .json or .parquet; .png draws the chart (F4) of the loaded rows.",
+                f"{what} The extension picks the format: .csv, .json or .parquet; .png draws "
+                "the chart (F4) of the loaded rows.",
                 id="export-note",
             )
-            yield Input(self.default_path, id="export-path")
+            yield Input(self.default_path, id="export-path", highlighter=VisibleControls())
             yield Label("", id="export-error")
             with Horizontal(classes="buttons"):
                 yield Button("Export", variant="primary", id="export-ok")
@@ -41,8 +53,8 @@ class ExportScreen(ModalScreen[str | None]):
         path = self.query_one("#export-path", Input).value.strip()
         try:
             format_for(path)
-        except ExportError as e:
-            self.query_one("#export-error", Label).update(str(e))
+        except ExportError as e:  # it quotes the path, which may hold anything
+            self.query_one("#export-error", Label).update(plain(str(e)))
             return
         self.dismiss(path)
 

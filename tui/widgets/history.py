@@ -1,4 +1,7 @@
-"""F8: the statements run before, newest first; Enter puts one into the editor."""
+"""F8: the statements run before, newest first; Enter puts one into the editor (never runs it).
+
+Entries are shown with tui/safe_text.py: a statement or its error may quote hostile data.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +15,19 @@ from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
 from model.sqlite.history import Entry
+from tui.safe_text import plain, shown
 
 
 def _prompt(entry: Entry) -> Text:
     sql = " ".join(entry.sql.split())
-    text = Text(sql[:120] + ("…" if len(sql) > 120 else ""))
+    text = plain(sql[:120] + ("…" if len(sql) > 120 else ""))
     when = entry.timestamp.replace("T", " ")[:19]
     if entry.error:
         outcome = f"error: {entry.error}"
     else:
         outcome = f"{entry.rows} row{'s' * (entry.rows != 1)}"
-    text.append(f"\n  {when} · {entry.database} · {outcome} · {entry.seconds:.3f} s",
-                style="dim")
+    details = f"{when} · {entry.database} · {outcome} · {entry.seconds:.3f} s"
+    text.append("\n  " + shown(details), style="dim")
     return text
 
 

@@ -6,6 +6,8 @@ from textual import on
 from textual.message import Message
 from textual.widgets import Input
 
+from tui.safe_text import VisibleControls
+
 
 class QuestionBox(Input):
     class Asked(Message):
@@ -14,7 +16,9 @@ class QuestionBox(Input):
             self.question = question
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(placeholder="Ask about this database…", **kwargs)  # type: ignore[arg-type]
+        # A pasted control character is drawn visibly, not sent to the terminal.
+        super().__init__(placeholder="Ask about this database…",  # type: ignore[arg-type]
+                         highlighter=VisibleControls(), **kwargs)
 
     @on(Input.Submitted)
     def _asked(self, event: Input.Submitted) -> None:

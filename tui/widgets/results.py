@@ -1,8 +1,9 @@
 """The results table: a page of rows at a time, more as the cursor nears the end.
 
 Cells are rendered for reading: NULL is a dim italic ∅ (the text 'NULL' stays plain text),
-blobs show their size, long text is cut, REALs read as the sqlite3 shell prints them. Copying
-uses the raw value.
+blobs show their size, long text is cut, REALs read as the sqlite3 shell prints them. Text and
+column names are data: never markup, control characters drawn visibly (tui/safe_text.py).
+Copying uses the raw value.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from model.sqlite.db import shown_number
+from tui.safe_text import plain
 
 MAX_CELL_CHARS = 80
 # Ask for the next page when the cursor or the view comes within this many rows of the end.
@@ -34,17 +36,18 @@ def human_size(n: int) -> str:
     return f"{n} B"  # unreachable
 
 
-def render_cell(value: Any) -> Text | str:
+def render_cell(value: Any) -> Text:
     if value is None:
         return NULL
     if isinstance(value, bytes):
         return Text(f"<blob {human_size(len(value))}>", style="dim")
     if isinstance(value, int | float):
         return Text(shown_number(value), justify="right")
-    text = str(value).replace("\r\n", "↵").replace("\n", "↵")
+    # Enough of a long text to fill the cell (each ↵ may stand for two characters).
+    text = str(value)[: 2 * MAX_CELL_CHARS + 2].replace("\r\n", "↵").replace("\n", "↵")
     if len(text) > MAX_CELL_CHARS:
         text = text[: MAX_CELL_CHARS - 1] + "…"
-    return text
+    return plain(text)
 
 
 def copy_text(value: Any) -> str:
@@ -84,7 +87,7 @@ class ResultsTable(DataTable[Any]):
         self.raw = []
         self.columns_names = columns
         self.seconds = seconds
-        self.add_columns(*columns)
+        self.add_columns(*(plain(name) for name in columns))
         self.more = False
         self.append(rows, more)
 

@@ -3,6 +3,7 @@
 Row counts are lazy: a table is counted when its node is on screen or expanded, never all at
 once, so a database with thousands of tables paints at once. The app does the counting in a
 thread worker (on its own connection) and hands the number back with `set_count`.
+Names are data: labels are built with tui/safe_text.py, never parsed as markup.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from model.sqlite.schema import Schema, Table, quote
+from tui.safe_text import plain, shown
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class SchemaTree(Tree[SchemaItem]):
             self.text = text
 
     def __init__(self, schema: Schema, label: str, **kwargs: object) -> None:
-        super().__init__(label, **kwargs)  # type: ignore[arg-type]
+        super().__init__(plain(label), **kwargs)  # type: ignore[arg-type]
         self.auto_expand = False  # Enter inserts the name; space/click toggles
         self.show_root = False
         self._counts: dict[str, int | None] = {}
@@ -67,7 +69,7 @@ class SchemaTree(Tree[SchemaItem]):
         self.root.expand()
 
     def _label(self, table: Table) -> Text:
-        label = Text(table.name, style="bold" if table.kind == "table" else "italic")
+        label = plain(table.name, style="bold" if table.kind == "table" else "italic")
         if table.kind == "view":
             label.append(" view", style="dim")
         count = self._counts.get(table.name)
@@ -115,14 +117,14 @@ class SchemaTree(Tree[SchemaItem]):
         table = self._table_info[item.name]
         fks = {fk.column: fk for fk in table.foreign_keys}
         for col in table.columns:
-            label = Text(col.name)
-            label.append(f" {col.type or 'ANY'}", style="dim")
+            label = plain(col.name)
+            label.append(f" {shown(col.type or 'ANY')}", style="dim")
             if col.primary_key:
                 label.append(" PK", style="bold yellow")
             if col.not_null and not col.primary_key:
                 label.append(" NOT NULL", style="dim")
             if fk := fks.get(col.name):
-                label.append(f" -> {fk.ref_table}.{fk.ref_column}", style="cyan")
+                label.append(f" -> {shown(fk.ref_table)}.{shown(fk.ref_column)}", style="cyan")
             node.add_leaf(label, SchemaItem("column", col.name, table.name))
         self._ask([item.name])
 

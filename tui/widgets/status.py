@@ -1,10 +1,16 @@
-"""The status line: what just happened on the left, the model's state on the right."""
+"""The status line: what just happened on the left, the model's state on the right.
+
+Both sides often carry data (a file name, SQLite's error about a table): shown as plain text,
+never parsed as markup, control characters drawn visibly (tui/safe_text.py).
+"""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label
+
+from tui.safe_text import plain
 
 
 class StatusBar(Horizontal):
@@ -14,12 +20,12 @@ class StatusBar(Horizontal):
 
     def say(self, text: str, severity: str = "information") -> None:
         label = self.query_one("#status-message", Label)
-        label.update(text)
+        label.update(plain(text))
         label.set_class(severity == "error", "-error")
         label.set_class(severity == "warning", "-warning")
 
     def model(self, text: str) -> None:
-        self.query_one("#status-model", Label).update(text)
+        self.query_one("#status-model", Label).update(plain(text))
 
     @property
     def message(self) -> str:
