@@ -199,12 +199,12 @@ def test_ask_run_draws_control_characters_in_its_table(monkeypatch: pytest.Monke
     from typer.testing import CliRunner
 
     import model.llm.ask
-    import model.llm.engine
+    import model.llm.loading
     from model.llm.ask import Answer
     from tui.cli import app
 
     sql = "SELECT char(27)||']2;PWNED'||char(7) AS t, 'a'||char(155)||'b' AS \"c\""
-    monkeypatch.setattr(model.llm.engine, "load_engine",
+    monkeypatch.setattr(model.llm.loading, "load_engine",
                         lambda *a, **k: types.SimpleNamespace(name="scripted"))
     monkeypatch.setattr(model.llm.ask, "ask", lambda engine, db, question, **k: Answer(question,
                                                                                        sql))
