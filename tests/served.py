@@ -31,13 +31,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def transformers_serve(weights: Path, log: Path, start_timeout_s: float = 600.0
-                       ) -> Iterator[str]:
+def transformers_serve(weights: Path, log: Path, start_timeout_s: float = 600.0,
+                       extra: list[str] | None = None) -> Iterator[str]:
     """The server's API root (http://127.0.0.1:PORT/v1) once it answers /health; stopped on
-    leaving. Its output goes to `log`, whose end a failed start shows."""
+    leaving. Its output goes to `log`, whose end a failed start shows. `extra`: more flags
+    (bench/serve.py's --serve-args)."""
     port = free_port()
     command = [sys.executable, "-m", "transformers.cli.transformers", "serve", "--host",
-               "127.0.0.1", "--port", str(port), "--device", "cpu", str(weights)]
+               "127.0.0.1", "--port", str(port), "--device", "cpu", *(extra or []), str(weights)]
     with log.open("w") as out:
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                   env={**os.environ, "HF_HUB_OFFLINE": "1"})

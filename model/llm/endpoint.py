@@ -211,7 +211,10 @@ class EndpointEngine:
             with self._answer(prompt, options, cancel, logprobs=True) as (route, response):
                 reply = parse_json(response.read(MAX_BODY).decode("utf-8", "replace"))
         except _Refused as e:
-            if e.status in (400, 422) and self.samples is None:  # `n` or `logprobs` refused
+            # The first sampling request refused, right after the same prompt's greedy answer:
+            # `n` or `logprobs` (llama-server answers 400 or 500 "Only one completion choice is
+            # allowed", depending on its version).
+            if self.samples is None:
                 self.samples = False
                 return []
             raise self._refused(e) from None

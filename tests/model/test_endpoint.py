@@ -226,11 +226,14 @@ def test_no_candidates_from_a_server_that_ignores_n() -> None:
     assert server.hits("/v1/completions") == 1  # greedy alone from then on
 
 
-def test_no_candidates_from_a_server_that_refuses_n() -> None:
+@pytest.mark.parametrize("status", [400, 500])  # llama-server's, by version
+def test_no_candidates_from_a_server_that_refuses_n(status: int) -> None:
     refuse = lambda h, body: h.json(  # noqa: E731 (llama-server's words)
-        {"error": {"message": "Only one completion choice is allowed"}}, 400)
+        {"error": {"message": "Only one completion choice is allowed"}}, status)
     with scripted_server({"/v1/models": models("gemma-sql"), "/v1/completions": refuse}) as server:
-        assert connect(server.url).beams(PROMPT, n=4) == []
+        engine = connect(server.url)
+        assert engine.beams(PROMPT, n=4) == [] and engine.beams(PROMPT, n=4) == []
+    assert server.hits("/v1/completions") == 1
 
 
 @pytest.mark.parametrize(("asked", "served", "chosen"), [
