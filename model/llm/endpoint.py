@@ -118,6 +118,7 @@ class EndpointEngine:
         self.route: str | None = None  # COMPLETIONS or CHAT, once a request has found which
         self.samples: bool | None = None  # whether one request gets `n` answers
         self._local = threading.local()
+        self._latest = GenerationStats()
 
     @property
     def name(self) -> str:
@@ -127,12 +128,14 @@ class EndpointEngine:
 
     @property
     def last_stats(self) -> GenerationStats:
-        stats: GenerationStats = getattr(self._local, "stats", None) or GenerationStats()
+        """The figures of this thread's last answer; in a thread that asked nothing (the app's
+        own, showing the rate), of the last answer of all."""
+        stats: GenerationStats = getattr(self._local, "stats", None) or self._latest
         return stats
 
     @last_stats.setter
     def last_stats(self, stats: GenerationStats) -> None:
-        self._local.stats = stats
+        self._local.stats = self._latest = stats
 
     def warm(self, shared: str) -> None:
         """Nothing to send ahead: a server keeps a prompt's shared beginning itself (vLLM's

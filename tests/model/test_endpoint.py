@@ -295,6 +295,7 @@ def test_threads_ask_at_once_each_with_its_own_figures() -> None:
             t.join(10)
         assert time.monotonic() - started < 10
     assert texts == {i: f"{i:03d}" for i in range(4)} and set(figures.values()) == {1}
+    assert engine.last_stats.tokens == 1  # a thread that asked nothing sees the last answer's
 
 
 def test_the_error_body_is_read_whatever_its_shape() -> None:

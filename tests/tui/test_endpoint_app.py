@@ -45,6 +45,7 @@ async def test_sql_from_the_server_streams_into_the_editor(chinook, make_app):
             assert app.query_one(SqlEditor).text == "SELECT\n  COUNT(*)\nFROM albums"
             assert seen.count("SqlChunk") >= len(COUNT_ALBUMS) and "SqlDone" in seen
             assert "ctrl+j runs it" in status(app).message
+            assert status(app).model_text.endswith(" tok/s")  # the worker thread's figures
 
 
 async def test_escape_closes_the_request(chinook, make_app):
