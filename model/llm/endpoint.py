@@ -182,12 +182,10 @@ class EndpointEngine:
         except GeneratorExit:
             stats.stop = "closed"
             raise
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, http.client.HTTPException, Malformed) as e:  # or a cut-off reply
             if not _is_set(cancel):
                 raise self._broken(e) from None
             stats.stop = "cancel"
-        except Malformed as e:
-            raise EndpointError(f"{self.endpoint.url} sent a malformed stream: {e}") from None
         except _Refused as e:
             raise self._refused(e) from None
         finally:
@@ -221,12 +219,10 @@ class EndpointEngine:
                 self.samples = False
                 return []
             raise self._refused(e) from None
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, http.client.HTTPException, Malformed) as e:  # or a cut-off reply
             if _is_set(cancel):
                 return []
             raise self._broken(e) from None
-        except Malformed as e:
-            raise EndpointError(f"{self.endpoint.url} sent a malformed reply: {e}") from None
         choices = reply.get("choices") if isinstance(reply, dict) else None
         if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
             raise EndpointError(f"{self.endpoint.url} sent a malformed reply: no choices")
@@ -347,6 +343,8 @@ class EndpointEngine:
         return EndpointError(f"{self.endpoint.url} answered {error}")
 
     def _broken(self, error: BaseException) -> EndpointError:
+        if isinstance(error, Malformed):
+            return EndpointError(f"{self.endpoint.url} sent a malformed reply: {error}")
         if isinstance(error, TimeoutError):
             return EndpointError(f"{self.endpoint.url} sent nothing for {self.timeout:g} s")
         return EndpointError(f"{self.endpoint.url}: the connection broke ({reason(error)})")

@@ -130,8 +130,8 @@ def test_a_refused_api_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.mark.parametrize(("events", "expected"), [
-    (["data: {not json\n\n"], "sent a malformed stream: '{not json'"),
-    ([{"choices": [{"index": 0, "text": 42}]}], "sent a malformed stream"),
+    (["data: {not json\n\n"], "sent a malformed reply: '{not json'"),
+    ([{"choices": [{"index": 0, "text": 42}]}], "sent a malformed reply"),
     ([completion(" SELECT")], "the answer broke off (the stream ended without its last event)"),
     ([completion(" SELECT"), {"error": {"message": "engine died"}}],
      "failed mid-answer: engine died"),
@@ -215,6 +215,26 @@ def test_candidates_are_samples_ordered_by_mean_logprob() -> None:
     body = server.requests[-1].body
     assert (body["n"], body["logprobs"], body["stream"]) == (4, 1, False)
     assert body["temperature"] > 0 and body["prompt"] == PROMPT
+
+
+def test_candidates_over_chat_are_ordered_by_its_logprobs_too() -> None:
+    def chat(h: Handler, body: dict[str, Any]) -> None:
+        if body["stream"]:
+            h.sse([chat_delta(" SELECT 1"), chat_delta(finish="stop")])
+            return
+        h.json({"choices": [
+            {"index": i, "message": {"role": "assistant", "content": text},
+             "logprobs": {"content": [{"token": "x", "logprob": lp} for lp in lps]}}
+            for i, (text, lps) in enumerate([(" SELECT 1", [-3.0]), (" SELECT 2", [-0.2, -0.4])])
+        ]})
+
+    with scripted_server({"/v1/models": models("gemma-sql"),
+                          "/v1/chat/completions": chat}) as server:
+        engine = connect(server.url)
+        assert "".join(engine.stream(PROMPT)) == " SELECT 1"
+        assert engine.beams(PROMPT, n=2) == [" SELECT 2", " SELECT 1"]
+    body = server.requests[-1].body
+    assert (body["n"], body["logprobs"]) == (2, True) and "prompt" not in body
 
 
 def test_no_candidates_from_a_server_that_ignores_n() -> None:
