@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Callable
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from finetune.config import TrainConfig
 from model.sqlite.files import file_problem
+
+if TYPE_CHECKING:
+    from model.llm.protocol import TextEngine
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -37,10 +41,46 @@ AdapterOpt = Annotated[
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", help="cpu, cuda, cuda:1 … (default: automatic).")
 ]
+EndpointOpt = Annotated[str | None, typer.Option(
+    "--endpoint", envvar="GEMMA_SQL_ENDPOINT", show_default=False,
+    help="Ask an OpenAI-compatible server (vLLM, llama-server, Ollama's /v1, transformers "
+         "serve) instead of loading a model here, e.g. http://127.0.0.1:8000/v1. API key: "
+         "$GEMMA_SQL_API_KEY.")]
+EndpointModelOpt = Annotated[str | None, typer.Option(
+    "--endpoint-model", show_default=False,
+    help="The model's name on the --endpoint server (default: the one it serves, or gemma-sql).")]
 FocusOpt = Annotated[bool, typer.Option(
     "--focus/--no-focus",
     help="Ask first with the question's likeliest tables alone (as the app does; ctrl+t there "
          "asks with every table).")]
+
+
+def check_endpoint(endpoint: str | None, model: str | None, device: str | None) -> None:
+    """--model and --device choose a model loaded here: with --endpoint the server has it."""
+    if endpoint and (model or device):
+        raise fail("--endpoint asks a server: --model and --device are for a model loaded here "
+                   "(--endpoint-model names the server's)")
+
+
+def open_engine(model: str | None, adapter: Path | None, device: str | None,
+                endpoint: str | None, endpoint_model: str | None,
+                progress: Callable[[str], None] | None) -> TextEngine:
+    """The engine a command asks: the server at `endpoint` (`adapter`, if given, is the one it
+    serves: read for its prompt layout), else the model loaded here. Failure: one line, exit 1."""
+    from model.llm.checkpoints import DEFAULT_MODEL, ModelUnavailable
+
+    check_endpoint(endpoint, model, device)
+    try:
+        if endpoint:
+            from model.llm.endpoint import connect
+
+            return connect(endpoint, endpoint_model, adapter=adapter)
+        from model.llm.loading import load_engine
+
+        return load_engine(model or DEFAULT_MODEL, adapter=adapter, device=device,
+                           progress=progress)
+    except ModelUnavailable as e:
+        raise fail(str(e), 1) from None
 
 
 # --- eval (mounted by tui/cli.py as the top-level `gemma-sql eval`) -----------------------
@@ -56,6 +96,8 @@ def eval_cmd(
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
     device: DeviceOpt = None,
+    endpoint: EndpointOpt = None,
+    endpoint_model: EndpointModelOpt = None,
     limit: Annotated[int, typer.Option("--limit", help="Only the first N questions.")] = 0,
     beams: Annotated[int, typer.Option(
         "--beams", help="When an answer fails the check, try the N next most likely.")] = 4,
@@ -69,14 +111,10 @@ def eval_cmd(
         raise fail(f"{data}: {problem}")
     from finetune.eval import evaluate
     from model.llm.checkpoints import DEFAULT_MODEL, ModelUnavailable
-    from model.llm.loading import load_engine
 
-    name = model or DEFAULT_MODEL
-    try:
-        engine = load_engine(name, adapter=adapter, device=device,
-                             progress=lambda m: typer.echo(m, err=True))
-    except ModelUnavailable as e:
-        raise fail(str(e), 1) from None
+    engine = open_engine(model, adapter, device, endpoint, endpoint_model,
+                         progress=lambda m: typer.echo(m, err=True))
+    name = f"{engine.name} @ {engine.device}" if endpoint else model or DEFAULT_MODEL
     from tqdm import tqdm
 
     bar = tqdm(total=limit or sum(1 for line in data.open() if line.strip()), unit="q",
@@ -93,7 +131,7 @@ def eval_cmd(
         report = evaluate(data, engine, db_root=db_root, limit=limit,
                           model_name=name + (f" + {adapter}" if adapter else ""), on_record=tick,
                           beams=beams, focused=focus)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, ModelUnavailable) as e:  # ModelUnavailable: a server failed
         raise fail(str(e), 1) from None
     finally:
         bar.close()

@@ -68,3 +68,21 @@ def crashed_chinook(tmp_path: Path) -> Path:
     journal = path.with_name(path.name + "-journal")
     assert journal.is_file() and journal.stat().st_size > 0
     return path
+
+
+@pytest.fixture(scope="session")
+def served_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The API root of a real `transformers serve` with the shipped model (tests/served.py),
+    started once per session. Missing serving packages skip, except in CI."""
+    from served import serving_missing, transformers_serve
+
+    from model.llm.checkpoints import PACKAGED_ADAPTERS, ensure_merged_checkpoint
+
+    if missing := serving_missing():
+        message = f"transformers serve needs {', '.join(missing)} (pip install -e '.[dev]')"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    weights = ensure_merged_checkpoint(PACKAGED_ADAPTERS / "gemma-3-270m-sql")
+    with transformers_serve(weights, tmp_path_factory.mktemp("serve") / "server.log") as url:
+        yield url

@@ -68,10 +68,12 @@ class GemmaSqlApp(App[None]):
     def __init__(self, database: Database, model: str | None = None,
                  adapter: str | Path | None = None, device: str | None = None,
                  load_model: bool = True, engine: TextEngine | None = None,
-                 history: History | None = None) -> None:
+                 history: History | None = None, endpoint: str | None = None,
+                 endpoint_model: str | None = None) -> None:
         super().__init__()
         self.database = database
         self.model_name, self.adapter, self.device = model, adapter, device
+        self.endpoint, self.endpoint_model = endpoint, endpoint_model  # a server's model
         self.load_model = load_model
         self.engine = engine  # None until loaded; tests pass a scripted one
         self.history = history or History()
@@ -149,7 +151,7 @@ class GemmaSqlApp(App[None]):
     @work(thread=True, group="model", exit_on_error=False)
     def load_engine(self) -> None:
         workers.load_model(self.model_name, self.adapter, self.device, self.post_message,
-                           self.database)
+                           self.database, self.endpoint, self.endpoint_model)
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
     def generate(self, engine: TextEngine, question: str, cancel: threading.Event,

@@ -17,7 +17,17 @@ import typer
 from typer.core import TyperGroup
 
 import finetune.cli
-from finetune.cli import AdapterOpt, DeviceOpt, FocusOpt, ModelOpt, fail
+from finetune.cli import (
+    AdapterOpt,
+    DeviceOpt,
+    EndpointModelOpt,
+    EndpointOpt,
+    FocusOpt,
+    ModelOpt,
+    check_endpoint,
+    fail,
+    open_engine,
+)
 
 
 class DefaultOpenGroup(TyperGroup):
@@ -53,6 +63,8 @@ def open_app(
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
     device: DeviceOpt = None,
+    endpoint: EndpointOpt = None,
+    endpoint_model: EndpointModelOpt = None,
     no_model: Annotated[
         bool, typer.Option("--no-model", help="Do not load a model (plain SQL client).")
     ] = False,
@@ -61,6 +73,7 @@ def open_app(
     from model.samples import CHINOOK
     from model.sqlite.db import Database, DatabaseError
 
+    check_endpoint(endpoint, model, device)
     try:
         database = Database.open(db or CHINOOK, write=write)
     except DatabaseError as e:
@@ -68,7 +81,8 @@ def open_app(
     from tui.app import GemmaSqlApp
 
     GemmaSqlApp(
-        database, model=model, adapter=adapter, device=device, load_model=not no_model
+        database, model=model, adapter=adapter, device=device, load_model=not no_model,
+        endpoint=endpoint, endpoint_model=endpoint_model,
     ).run()
 
 
@@ -79,6 +93,8 @@ def ask(
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
     device: DeviceOpt = None,
+    endpoint: EndpointOpt = None,
+    endpoint_model: EndpointModelOpt = None,
     run: Annotated[bool, typer.Option("--run", help="Also run the SQL (read-only).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     chart: Annotated[
@@ -102,17 +118,15 @@ def ask(
     except DatabaseError as e:
         raise fail(str(e)) from None
     from model.llm.ask import ask as write_sql
-    from model.llm.checkpoints import DEFAULT_MODEL, ModelUnavailable
-    from model.llm.loading import load_engine
+    from model.llm.checkpoints import ModelUnavailable
 
     # Progress only to a terminal: in scripts stderr carries just the one-line error, if any.
     progress = (lambda m: typer.echo(m, err=True)) if sys.stderr.isatty() else None
+    engine = open_engine(model, adapter, device, endpoint, endpoint_model, progress)
     try:
-        engine = load_engine(model or DEFAULT_MODEL, adapter=adapter, device=device,
-                             progress=progress)
-    except ModelUnavailable as e:
+        answer = write_sql(engine, database, question, focused=focus)
+    except ModelUnavailable as e:  # a server that failed mid-answer
         raise fail(str(e), 1) from None
-    answer = write_sql(engine, database, question, focused=focus)
     error = answer.error or (None if answer.sql else "the model wrote no SQL")
     columns: list[str] = []
     rows: list[list[object]] = []

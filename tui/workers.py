@@ -127,24 +127,15 @@ def export_chart(chart: Chart, path: str, colors: list[str], post: Post) -> None
 
 
 def load_model(model: str | None, adapter: str | Path | None, device: str | None, post: Post,
-               db: Database | None = None) -> None:
-    """Load the model, then read `db`'s part of the prompt ahead of the first question."""
-    try:
-        from model.llm.loading import load_engine
-    except Exception as e:  # the engine is optional: the app stays a plain SQL client
-        post(ModelStatus(f"no model: {one_line(e)}", failed=True))
-        return
-
-    def progress(message: str) -> None:
-        post(ModelStatus(f"model loading… {message}"))
-
-    post(ModelStatus("model loading…"))
-    try:
-        # No --model means the engine's own default, so leave the argument out.
-        chosen = {"model": model} if model else {}
-        engine = load_engine(**chosen, adapter=adapter, device=device, progress=progress)
-    except Exception as e:  # ModelUnavailable or anything else: one line, app keeps going
-        post(ModelStatus(f"no model: {one_line(e)}", failed=True))
+               db: Database | None = None, endpoint: str | None = None,
+               endpoint_model: str | None = None) -> None:
+    """Load the model (with `endpoint`: connect to the server that has it), then read `db`'s
+    part of the prompt ahead of the first question."""
+    if endpoint:
+        engine = _connect(endpoint, endpoint_model, adapter, post)
+    else:
+        engine = _load(model, adapter, device, post)
+    if engine is None:
         return
     post(ModelReady(engine))
     if db is not None:
@@ -154,6 +145,40 @@ def load_model(model: str | None, adapter: str | Path | None, device: str | None
             prepare(engine, db)
         except Exception:  # only a head start: the first question reads the schema itself
             pass
+
+
+def _load(model: str | None, adapter: str | Path | None, device: str | None,
+          post: Post) -> TextEngine | None:
+    try:
+        from model.llm.loading import load_engine
+    except Exception as e:  # the engine is optional: the app stays a plain SQL client
+        post(ModelStatus(f"no model: {one_line(e)}", failed=True))
+        return None
+
+    def progress(message: str) -> None:
+        post(ModelStatus(f"model loading… {message}"))
+
+    post(ModelStatus("model loading…"))
+    try:
+        # No --model means the engine's own default, so leave the argument out.
+        chosen = {"model": model} if model else {}
+        return load_engine(**chosen, adapter=adapter, device=device, progress=progress)
+    except Exception as e:  # ModelUnavailable or anything else: one line, app keeps going
+        post(ModelStatus(f"no model: {one_line(e)}", failed=True))
+        return None
+
+
+def _connect(endpoint: str, endpoint_model: str | None, adapter: str | Path | None,
+             post: Post) -> TextEngine | None:
+    """The server's model; never a fall back to one loaded here (the status line says why)."""
+    post(ModelStatus(f"model loading… connecting to {endpoint}"))
+    try:
+        from model.llm.endpoint import connect
+
+        return connect(endpoint, endpoint_model, adapter=adapter)
+    except Exception as e:  # EndpointError or anything else: one line, app keeps going
+        post(ModelStatus(f"no model: {one_line(e)}", failed=True))
+        return None
 
 
 def generate(engine: TextEngine, db: Database, question: str, cancel: threading.Event,

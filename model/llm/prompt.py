@@ -73,6 +73,16 @@ def build_prompt(question: str, context: str, layout: str = QUESTION_FIRST) -> s
     return _HEAD + _QUESTION + asked + _CONTEXT.format(context=context.strip()) + _TAIL
 
 
+def user_turn(prompt: str) -> str:
+    """The text of `prompt`'s user turn, without Gemma's turn markers: what a chat endpoint
+    gets as the user's message, its own template adding the markers back (`model.llm.endpoint`).
+    A prompt that is not one of ours is returned whole."""
+    head = START_OF_TURN + "user"
+    if prompt.startswith(head) and END_OF_TURN in prompt:
+        return prompt[len(head) : prompt.rindex(END_OF_TURN)].strip()
+    return prompt
+
+
 def training_text(
     question: str, context: str, sql: str, layout: str = QUESTION_FIRST
 ) -> tuple[str, str]:
