@@ -17,7 +17,8 @@ import typer
 from typer.core import TyperGroup
 
 import finetune.cli
-from finetune.cli import AdapterOpt, DeviceOpt, FocusOpt, ModelOpt, fail
+from finetune.cli import AdapterOpt, BudgetOpt, DeviceOpt, DtypeOpt, FocusOpt, ModelOpt, fail
+from model.llm.budget import DEFAULT_BUDGET_S
 
 
 class DefaultOpenGroup(TyperGroup):
@@ -56,6 +57,8 @@ def open_app(
     no_model: Annotated[
         bool, typer.Option("--no-model", help="Do not load a model (plain SQL client).")
     ] = False,
+    dtype: DtypeOpt = None,
+    budget: BudgetOpt = DEFAULT_BUDGET_S,
 ) -> None:
     """Open the app on DB (the default command)."""
     from model.samples import CHINOOK
@@ -68,7 +71,8 @@ def open_app(
     from tui.app import GemmaSqlApp
 
     GemmaSqlApp(
-        database, model=model, adapter=adapter, device=device, load_model=not no_model
+        database, model=model, adapter=adapter, device=device, load_model=not no_model,
+        dtype=dtype, budget=budget,
     ).run()
 
 
@@ -82,6 +86,8 @@ def ask(
     run: Annotated[bool, typer.Option("--run", help="Also run the SQL (read-only).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     focus: FocusOpt = True,
+    dtype: DtypeOpt = None,
+    budget: BudgetOpt = DEFAULT_BUDGET_S,
 ) -> None:
     """Write SQL for QUESTION about DB; print it (and with --run, its result)."""
     import json
@@ -100,10 +106,10 @@ def ask(
     progress = (lambda m: typer.echo(m, err=True)) if sys.stderr.isatty() else None
     try:
         engine = load_engine(model or DEFAULT_MODEL, adapter=adapter, device=device,
-                             progress=progress)
+                             progress=progress, dtype=dtype)
     except ModelUnavailable as e:
         raise fail(str(e), 1) from None
-    answer = write_sql(engine, database, question, focused=focus)
+    answer = write_sql(engine, database, question, focused=focus, budget=budget)
     error = answer.error or (None if answer.sql else "the model wrote no SQL")
     columns: list[str] = []
     rows: list[list[object]] = []
@@ -125,7 +131,8 @@ def ask(
     if as_json:
         typer.echo(json.dumps({
             "question": question, "sql": answer.sql, "columns": columns, "rows": rows,
-            "error": error, "model": engine.name, "seconds": round(answer.seconds, 3),
+            "error": error, "model": engine.name, "dtype": engine.dtype,
+            "seconds": round(answer.seconds, 3),
         }, ensure_ascii=False))
     else:
         if answer.sql:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
+from model.llm.budget import DEFAULT_BUDGET_S
 from model.sqlite import export
 from model.sqlite.db import Database, DatabaseError, QueryResult
 from model.sqlite.history import Entry, History
@@ -111,8 +112,9 @@ def export_result(db: Database, sql: str, columns: list[str], path: str,
 
 
 def load_model(model: str | None, adapter: str | Path | None, device: str | None, post: Post,
-               db: Database | None = None) -> None:
-    """Load the model, then read `db`'s part of the prompt ahead of the first question."""
+               db: Database | None = None, dtype: str | None = None) -> None:
+    """Load the model (in `dtype`, None: the machine's), then read `db`'s part of the prompt
+    ahead of the first question."""
     try:
         from model.llm.loading import load_engine
     except Exception as e:  # the engine is optional: the app stays a plain SQL client
@@ -124,8 +126,10 @@ def load_model(model: str | None, adapter: str | Path | None, device: str | None
 
     post(ModelStatus("model loading…"))
     try:
-        # No --model means the engine's own default, so leave the argument out.
+        # No --model (or --dtype) means the engine's own default, so leave the argument out.
         chosen = {"model": model} if model else {}
+        if dtype:
+            chosen["dtype"] = dtype
         engine = load_engine(**chosen, adapter=adapter, device=device, progress=progress)
     except Exception as e:  # ModelUnavailable or anything else: one line, app keeps going
         post(ModelStatus(f"no model: {one_line(e)}", failed=True))
@@ -141,7 +145,7 @@ def load_model(model: str | None, adapter: str | Path | None, device: str | None
 
 
 def generate(engine: TextEngine, db: Database, question: str, cancel: threading.Event,
-             post: Post, focused: bool = True) -> None:
+             post: Post, focused: bool = True, budget: float = DEFAULT_BUDGET_S) -> None:
     try:
         from model.llm.ask import ask
     except Exception as e:
@@ -149,7 +153,7 @@ def generate(engine: TextEngine, db: Database, question: str, cancel: threading.
         return
     try:
         answer = ask(engine, db, question, on_chunk=lambda t: post(SqlChunk(t)), cancel=cancel,
-                     focused=focused)
+                     focused=focused, budget=budget)
     except Exception as e:  # the model's failure is shown, never raised into the UI
         post(GenerationFailed(one_line(e), cancelled=cancel.is_set()))
         return
@@ -160,8 +164,8 @@ def generate(engine: TextEngine, db: Database, question: str, cancel: threading.
 
 
 def describe_engine(engine: TextEngine) -> str:
-    """name · device · the last answer's decoding rate."""
-    parts = [engine.name, engine.device]
+    """name · device · compute dtype · the last answer's decoding rate."""
+    parts = [engine.name, engine.device, engine.dtype]
     rate = engine.last_stats.tokens_per_s
     if rate > 0:  # 0 until the first generation
         parts.append(f"{rate:.1f} tok/s")

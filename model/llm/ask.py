@@ -9,23 +9,29 @@ for CustomerId), those names are corrected, and the correction shown. When it st
 compares a column with text no row holds, the model's `beams` next most likely answers (beam
 search on the same prompt) are checked and the first that passes cleanly is taken; failing
 that, a failed question is asked again with the error attached (at most `max_repairs` times).
-The first answer and the last have their FROM clause mended to the schema's foreign keys
-when they read a column from a table that lacks it or join two tables off their key
-(`model.llm.joins`), and the mended SQL passes the check; the change is shown. A top N
-ranked by an aggregate it does not select gets that figure as its last column
+Every step after the first answer runs only while the question's time budget lasts, and
+replaces the answer only when it finishes in time (`model.llm.budget`); the note says when the
+budget stopped the chain. The first answer and the last have their FROM clause mended to the
+schema's foreign keys when they read a column from a table that lacks it or join two tables
+off their key (`model.llm.joins`), and the mended SQL passes the check; the change is shown. A
+top N ranked by an aggregate it does not select gets that figure as its last column
 (`model.llm.ranking`).
 The SQL is never executed here: running it is the caller's choice (`model.sqlite.db`).
+(A little over 400 lines: the steps of the one chain, and the Answer they fill in.)
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from model.llm.budget import DEFAULT_BUDGET_S, Budget, Deadline, OutOfTime
 from model.llm.check import check
 from model.llm.context import Context, context_for, focused_context, rank_tables
 from model.llm.extract import extract_sql, is_echo
@@ -67,6 +73,7 @@ class Answer:
     corrected: list[str] = field(default_factory=list)  # names put right: "album → albums"
     mended: list[str] = field(default_factory=list)  # FROM clause remade: "player → match_season"
     ranked_by: str = ""  # the aggregate added to the SELECT: the figure its top N is ranked by
+    out_of_time: str = ""  # the note, when the time budget stopped the chain before its end
     attempts: int = 0
     seconds: float = 0.0
     cancelled: bool = False
@@ -95,6 +102,8 @@ class Answer:
             notes.append("joins mended to the schema: " + ", ".join(self.mended))
         if self.ranked_by:
             notes.append(f"shows {self.ranked_by}, the figure it ranks by")
+        if self.out_of_time:
+            notes.append(self.out_of_time)
         return notes
 
     @property
@@ -117,6 +126,7 @@ class Answer:
             "corrected": self.corrected,
             "mended": self.mended,
             "ranked_by": self.ranked_by,
+            "out_of_time": self.out_of_time,
             "attempts": self.attempts,
             "seconds": round(self.seconds, 3),
             "cancelled": self.cancelled,
@@ -135,30 +145,39 @@ def ask(
     max_new_tokens: int = 256,
     beams: int = 4,
     focused: bool = True,
+    budget: float = DEFAULT_BUDGET_S,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Answer:
     """Write SQL for `question` about `db`. `on_chunk` sees the text as it streams (from a
     worker thread in the app), including a `-- ...` line before another candidate or a
     repair. `beams` other answers are checked when the first fails (0: none); `focused`: try
-    the question's likeliest tables alone first."""
-    started = time.perf_counter()
+    the question's likeliest tables alone first. `budget`: seconds from the start after which
+    no step beyond the first answer runs or is taken (0: unlimited), timed by `clock`."""
+    timer = Budget(budget, clock)
     db = db.reader()  # the pipeline reads the data only through its own read-only connection
     schema = db.schema()
     ranking = rank_tables(schema, question)  # read once, for both contexts
     context = context_for(db.conn, schema, question, ranking=ranking)
     answer = Answer(question, tables_sent=list(context.tables), pruned=context.pruned,
                     model=engine.name)
-    run = QuestionRun(engine, db, answer, on_chunk, cancel, max_new_tokens)
+    run = QuestionRun(engine, db, answer, on_chunk, cancel, max_new_tokens, timer)
     shared = shared_prefix(context.text, engine.prompt_layout)
     # The question's own tables first: a prompt about half as long, and fewer tables to mix up.
     # Not for a model that keeps the whole schema's part of the prompt read (`shared`).
     focus = None
     if not shared and focused:
         focus = focused_context(db.conn, schema, question, ranking=ranking)
-    if focus is None or not ask_focused(run, focus):
-        ask_with_repairs(run, context, shared, max_repairs, beams)
-        if answer.sql and not answer.cancelled:
+    try:
+        if focus is None or not ask_focused(run, focus):
+            ask_with_repairs(run, context, shared, max_repairs, beams, widen=focus is not None)
+    except OutOfTime:
+        answer.out_of_time = timer.note()
+    if answer.sql and not answer.cancelled:
+        if answer.focused:
+            show_figure(answer, db)  # its joins were mended, if need be, by ask_focused
+        else:
             mend_last(answer, db)
-    answer.seconds = time.perf_counter() - started
+    answer.seconds = clock() - timer.started
     return answer
 
 
@@ -171,12 +190,36 @@ class QuestionRun:
     db: Database
     answer: Answer
     on_chunk: Callable[[str], None] | None
-    cancel: threading.Event | None
+    cancel: threading.Event | None  # the user's, or a `Deadline` during a later step
     max_new_tokens: int
+    budget: Budget
 
     @property
     def cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()
+
+    @contextmanager
+    def step(self, later: bool = True) -> Iterator[None]:
+        """A step of the chain. One after the first answer (`later`) starts only while the
+        budget lasts and runs under a `Deadline`; when the budget runs out before it ends, the
+        answer is put back as it was before it (its figures kept) and OutOfTime ends the chain.
+        A user's cancel is not the budget's: the cancelled answer stands, as it always has."""
+        if not later:
+            yield
+            return
+        if self.budget.spent:
+            raise OutOfTime
+        before, user_cancel = copy.deepcopy(self.answer), self.cancel
+        self.cancel = Deadline(user_cancel, self.budget)
+        try:
+            yield
+        finally:
+            self.cancel = user_cancel
+        if self.budget.spent and not self.cancelled:
+            before.stats = self.answer.stats
+            for f in fields(Answer):
+                setattr(self.answer, f.name, getattr(before, f.name))
+            raise OutOfTime
 
     def say(self, text: str) -> None:
         if self.on_chunk is not None:
@@ -204,7 +247,7 @@ class QuestionRun:
 def ask_focused(run: QuestionRun, focus: Context) -> bool:
     """Ask with the question's likeliest tables alone. True when that settles the answer: it
     passes the check (joins mended if need be) with every value it compares found, or the user
-    cancelled; otherwise the answer is marked widened, for asking again with every table."""
+    cancelled; otherwise it stands only until asking again with every table replaces it."""
     answer, db = run.answer, run.db
     answer.raw = run.read(run.prompt(answer.question, focus))
     answer.attempts = 1
@@ -215,48 +258,72 @@ def ask_focused(run: QuestionRun, focus: Context) -> bool:
     sql, problems, corrected = checked(sql, db)
     if (mend := mended(sql, db, doubts=False)) is not None:
         sql, problems, answer.mended = mend
-    failures = [p.message for p in problems if p.fatal or p.kind == "value"]
-    if not failures:
-        answer.sql, answer.problems, answer.corrected = sql, problems, corrected
-        answer.tables_sent, answer.pruned, answer.focused = list(focus.tables), True, True
-        show_figure(answer, db)
-        return True
-    answer.widened = True
-    run.say(WIDEN_MARKER.format(error="; ".join(failures)))
-    return False
+    answer.sql, answer.problems, answer.corrected = sql, problems, corrected
+    answer.tables_sent, answer.pruned, answer.focused = list(focus.tables), True, True
+    return not failures_of(answer)
+
+
+def failures_of(answer: Answer) -> list[str]:
+    """Why an answer from the question's tables alone does not settle the question."""
+    return [p.message for p in answer.problems if p.fatal or p.kind == "value"]
+
+
+def start_widening(run: QuestionRun, context: Context) -> None:
+    """Make the answer the one about to come from every table (`context`)."""
+    answer = run.answer
+    run.say(WIDEN_MARKER.format(error="; ".join(failures_of(answer))))
+    answer.widened, answer.focused, answer.mended = True, False, []
+    answer.tables_sent, answer.pruned = list(context.tables), context.pruned
 
 
 def ask_with_repairs(run: QuestionRun, context: Context, shared: str, max_repairs: int,
-                     beams: int) -> None:
-    """Ask with `context`; when the first answer fails or doubts a value, take the first of
-    `beams` other answers that passes; while it fails, ask again with the error attached."""
+                     beams: int, widen: bool = False) -> None:
+    """Ask with `context` (`widen`: after the answer from the question's tables failed);
+    when the first answer fails or doubts a value, take the first of `beams` other answers
+    that passes; while it fails, ask again with the error attached. Each a step of its own."""
     answer, question = run.answer, run.answer.question
-    asked = question
+    asked, error = question, ""
     for attempt in range(max_repairs + 1):
         prompt = run.prompt(asked, context)
-        answer.raw = run.read(prompt, shared)
-        answer.attempts = attempt + 1
-        answer.repaired = attempt > 0
-        sql = extract_sql(answer.raw)
-        if attempt > 0:
-            sql = cut_echoed_note(sql)
-        if run.cancelled:
-            answer.cancelled = True
-            answer.sql, answer.problems = sql, []  # partial: not worth checking
-            return
-        answer.sql, answer.problems, answer.corrected = checked(sql, run.db)
+        with run.step(later=widen or attempt > 0):
+            if attempt == 0 and widen:
+                start_widening(run, context)
+            if error:
+                run.say(RETRY_MARKER.format(error=error))
+            sql = read_attempt(run, prompt, shared, attempt)
+        if sql is None:
+            return  # cancelled
         fatal = [p.message for p in answer.problems if p.fatal]
         doubts = [p.message for p in answer.problems if p.kind == "value"]
         if (fatal or doubts) and attempt == 0 and beams:
-            run.say(CANDIDATES_MARKER.format(error="; ".join(fatal or doubts), n=beams))
-            texts = run.engine.beams(prompt, n=beams, cancel=run.cancel, shared=shared)
-            if take_candidate(answer, texts, run.db, run.on_chunk):
+            with run.step():
+                run.say(CANDIDATES_MARKER.format(error="; ".join(fatal or doubts), n=beams))
+                texts = run.engine.beams(prompt, n=beams, cancel=run.cancel, shared=shared)
+                taken = take_candidate(answer, texts, run.db, run.on_chunk)
+            if taken:
                 return
         if not fatal or attempt == max_repairs:
             return
         error = "; ".join(fatal)
-        run.say(RETRY_MARKER.format(error=error))
         asked = repair_question(question, sql, error)
+
+
+def read_attempt(run: QuestionRun, prompt: str, shared: str, attempt: int) -> str | None:
+    """The answer to `prompt`, checked, as the answer's; the SQL as written (None: the user
+    cancelled, and the partial SQL stands unchecked)."""
+    answer = run.answer
+    answer.raw = run.read(prompt, shared)
+    answer.attempts = attempt + 1
+    answer.repaired = attempt > 0
+    sql = extract_sql(answer.raw)
+    if attempt > 0:
+        sql = cut_echoed_note(sql)
+    if run.cancelled:
+        answer.cancelled = True
+        answer.sql, answer.problems = sql, []  # partial: not worth checking
+        return None
+    answer.sql, answer.problems, answer.corrected = checked(sql, run.db)
+    return sql
 
 
 def mend_last(answer: Answer, db: Database) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from model.llm.checkpoints import causal_lm
 from model.llm.cpu import cpu_kernels
+from model.llm.dtype import dtype_name
 from model.llm.prompt import QUESTION_FIRST
 from model.llm.vocab import AnswerVocab
 
@@ -139,9 +140,12 @@ class Engine:
     adapters: list[Path] = field(default_factory=list)  # LoRA adapters applied, in order
     answer_vocab: AnswerVocab | None = None  # None: decode over the whole vocabulary
     prompt_layout: str = QUESTION_FIRST  # the one the model was trained on (model.llm.prompt)
+    dtype: str = ""  # compute dtype, "bf16", "fp32" or "fp16" (model.llm.dtype); "": the model's
 
     def __post_init__(self) -> None:
         self.model.eval()
+        if not self.dtype:
+            self.dtype = dtype_name(getattr(self.model, "dtype", ""))
         if not self.stop_ids:
             self.stop_ids = stop_ids_for(self.model, self.tokenizer)
         self._lock = threading.Lock()

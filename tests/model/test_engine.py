@@ -465,6 +465,35 @@ def test_adapter_only_dir_loads_its_base(tmp_path: Path, tok: Any) -> None:
     )
 
 
+def test_the_dtype_is_the_machines_unless_given(
+    tmp_path: Path, tok: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model.llm import dtype as dtypes
+
+    base_dir = save_tiny(tmp_path, tok)  # bf16 weights, as our checkpoints are
+    monkeypatch.setattr(dtypes, "machine_dtype", lambda device: "fp32")  # a CPU without bf16
+    monkeypatch.delenv(dtypes.ENV_VAR, raising=False)
+    notes: list[str] = []
+    auto = load_engine(str(base_dir), device="cpu", progress=notes.append)
+    assert auto.dtype == "fp32" and auto.model.dtype == torch.float32
+    assert notes[-1].startswith(f"{base_dir} ready on cpu (fp32) in ")
+    given = load_engine(str(base_dir), device="cpu", dtype="bf16")
+    assert given.dtype == "bf16" and given.model.dtype == torch.bfloat16
+    for name, param in given.model.named_parameters():  # fp32 holds the very same weights
+        assert torch.equal(param.float(), dict(auto.model.named_parameters())[name])
+    monkeypatch.setenv(dtypes.ENV_VAR, "bf16")
+    assert load_engine(str(base_dir), device="cpu").dtype == "bf16"
+    monkeypatch.setenv(dtypes.ENV_VAR, "int3")
+    with pytest.raises(ModelUnavailable, match="GEMMA_SQL_DTYPE 'int3'"):
+        load_engine(str(base_dir), device="cpu")
+
+
+def test_an_engine_says_its_models_dtype(tok: Any) -> None:
+    model = tiny_model(tok)
+    assert Engine("tiny", model, tok).dtype == "bf16"
+    assert Engine("tiny", model.float(), tok).dtype == "fp32"
+
+
 def test_not_an_adapter_dir(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable, match="adapter_config.json"):
         load_engine(adapter=tmp_path)
@@ -520,10 +549,10 @@ def tiny_hub_model(tmp_path: Path, tok: Any, monkeypatch: pytest.MonkeyPatch) ->
     return "tiny-2b"
 
 
-def test_four_bit_model_on_cpu_loads_bf16_and_says_so(tiny_hub_model: str) -> None:
+def test_four_bit_model_on_cpu_loads_unquantized_and_says_so(tiny_hub_model: str) -> None:
     notes: list[str] = []
-    engine = load_engine(tiny_hub_model, device="cpu", progress=notes.append)
-    assert any("4-bit NF4 needs a CUDA GPU" in n for n in notes)
+    engine = load_engine(tiny_hub_model, device="cpu", progress=notes.append, dtype="bf16")
+    assert any("4-bit NF4 needs a CUDA GPU: loading tiny-2b in bf16" in n for n in notes)
     assert engine.model.dtype == torch.bfloat16
     assert engine.generate(PROMPT, max_new_tokens=3)
 
