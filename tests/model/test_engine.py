@@ -796,3 +796,50 @@ def test_the_engine_is_what_the_pipeline_and_the_app_ask_for(engine: Engine) -> 
 
     text_engine: TextEngine = engine  # what a type checker holds Engine to
     assert isinstance(text_engine, TextEngine)
+
+
+@pytest.mark.parametrize("kind", ["gemma3", "gemma2"])
+def test_static_cache_decoding_gives_the_eager_tokens(kind: str, tok: Any) -> None:
+    """The CUDA path (a static cache, there compiled into CUDA graphs) run on CPU uncompiled:
+    the same greedy answers as the engine's own loop, past the sliding window (8 tokens), with
+    and without the answer vocabulary."""
+    model = tiny_model(tok, kind=kind).float()
+    for vocab in (None, AnswerVocab(tok, [])):  # printable characters and the prompt's words
+        eager = Engine(kind, model, tok, device="cpu", answer_vocab=vocab)
+        static = Engine(kind, model, tok, device="cpu", answer_vocab=vocab, static_decoding=True)
+        assert not eager.static_decoding
+        eager.stop_ids = static.stop_ids = set()  # random weights: decode all 20 tokens
+        for prompt in (PROMPT, PROMPT + " SELECT count(*) FROM albums"):
+            want = eager.generate(prompt, max_new_tokens=20)
+            assert static.generate(prompt, max_new_tokens=20) == want
+            assert static.last_stats.tokens == 20
+
+
+def test_static_cache_lengths_come_in_few_sizes() -> None:
+    from model.llm.static import CACHE_STEP, cache_length
+
+    assert cache_length(500, 256) == 3 * CACHE_STEP
+    assert cache_length(1, 255) == CACHE_STEP and cache_length(1, 256) == 2 * CACHE_STEP
+
+
+def test_the_static_step_compiles_whole_and_without_a_graph_a_token(tok: Any) -> None:
+    """What CUDA graphs need of the step, checked with torch.compile's tracer alone (backend
+    "eager": no GPU, no C++ compiler): no graph break, and not one graph a token (the cache's
+    growing length is traced as a symbol after the first recompile)."""
+    from torch._dynamo.utils import counters
+
+    from model.llm.static import StaticGreedy, _step
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = tiny_model(tok).float()
+    engine = Engine("tiny", model, tok, device="cpu", static_decoding=True)
+    eager = Engine("tiny", model, tok, device="cpu")
+    engine.stop_ids = eager.stop_ids = set()
+    engine._static = StaticGreedy(model, compiled=False)
+    engine._static.step = torch.compile(_step, backend="eager")
+    for prompt in (PROMPT, PROMPT + " SELECT"):
+        assert engine.generate(prompt, max_new_tokens=24) == eager.generate(
+            prompt, max_new_tokens=24)
+    assert not counters["graph_break"] and counters["stats"]["unique_graphs"] <= 3
+    torch._dynamo.reset()
