@@ -39,7 +39,7 @@ from model.llm.joins import mend_joins
 from model.llm.names import apply_suggestions
 from model.llm.parsing import pretty
 from model.llm.problem import Problem
-from model.llm.prompt import build_prompt, shared_prefix
+from model.llm.prompt import build_prompt, prompt_head, shared_prefix
 from model.llm.ranking import show_ranked_figure
 
 if TYPE_CHECKING:
@@ -160,16 +160,17 @@ def ask(
     context = context_for(db.conn, schema, question, ranking=ranking)
     answer = Answer(question, tables_sent=list(context.tables), pruned=context.pruned,
                     model=engine.name)
-    run = QuestionRun(engine, db, answer, on_chunk, cancel, max_new_tokens, timer)
     shared = shared_prefix(context.text, engine.prompt_layout)
     # The question's own tables first: a prompt about half as long, and fewer tables to mix up.
     # Not for a model that keeps the whole schema's part of the prompt read (`shared`).
     focus = None
     if not shared and focused:
         focus = focused_context(db.conn, schema, question, ranking=ranking)
+    kept = shared or prompt_head(engine.prompt_layout)
+    run = QuestionRun(engine, db, answer, on_chunk, cancel, max_new_tokens, timer, kept)
     try:
         if focus is None or not ask_focused(run, focus):
-            ask_with_repairs(run, context, shared, max_repairs, beams, widen=focus is not None)
+            ask_with_repairs(run, context, max_repairs, beams, widen=focus is not None)
     except OutOfTime:
         answer.out_of_time = timer.note()
     if answer.sql and not answer.cancelled:
@@ -193,6 +194,7 @@ class QuestionRun:
     cancel: threading.Event | None  # the user's, or a `Deadline` during a later step
     max_new_tokens: int
     budget: Budget
+    kept: str  # the beginning of its prompts whose reading the engine keeps (`Engine.stream`)
 
     @property
     def cancelled(self) -> bool:
@@ -228,12 +230,11 @@ class QuestionRun:
     def prompt(self, question: str, context: Context) -> str:
         return build_prompt(question, context.text, self.engine.prompt_layout)
 
-    def read(self, prompt: str, kept: str = "") -> str:
-        """The model's answer to `prompt` (whose beginning `kept` the engine may have read
-        before), streamed to `on_chunk`; its figures kept."""
+    def read(self, prompt: str) -> str:
+        """The model's answer to `prompt`, streamed to `on_chunk`; its figures kept."""
         pieces: list[str] = []
         stream = self.engine.stream(prompt, cancel=self.cancel,
-                                    max_new_tokens=self.max_new_tokens, shared=kept)
+                                    max_new_tokens=self.max_new_tokens, shared=self.kept)
         for piece in stream:
             pieces.append(piece)
             self.say(piece)
@@ -276,8 +277,8 @@ def start_widening(run: QuestionRun, context: Context) -> None:
     answer.tables_sent, answer.pruned = list(context.tables), context.pruned
 
 
-def ask_with_repairs(run: QuestionRun, context: Context, shared: str, max_repairs: int,
-                     beams: int, widen: bool = False) -> None:
+def ask_with_repairs(run: QuestionRun, context: Context, max_repairs: int, beams: int,
+                     widen: bool = False) -> None:
     """Ask with `context` (`widen`: after the answer from the question's tables failed);
     when the first answer fails or doubts a value, take the first of `beams` other answers
     that passes; while it fails, ask again with the error attached. Each a step of its own."""
@@ -290,7 +291,7 @@ def ask_with_repairs(run: QuestionRun, context: Context, shared: str, max_repair
                 start_widening(run, context)
             if error:
                 run.say(RETRY_MARKER.format(error=error))
-            sql = read_attempt(run, prompt, shared, attempt)
+            sql = read_attempt(run, prompt, attempt)
         if sql is None:
             return  # cancelled
         fatal = [p.message for p in answer.problems if p.fatal]
@@ -298,7 +299,7 @@ def ask_with_repairs(run: QuestionRun, context: Context, shared: str, max_repair
         if (fatal or doubts) and attempt == 0 and beams:
             with run.step():
                 run.say(CANDIDATES_MARKER.format(error="; ".join(fatal or doubts), n=beams))
-                texts = run.engine.beams(prompt, n=beams, cancel=run.cancel, shared=shared)
+                texts = run.engine.beams(prompt, n=beams, cancel=run.cancel, shared=run.kept)
                 taken = take_candidate(answer, texts, run.db, run.on_chunk)
             if taken:
                 return
@@ -308,11 +309,11 @@ def ask_with_repairs(run: QuestionRun, context: Context, shared: str, max_repair
         asked = repair_question(question, sql, error)
 
 
-def read_attempt(run: QuestionRun, prompt: str, shared: str, attempt: int) -> str | None:
+def read_attempt(run: QuestionRun, prompt: str, attempt: int) -> str | None:
     """The answer to `prompt`, checked, as the answer's; the SQL as written (None: the user
     cancelled, and the partial SQL stands unchecked)."""
     answer = run.answer
-    answer.raw = run.read(prompt, shared)
+    answer.raw = run.read(prompt)
     answer.attempts = attempt + 1
     answer.repaired = attempt > 0
     sql = extract_sql(answer.raw)
@@ -339,11 +340,13 @@ def prepare(engine: TextEngine, db: Database) -> None:
     """Read the database's part of the prompt before the first question (the app does it while
     the user types): with a context-first model every question then reads only its own tokens.
 
-    Nothing is read for a schema cut to fit, since the cut depends on the question, nor for a
-    model of the seed's layout, whose prompts share no more than their head."""
+    Nothing of the database is read for a schema cut to fit, since the cut depends on the
+    question, nor for a model of the seed's layout, whose prompts share only their head: that
+    head is read instead."""
     layout = engine.prompt_layout
     if not shared_prefix("", layout):
-        return  # prompts of this layout share no beginning: render no context for nothing
+        engine.warm(prompt_head(layout))  # render no context for nothing
+        return
     db = db.reader()
     context = context_for(db.conn, db.schema(), "")
     if not context.pruned:

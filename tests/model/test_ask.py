@@ -356,6 +356,32 @@ def test_cancel_stops_without_repair(db: Database, focused: bool) -> None:
     assert len(engine.prompts) == 1 and not answer.widened
 
 
+def test_every_prompt_of_the_seeds_layout_keeps_its_head_read(db: Database) -> None:
+    """The head all the seed layout's prompts share is offered to the engine to keep (read
+    once, then reused): the focused try, every table, the candidates and the repair."""
+    from model.llm.prompt import prompt_head
+
+    offered: list[str] = []
+
+    class Recording(ScriptedBeamEngine):
+        def stream(self, prompt: str, cancel: threading.Event | None = None,
+                   max_new_tokens: int = 256, shared: str = "") -> Generator[str, None, None]:
+            offered.append(shared)
+            return super().stream(prompt, cancel, max_new_tokens, shared)
+
+        def beams(self, prompt: str, n: int = 4, cancel: threading.Event | None = None,
+                  max_new_tokens: int = 192, shared: str = "") -> list[str]:
+            offered.append(shared)
+            return super().beams(prompt, n, cancel, max_new_tokens, shared)
+
+    failing = " SELECT Age FROM customers"
+    engine = Recording([failing], failing, failing, failing)
+    answer = ask(engine, db, "Customer ages?", beams=4, max_repairs=1)
+    assert answer.widened and answer.attempts == 2 and len(offered) == 4
+    assert set(offered) == {prompt_head()} and all(p.startswith(prompt_head())
+                                                   for p in engine.prompts)
+
+
 def test_sql_is_never_executed(chinook: Path) -> None:
     db = Database.open(chinook, write=True)  # even with writes allowed
     engine = ScriptedEngine(" DELETE FROM albums", " DELETE FROM albums")

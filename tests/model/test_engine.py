@@ -255,7 +255,7 @@ def test_prepare_reads_the_database_before_the_first_question(tok: Any, tmp_path
     import sqlite3
 
     from model.llm.ask import ask, prepare
-    from model.llm.prompt import CONTEXT_FIRST, shared_prefix
+    from model.llm.prompt import CONTEXT_FIRST, prompt_head, shared_prefix
     from model.sqlite.db import Database
 
     path = tmp_path / "albums.db"
@@ -267,8 +267,12 @@ def test_prepare_reads_the_database_before_the_first_question(tok: Any, tmp_path
                     prompt_layout=CONTEXT_FIRST)
     reads = prompt_reads(engine)
     seed_layout = Engine("tiny", engine.model, tok, device="cpu", stop_ids=set())
-    prepare(seed_layout, db)  # its prompts share only their head: nothing to read ahead
-    assert reads == []
+    prepare(seed_layout, db)  # its prompts share only their head: that is read ahead
+    assert reads == [len(seed_layout.encode(prompt_head()))]
+    ask(seed_layout, db, "How many albums?", max_repairs=0, beams=0, max_new_tokens=4)
+    assert seed_layout.last_stats.cached_tokens == reads[0]
+    assert reads[1] == seed_layout.last_stats.prompt_tokens - reads[0]
+    del reads[:]
     prepare(engine, db)
     assert len(reads) == 1
     ask(engine, db, "How many albums?", max_repairs=0, beams=0, max_new_tokens=4)
