@@ -17,7 +17,6 @@ off their key (`model.llm.joins`), and the mended SQL passes the check; the chan
 top N ranked by an aggregate it does not select gets that figure as its last column
 (`model.llm.ranking`).
 The SQL is never executed here: running it is the caller's choice (`model.sqlite.db`).
-(A little over 400 lines: the steps of the one chain, and the Answer they fill in.)
 """
 
 from __future__ import annotations
@@ -28,9 +27,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
+from model.llm.answer import Answer
 from model.llm.budget import DEFAULT_BUDGET_S, Budget, Deadline, OutOfTime
 from model.llm.check import check
 from model.llm.context import Context, context_for, focused_context, rank_tables
@@ -43,7 +43,6 @@ from model.llm.prompt import build_prompt, prompt_head, shared_prefix
 from model.llm.ranking import show_ranked_figure
 
 if TYPE_CHECKING:
-    from model.llm.engine import GenerationStats
     from model.llm.protocol import TextEngine
     from model.sqlite.db import Database
 
@@ -57,82 +56,6 @@ WIDEN_MARKER = "\n-- {error}; asking again with every table\n"
 # The small model sometimes copies the note's " failed: <error>" after its new SQL. Quoted
 # strings and identifiers are matched first so that a " failed: " inside one is skipped.
 _ECHOED_NOTE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\s+failed:\s)")
-
-
-@dataclass
-class Answer:
-    question: str
-    sql: str = ""  # pretty-printed; "" when the model wrote no SQL
-    raw: str = ""  # the model's text, last attempt
-    tables_sent: list[str] = field(default_factory=list)
-    pruned: bool = False  # whether tables were left out of the context
-    problems: list[Problem] = field(default_factory=list)
-    focused: bool = False  # the SQL comes from a prompt with the question's tables alone
-    widened: bool = False  # the answer from the question's tables alone failed: all were sent
-    repaired: bool = False  # the SQL comes from a repair attempt or another candidate
-    corrected: list[str] = field(default_factory=list)  # names put right: "album → albums"
-    mended: list[str] = field(default_factory=list)  # FROM clause remade: "player → match_season"
-    ranked_by: str = ""  # the aggregate added to the SELECT: the figure its top N is ranked by
-    out_of_time: str = ""  # the note, when the time budget stopped the chain before its end
-    attempts: int = 0
-    seconds: float = 0.0
-    cancelled: bool = False
-    model: str = ""
-    stats: list[GenerationStats] = field(default_factory=list)  # one per attempt
-
-    @property
-    def ok(self) -> bool:
-        """SQL that SQLite can prepare (warnings allowed)."""
-        return bool(self.sql) and not any(p.fatal for p in self.problems)
-
-    @property
-    def notes(self) -> list[str]:
-        """What the pipeline did to the model's first answer, a line each (the app shows them
-        under the editor, `gemma-sql ask` on stderr)."""
-        notes = []
-        if self.widened:
-            notes.append("the answer from the question's tables failed the check; "
-                         "asked with every table")
-        if self.repaired:
-            notes.append("asked again: the first answer failed the check" if self.attempts > 1
-                         else "the first answer failed the check; this is the next most likely")
-        if self.corrected:
-            notes.append("names corrected: " + ", ".join(self.corrected))
-        if self.mended:
-            notes.append("joins mended to the schema: " + ", ".join(self.mended))
-        if self.ranked_by:
-            notes.append(f"shows {self.ranked_by}, the figure it ranks by")
-        if self.out_of_time:
-            notes.append(self.out_of_time)
-        return notes
-
-    @property
-    def error(self) -> str:
-        return "; ".join(p.message for p in self.problems if p.fatal)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "question": self.question,
-            "sql": self.sql,
-            "tables_sent": self.tables_sent,
-            "pruned": self.pruned,
-            "problems": [
-                {"message": p.message, "kind": p.kind, "fatal": p.fatal, "start": p.start}
-                for p in self.problems
-            ],
-            "focused": self.focused,
-            "widened": self.widened,
-            "repaired": self.repaired,
-            "corrected": self.corrected,
-            "mended": self.mended,
-            "ranked_by": self.ranked_by,
-            "out_of_time": self.out_of_time,
-            "attempts": self.attempts,
-            "seconds": round(self.seconds, 3),
-            "cancelled": self.cancelled,
-            "model": self.model,
-            "stats": [s.to_dict() for s in self.stats],
-        }
 
 
 def ask(
@@ -195,21 +118,24 @@ class QuestionRun:
     max_new_tokens: int
     budget: Budget
     kept: str  # the beginning of its prompts whose reading the engine keeps (`Engine.stream`)
+    read_rate: float = 0.0  # seconds the last prompt took to read, a character of it
 
     @property
     def cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()
 
     @contextmanager
-    def step(self, later: bool = True) -> Iterator[None]:
+    def step(self, later: bool = True, reading: str = "") -> Iterator[None]:
         """A step of the chain. One after the first answer (`later`) starts only while the
-        budget lasts and runs under a `Deadline`; when the budget runs out before it ends, the
-        answer is put back as it was before it (its figures kept) and OutOfTime ends the chain.
-        A user's cancel is not the budget's: the cancelled answer stands, as it always has."""
+        budget lasts, and leaves time to read its prompt (`reading`, at the last prompt's rate:
+        a prompt read cannot stop halfway); it runs under a `Deadline`; when the budget runs
+        out before it ends, the answer is put back as it was before it (its figures kept) and
+        OutOfTime ends the chain. A user's cancel is not the budget's: the cancelled answer
+        stands, as it always has."""
         if not later:
             yield
             return
-        if self.budget.spent:
+        if self.budget.spent or self.budget.left() < self.read_rate * len(reading):
             raise OutOfTime
         before, user_cancel = copy.deepcopy(self.answer), self.cancel
         self.cancel = Deadline(user_cancel, self.budget)
@@ -241,7 +167,10 @@ class QuestionRun:
             if is_echo("".join(pieces[-64:])):
                 stream.close()  # no answer is coming: stop decoding now, not 256 tokens later
                 break
-        self.answer.stats.append(self.engine.last_stats)
+        stats = self.engine.last_stats
+        self.answer.stats.append(stats)
+        if stats.first_token_s > 0:
+            self.read_rate = stats.first_token_s / len(prompt)
         return "".join(pieces)
 
 
@@ -273,7 +202,7 @@ def start_widening(run: QuestionRun, context: Context) -> None:
     """Make the answer the one about to come from every table (`context`)."""
     answer = run.answer
     run.say(WIDEN_MARKER.format(error="; ".join(failures_of(answer))))
-    answer.widened, answer.focused, answer.mended = True, False, []
+    answer.widened, answer.focused, answer.mended, answer.corrected = True, False, [], []
     answer.tables_sent, answer.pruned = list(context.tables), context.pruned
 
 
@@ -286,7 +215,7 @@ def ask_with_repairs(run: QuestionRun, context: Context, max_repairs: int, beams
     asked, error = question, ""
     for attempt in range(max_repairs + 1):
         prompt = run.prompt(asked, context)
-        with run.step(later=widen or attempt > 0):
+        with run.step(later=widen or attempt > 0, reading=prompt):
             if attempt == 0 and widen:
                 start_widening(run, context)
             if error:

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# Seconds. On this project's 2-core CPU the first answer takes 0.9-2.5 s and the whole chain
-# (every table, beams, repair) 6-10 s in bf16 / fp32 (bench/README.md, "Time budget"); 8 s
-# lets the chain finish there, and stops a slow CPU's after a first answer or a second.
-DEFAULT_BUDGET_S = 8.0
+# Seconds. On 36 Chinook questions (2 busy cores, bench/README.md "Time budget") the answers
+# that came from a step ending past 6 s were 1 right one in bf16 and 3 in fp32 (a CPU twice as
+# slow), as many as past 8 s; 5 s lost one more. The aim for an AVX2 CPU is a p90 of 6 s.
+DEFAULT_BUDGET_S = 6.0
 
 
 class OutOfTime(Exception):

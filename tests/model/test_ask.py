@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from model.llm.ask import CANDIDATES_MARKER, RETRY_MARKER, WIDEN_MARKER, Answer, ask
+from model.llm.answer import Answer
+from model.llm.ask import CANDIDATES_MARKER, RETRY_MARKER, WIDEN_MARKER, ask
 from model.llm.engine import GenerationStats
 from model.llm.prompt import CONTEXT_FIRST, QUESTION_FIRST
 from model.llm.protocol import TextEngine
@@ -462,6 +463,31 @@ def test_a_first_answer_past_the_budget_is_read_to_its_end_and_nothing_follows(
     answer = ask_every_table(engine, db, "Customer ids?", budget=8, clock=clock)
     assert answer.raw == first and len(engine.prompts) == 1 and engine.beam_prompts == []
     assert answer.attempts == 1 and not answer.repaired and answer.notes == [BUDGET_NOTE]
+
+
+def test_a_prompt_that_cannot_be_read_in_the_time_left_is_not_started(db: Database) -> None:
+    """A prompt read cannot stop halfway: at the first prompt's reading rate, asking with every
+    table (a prompt twice as long) would run past the budget, so it is never sent."""
+    clock = FakeClock()
+
+    class Reading(TimedEngine):
+        """Reads a prompt of the first one's length in 2 s."""
+
+        first = ""
+
+        def stream(self, prompt: str, cancel: threading.Event | None = None,
+                   max_new_tokens: int = 256, shared: str = "") -> Generator[str, None, None]:
+            self.first = self.first or prompt
+            seconds = 2.0 * len(prompt) / len(self.first)
+            self.clock.tick(seconds)
+            yield from super().stream(prompt, cancel, max_new_tokens, shared)
+            self.last_stats.first_token_s = seconds
+
+    engine = Reading(clock, 0.1, 0.0, [], " SELECT Age FROM customers", "never asked")
+    answer = ask(engine, db, "Customer ids?", budget=5, clock=clock)
+    assert len(engine.prompts) == 1 and answer.focused
+    assert answer.notes == ["time budget of 5 s reached: further checks skipped"]
+    assert clock.now - 100 < 3  # stopped at once, not after reading a prompt past the budget
 
 
 def test_a_later_step_cut_by_the_budget_leaves_the_answer_it_found(db: Database) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from model.llm.ask import Answer
+from model.llm.answer import Answer
 from model.llm.engine import GenerationStats
 from model.llm.problem import Problem
 from model.llm.prompt import QUESTION_FIRST
@@ -59,7 +59,7 @@ class FakeEngine:
 def fake_ask(engine: FakeEngine, db: Any, question: str,
              on_chunk: Callable[[str], None] | None = None,
              cancel: threading.Event | None = None, focused: bool = True,
-             budget: float = 8.0) -> Answer:
+             budget: float = 6.0) -> Answer:
     engine.budgets.append(budget)
     text = ""
     for chunk in engine.stream(question, cancel or threading.Event()):
