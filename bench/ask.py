@@ -2,6 +2,7 @@
 rate, seconds per question (p50), model load time and peak memory.
 
     .venv/bin/python bench/ask.py [--model M] [--adapter DIR] [--device D] [--questions N]
+                                  [--dtype auto|bf16|fp32|fp16] [--budget SECONDS]
 
 Prints figures, asserts nothing. Runs through `model.llm.ask.ask`, the pipeline the app uses, on
 the bundled Chinook sample. The machine's load average is printed too: on a shared 2-core
@@ -22,6 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.llm.ask import ask  # noqa: E402
+from model.llm.budget import DEFAULT_BUDGET_S  # noqa: E402
 from model.llm.checkpoints import DEFAULT_MODEL, cache_root, ensure_base_checkpoint  # noqa: E402
 from model.llm.loading import load_engine  # noqa: E402
 from model.samples import CHINOOK  # noqa: E402
@@ -58,6 +60,9 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=len(QUESTIONS))
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--answer-tokens", type=int, default=24)
+    parser.add_argument("--dtype", default=None, help="default: the machine's (auto)")
+    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S,
+                        help="seconds a question (0: no limit)")
     args = parser.parse_args()
 
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
@@ -66,21 +71,24 @@ def main() -> None:
         path = ensure_base_checkpoint(lambda m: print("  " + m))
         print(f"base checkpoint ({cache_root()}): {time.perf_counter() - t0:.1f} s  {path}")
     t0 = time.perf_counter()
-    engine = load_engine(args.model, adapter=args.adapter, device=args.device)
+    engine = load_engine(args.model, adapter=args.adapter, device=args.device, dtype=args.dtype)
     load_s = time.perf_counter() - t0
     adapters = ", ".join(str(a) for a in engine.adapters) or "none"
-    print(f"load {engine.name} on {engine.device}: {load_s:.1f} s (adapters: {adapters})")
+    print(f"load {engine.name} on {engine.device} in {engine.dtype}: {load_s:.1f} s "
+          f"(adapters: {adapters})")
     import torch
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}, budget {args.budget:g} s"
     )
 
     db = Database.open(CHINOOK)
     # Warm-up, not counted: the first question also reads the database's part of the prompt,
     # which a context-first model keeps for the next ones (the app reads it before the first).
-    first = ask(engine, db, "How many artists are there?", max_new_tokens=8).stats[0]
+    first = ask(engine, db, "How many artists are there?", max_new_tokens=8,
+                budget=args.budget).stats[0]
     print(f"prompt layout {engine.prompt_layout}; first question on the database: "
           f"time to first token {first.first_token_s:.2f} s ({first.prompt_tokens} tokens read)")
 
@@ -99,7 +107,8 @@ def main() -> None:
     for question in QUESTIONS[: args.questions]:
         engine.stream = recording_stream  # type: ignore[method-assign]
         n = len(first_prompts)
-        answer = ask(engine, db, question, max_new_tokens=args.max_new_tokens)
+        answer = ask(engine, db, question, max_new_tokens=args.max_new_tokens,
+                     budget=args.budget)
         engine.stream = stream  # type: ignore[method-assign]
         del first_prompts[n + 1 :]
         first, last = answer.stats[0], answer.stats[-1]
@@ -112,7 +121,7 @@ def main() -> None:
             f"{answer.seconds:6.2f} {first.first_token_s:6.2f} {last.tokens_per_s:6.1f} "
             f"{tokens:4d} {read:4d} {'no' if answer.pruned else 'yes':>3} "
             f"{answer.attempts:3d} {'yes' if answer.ok else 'no':>3}  "
-            f"{question} -> {sql[:80]}"
+            f"{question} -> {sql[:80]}{' (out of time)' if answer.out_of_time else ''}"
         )
 
     # The base model without its adapter never answers, so the figures above time its

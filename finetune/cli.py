@@ -23,6 +23,8 @@ from model.sqlite.files import file_problem
 
 if TYPE_CHECKING:
     from model.llm.protocol import TextEngine
+from model.llm.dtype import ENV_VAR as DTYPE_ENV_VAR
+from model.llm.dtype import Choice as DtypeChoice
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -49,6 +51,15 @@ EndpointOpt = Annotated[str | None, typer.Option(
 EndpointModelOpt = Annotated[str | None, typer.Option(
     "--endpoint-model", show_default=False,
     help="The model's name on the --endpoint server (default: the one it serves, or gemma-sql).")]
+DtypeOpt = Annotated[DtypeChoice | None, typer.Option(
+    "--dtype", case_sensitive=False,
+    help=f"Compute dtype. auto: bf16 where the hardware has it (AVX512-BF16/AMX, ARM bf16, "
+         f"recent GPUs), else fp32 on CPUs, fp16 on older GPUs. Default: ${DTYPE_ENV_VAR}, "
+         "else auto.", show_default=False)]
+BudgetOpt = Annotated[float, typer.Option(
+    "--budget", min=0, metavar="SECONDS",
+    help="Seconds a question may take in all: the first answer is always written; checking "
+         "other answers and asking again stop when the time is up (0: no limit).")]
 FocusOpt = Annotated[bool, typer.Option(
     "--focus/--no-focus",
     help="Ask first with the question's likeliest tables alone (as the app does; ctrl+t there "
@@ -64,7 +75,7 @@ def check_endpoint(endpoint: str | None, model: str | None, device: str | None) 
 
 def open_engine(model: str | None, adapter: Path | None, device: str | None,
                 endpoint: str | None, endpoint_model: str | None,
-                progress: Callable[[str], None] | None) -> TextEngine:
+                progress: Callable[[str], None] | None, dtype: str | None = None) -> TextEngine:
     """The engine a command asks: the server at `endpoint` (`adapter`, if given, is the one it
     serves: read for its prompt layout), else the model loaded here. Failure: one line, exit 1."""
     from model.llm.checkpoints import DEFAULT_MODEL, ModelUnavailable
@@ -78,7 +89,7 @@ def open_engine(model: str | None, adapter: Path | None, device: str | None,
         from model.llm.loading import load_engine
 
         return load_engine(model or DEFAULT_MODEL, adapter=adapter, device=device,
-                           progress=progress)
+                           progress=progress, dtype=dtype)
     except ModelUnavailable as e:
         raise fail(str(e), 1) from None
 
@@ -103,6 +114,10 @@ def eval_cmd(
         "--beams", help="When an answer fails the check, try the N next most likely.")] = 4,
     focus: FocusOpt = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    dtype: DtypeOpt = None,
+    # No limit by default: accuracy should not depend on the machine's speed and load. With
+    # --budget 8 (the app's default) it scores what the app answers on this machine.
+    budget: BudgetOpt = 0.0,
 ) -> None:
     """Execution accuracy of a model on DATA (through the same pipeline as the app)."""
     import json
@@ -113,7 +128,7 @@ def eval_cmd(
     from model.llm.checkpoints import DEFAULT_MODEL, ModelUnavailable
 
     engine = open_engine(model, adapter, device, endpoint, endpoint_model,
-                         progress=lambda m: typer.echo(m, err=True))
+                         progress=lambda m: typer.echo(m, err=True), dtype=dtype)
     name = f"{engine.name} @ {engine.device}" if endpoint else model or DEFAULT_MODEL
     from tqdm import tqdm
 
@@ -130,7 +145,7 @@ def eval_cmd(
     try:
         report = evaluate(data, engine, db_root=db_root, limit=limit,
                           model_name=name + (f" + {adapter}" if adapter else ""), on_record=tick,
-                          beams=beams, focused=focus)
+                          beams=beams, focused=focus, budget=budget)
     except (ValueError, OSError, ModelUnavailable) as e:  # ModelUnavailable: a server failed
         raise fail(str(e), 1) from None
     finally:
@@ -145,7 +160,9 @@ def print_summary(s: dict[str, Any]) -> None:
     """eval's figures as lines of text (--json prints the report itself)."""
     typer.echo(f"execution accuracy  {s['execution_accuracy']:.1%}  ({s['n']} questions)")
     typer.echo(f"valid SQL           {s['valid_sql_rate']:.1%}")
-    typer.echo(f"seconds a question  {s['mean_seconds']:.2f}")
+    typer.echo(f"seconds a question  {s['mean_seconds']:.2f} ({s['dtype'] or '?'})")
+    if s["out_of_time"]:
+        typer.echo(f"out of time         {s['out_of_time']} (the budget stopped the checks)")
     typer.echo(f"names corrected     {s['corrected']}; joins mended {s['mended']}; "
                f"figures shown {s['ranked']}; repaired {s['repaired']}; "
                f"from the question's tables alone {s['focused']}")

@@ -47,11 +47,13 @@ class Record:
     focused: bool = False  # from a prompt with the question's tables alone
     mended: bool = False  # its FROM clause was mended to the schema (model.llm.joins)
     ranked: bool = False  # the figure its top N is ranked by was selected (model.llm.ranking)
+    out_of_time: bool = False  # the time budget stopped the checks (model.llm.budget)
 
 
 @dataclass
 class EvalReport:
     model: str
+    dtype: str = ""  # the engine's compute dtype (model.llm.dtype)
     records: list[Record] = field(default_factory=list)
     gold_failed: list[dict[str, str]] = field(default_factory=list)
 
@@ -71,8 +73,10 @@ class EvalReport:
             "focused": sum(r.focused for r in self.records),
             "mended": sum(r.mended for r in self.records),
             "ranked": sum(r.ranked for r in self.records),
+            "out_of_time": sum(r.out_of_time for r in self.records),
             "gold_failed": len(self.gold_failed),
             "model": self.model,
+            "dtype": self.dtype,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -223,11 +227,13 @@ def evaluate(
     on_record: Callable[[Record], None] | None = None,
     beams: int = 4,
     focused: bool = True,
+    budget: float = 0.0,
 ) -> EvalReport:
-    """Ask the engine every question of DATA.jsonl through model.llm.ask and score the SQL."""
+    """Ask the engine every question of DATA.jsonl through model.llm.ask and score the SQL
+    (`budget`: the pipeline's time budget a question, 0: none)."""
     from model.llm.ask import ask
 
-    report = EvalReport(model_name)
+    report = EvalReport(model_name, dtype=getattr(engine, "dtype", ""))
     dbs: dict[Path, Database] = {}
     try:
         for item in read_items(path, db_root, limit):
@@ -235,7 +241,7 @@ def evaluate(
                 dbs[item.db] = Database.open(item.db)
             db = dbs[item.db]
             t0 = time.perf_counter()
-            answer = ask(engine, db, item.question, beams=beams, focused=focused)
+            answer = ask(engine, db, item.question, beams=beams, focused=focused, budget=budget)
             seconds = time.perf_counter() - t0
             pred = answer.sql or ""
             try:
@@ -246,7 +252,8 @@ def evaluate(
                 continue
             record = Record(item.question, item.sql, pred, correct, error, round(seconds, 3),
                             str(item.db), bool(answer.corrected), answer.repaired,
-                            answer.focused, bool(answer.mended), bool(answer.ranked_by))
+                            answer.focused, bool(answer.mended), bool(answer.ranked_by),
+                            bool(answer.out_of_time))
             report.records.append(record)
             if on_record:
                 on_record(record)

@@ -212,3 +212,53 @@ def test_ask_run_draws_control_characters_in_its_table(monkeypatch: pytest.Monke
     assert result.exit_code == 0, result.output
     assert "␛]2;PWNED␇" in result.stdout and "a\ufffdb" in result.stdout
     assert not any(c in result.stdout for c in "\x1b\x07\x9b")
+
+
+def test_open_and_eval_take_a_dtype_and_a_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typing import Any
+
+    from typer.testing import CliRunner
+
+    import finetune.eval
+    import model.llm.loading
+    import tui.app
+    from finetune.eval import EvalReport
+    from model.llm.budget import DEFAULT_BUDGET_S
+    from tui.cli import app
+
+    seen: dict[str, dict[str, Any]] = {}
+
+    class App:
+        def __init__(self, database: Any, **kwargs: Any) -> None:
+            seen["open"] = kwargs
+
+        def run(self) -> None:
+            pass
+
+    def load_engine(*args: Any, **kwargs: Any) -> str:
+        seen["load"] = kwargs
+        return "engine"
+
+    def evaluate(data: Path, engine: str, **kwargs: Any) -> EvalReport:
+        seen["eval"] = kwargs
+        return EvalReport("m", dtype="fp32")
+
+    monkeypatch.setattr(tui.app, "GemmaSqlApp", App)
+    monkeypatch.setattr(model.llm.loading, "load_engine", load_engine)
+    monkeypatch.setattr(finetune.eval, "evaluate", evaluate)
+    runner = CliRunner()
+    assert runner.invoke(app, [str(CHINOOK), "--dtype", "bf16", "--budget", "0"]).exit_code == 0
+    assert seen["open"]["dtype"] == "bf16" and seen["open"]["budget"] == 0
+    assert runner.invoke(app, [str(CHINOOK)]).exit_code == 0
+    assert seen["open"]["dtype"] is None and seen["open"]["budget"] == DEFAULT_BUDGET_S
+    data = tmp_path / "eval.jsonl"
+    data.write_text('{"question": "q", "sql": "SELECT 1", "db": "x.db"}\n')
+    result = runner.invoke(app, ["eval", str(data), "--dtype", "FP32", "--budget", "8"])
+    assert result.exit_code == 0, result.output
+    assert seen["load"]["dtype"] == "fp32" and seen["eval"]["budget"] == 8
+    assert "(fp32)" in result.stdout
+    runner.invoke(app, ["eval", str(data)])
+    assert seen["load"]["dtype"] is None and seen["eval"]["budget"] == 0  # eval: no limit
+    assert runner.invoke(app, ["eval", str(data), "--budget", "-1"]).exit_code == 2

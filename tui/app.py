@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import ContentSwitcher, Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from model.llm.budget import DEFAULT_BUDGET_S
 from model.sqlite.chart import Chart, NoChart
 from model.sqlite.db import Database, QueryResult
 from model.sqlite.export import format_for
@@ -69,11 +70,13 @@ class GemmaSqlApp(App[None]):
                  adapter: str | Path | None = None, device: str | None = None,
                  load_model: bool = True, engine: TextEngine | None = None,
                  history: History | None = None, endpoint: str | None = None,
-                 endpoint_model: str | None = None) -> None:
+                 endpoint_model: str | None = None, dtype: str | None = None,
+                 budget: float = DEFAULT_BUDGET_S) -> None:
         super().__init__()
         self.database = database
         self.model_name, self.adapter, self.device = model, adapter, device
         self.endpoint, self.endpoint_model = endpoint, endpoint_model  # a server's model
+        self.dtype, self.budget = dtype, budget  # the model's compute dtype; seconds a question
         self.load_model = load_model
         self.engine = engine  # None until loaded; tests pass a scripted one
         self.history = history or History()
@@ -151,13 +154,13 @@ class GemmaSqlApp(App[None]):
     @work(thread=True, group="model", exit_on_error=False)
     def load_engine(self) -> None:
         workers.load_model(self.model_name, self.adapter, self.device, self.post_message,
-                           self.database, self.endpoint, self.endpoint_model)
+                           self.database, self.endpoint, self.endpoint_model, self.dtype)
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
     def generate(self, engine: TextEngine, question: str, cancel: threading.Event,
                  every_table: bool) -> None:
         workers.generate(engine, self.database, question, cancel, self.post_message,
-                         focused=not every_table)
+                         focused=not every_table, budget=self.budget)
 
     # Actions
 
@@ -395,7 +398,8 @@ class GemmaSqlApp(App[None]):
             self.status.say("generation cancelled", "warning")
             return
         if not answer.sql:  # leave the model's text in the editor to read
-            self.status.say("the model wrote no SQL", "warning")
+            said = "; ".join(filter(None, ["the model wrote no SQL", answer.out_of_time]))
+            self.status.say(said, "warning")
             return
         editor.replace_all(answer.sql)
         editor.focus()

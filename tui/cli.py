@@ -19,7 +19,9 @@ from typer.core import TyperGroup
 import finetune.cli
 from finetune.cli import (
     AdapterOpt,
+    BudgetOpt,
     DeviceOpt,
+    DtypeOpt,
     EndpointModelOpt,
     EndpointOpt,
     FocusOpt,
@@ -28,6 +30,7 @@ from finetune.cli import (
     fail,
     open_engine,
 )
+from model.llm.budget import DEFAULT_BUDGET_S
 
 
 class DefaultOpenGroup(TyperGroup):
@@ -68,6 +71,8 @@ def open_app(
     no_model: Annotated[
         bool, typer.Option("--no-model", help="Do not load a model (plain SQL client).")
     ] = False,
+    dtype: DtypeOpt = None,
+    budget: BudgetOpt = DEFAULT_BUDGET_S,
 ) -> None:
     """Open the app on DB (the default command)."""
     from model.samples import CHINOOK
@@ -82,7 +87,7 @@ def open_app(
 
     GemmaSqlApp(
         database, model=model, adapter=adapter, device=device, load_model=not no_model,
-        endpoint=endpoint, endpoint_model=endpoint_model,
+        endpoint=endpoint, endpoint_model=endpoint_model, dtype=dtype, budget=budget,
     ).run()
 
 
@@ -103,6 +108,8 @@ def ask(
                      "--run).", show_default=False),
     ] = None,
     focus: FocusOpt = True,
+    dtype: DtypeOpt = None,
+    budget: BudgetOpt = DEFAULT_BUDGET_S,
 ) -> None:
     """Write SQL for QUESTION about DB; print it (and with --run, its result)."""
     import json
@@ -122,9 +129,9 @@ def ask(
 
     # Progress only to a terminal: in scripts stderr carries just the one-line error, if any.
     progress = (lambda m: typer.echo(m, err=True)) if sys.stderr.isatty() else None
-    engine = open_engine(model, adapter, device, endpoint, endpoint_model, progress)
+    engine = open_engine(model, adapter, device, endpoint, endpoint_model, progress, dtype)
     try:
-        answer = write_sql(engine, database, question, focused=focus)
+        answer = write_sql(engine, database, question, focused=focus, budget=budget)
     except ModelUnavailable as e:  # a server that failed mid-answer
         raise fail(str(e), 1) from None
     error = answer.error or (None if answer.sql else "the model wrote no SQL")
@@ -150,7 +157,8 @@ def ask(
     if as_json:
         typer.echo(json.dumps({
             "question": question, "sql": answer.sql, "columns": columns, "rows": rows,
-            "error": error, "model": engine.name, "seconds": round(answer.seconds, 3),
+            "error": error, "model": engine.name, "dtype": engine.dtype,
+            "seconds": round(answer.seconds, 3),
         }, ensure_ascii=False))
     else:
         if answer.sql:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
+from model.llm.budget import DEFAULT_BUDGET_S
 from model.sqlite import export
 from model.sqlite.chart import Chart
 from model.sqlite.db import Database, DatabaseError, QueryResult
@@ -128,13 +129,13 @@ def export_chart(chart: Chart, path: str, colors: list[str], post: Post) -> None
 
 def load_model(model: str | None, adapter: str | Path | None, device: str | None, post: Post,
                db: Database | None = None, endpoint: str | None = None,
-               endpoint_model: str | None = None) -> None:
-    """Load the model (with `endpoint`: connect to the server that has it), then read `db`'s
-    part of the prompt ahead of the first question."""
+               endpoint_model: str | None = None, dtype: str | None = None) -> None:
+    """Load the model (in `dtype`, None: the machine's; with `endpoint`: connect to the
+    server that has it), then read `db`'s part of the prompt ahead of the first question."""
     if endpoint:
         engine = _connect(endpoint, endpoint_model, adapter, post)
     else:
-        engine = _load(model, adapter, device, post)
+        engine = _load(model, adapter, device, post, dtype)
     if engine is None:
         return
     post(ModelReady(engine))
@@ -148,7 +149,7 @@ def load_model(model: str | None, adapter: str | Path | None, device: str | None
 
 
 def _load(model: str | None, adapter: str | Path | None, device: str | None,
-          post: Post) -> TextEngine | None:
+          post: Post, dtype: str | None = None) -> TextEngine | None:
     try:
         from model.llm.loading import load_engine
     except Exception as e:  # the engine is optional: the app stays a plain SQL client
@@ -160,8 +161,10 @@ def _load(model: str | None, adapter: str | Path | None, device: str | None,
 
     post(ModelStatus("model loading…"))
     try:
-        # No --model means the engine's own default, so leave the argument out.
+        # No --model (or --dtype) means the engine's own default, so leave the argument out.
         chosen = {"model": model} if model else {}
+        if dtype:
+            chosen["dtype"] = dtype
         return load_engine(**chosen, adapter=adapter, device=device, progress=progress)
     except Exception as e:  # ModelUnavailable or anything else: one line, app keeps going
         post(ModelStatus(f"no model: {one_line(e)}", failed=True))
@@ -182,7 +185,7 @@ def _connect(endpoint: str, endpoint_model: str | None, adapter: str | Path | No
 
 
 def generate(engine: TextEngine, db: Database, question: str, cancel: threading.Event,
-             post: Post, focused: bool = True) -> None:
+             post: Post, focused: bool = True, budget: float = DEFAULT_BUDGET_S) -> None:
     try:
         from model.llm.ask import ask
     except Exception as e:
@@ -190,7 +193,7 @@ def generate(engine: TextEngine, db: Database, question: str, cancel: threading.
         return
     try:
         answer = ask(engine, db, question, on_chunk=lambda t: post(SqlChunk(t)), cancel=cancel,
-                     focused=focused)
+                     focused=focused, budget=budget)
     except Exception as e:  # the model's failure is shown, never raised into the UI
         post(GenerationFailed(one_line(e), cancelled=cancel.is_set()))
         return
@@ -201,8 +204,8 @@ def generate(engine: TextEngine, db: Database, question: str, cancel: threading.
 
 
 def describe_engine(engine: TextEngine) -> str:
-    """name · device · the last answer's decoding rate."""
-    parts = [engine.name, engine.device]
+    """name · device · compute dtype · the last answer's decoding rate."""
+    parts = [engine.name, engine.device, engine.dtype]
     rate = engine.last_stats.tokens_per_s
     if rate > 0:  # 0 until the first generation
         parts.append(f"{rate:.1f} tok/s")

@@ -9,23 +9,29 @@ for CustomerId), those names are corrected, and the correction shown. When it st
 compares a column with text no row holds, the model's `beams` next most likely answers (beam
 search on the same prompt) are checked and the first that passes cleanly is taken; failing
 that, a failed question is asked again with the error attached (at most `max_repairs` times).
-The first answer and the last have their FROM clause mended to the schema's foreign keys
-when they read a column from a table that lacks it or join two tables off their key
-(`model.llm.joins`), and the mended SQL passes the check; the change is shown. A top N
-ranked by an aggregate it does not select gets that figure as its last column
+Every step after the first answer runs only while the question's time budget lasts, and
+replaces the answer only when it finishes in time (`model.llm.budget`); the note says when the
+budget stopped the chain. The first answer and the last have their FROM clause mended to the
+schema's foreign keys when they read a column from a table that lacks it or join two tables
+off their key (`model.llm.joins`), and the mended SQL passes the check; the change is shown. A
+top N ranked by an aggregate it does not select gets that figure as its last column
 (`model.llm.ranking`).
 The SQL is never executed here: running it is the caller's choice (`model.sqlite.db`).
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
+from model.llm.answer import Answer
+from model.llm.budget import DEFAULT_BUDGET_S, Budget, Deadline, OutOfTime
 from model.llm.check import check
 from model.llm.context import Context, context_for, focused_context, rank_tables
 from model.llm.extract import extract_sql, is_echo
@@ -33,11 +39,10 @@ from model.llm.joins import mend_joins
 from model.llm.names import apply_suggestions
 from model.llm.parsing import pretty
 from model.llm.problem import Problem
-from model.llm.prompt import build_prompt, shared_prefix
+from model.llm.prompt import build_prompt, prompt_head, shared_prefix
 from model.llm.ranking import show_ranked_figure
 
 if TYPE_CHECKING:
-    from model.llm.engine import GenerationStats
     from model.llm.protocol import TextEngine
     from model.sqlite.db import Database
 
@@ -53,78 +58,6 @@ WIDEN_MARKER = "\n-- {error}; asking again with every table\n"
 _ECHOED_NOTE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\s+failed:\s)")
 
 
-@dataclass
-class Answer:
-    question: str
-    sql: str = ""  # pretty-printed; "" when the model wrote no SQL
-    raw: str = ""  # the model's text, last attempt
-    tables_sent: list[str] = field(default_factory=list)
-    pruned: bool = False  # whether tables were left out of the context
-    problems: list[Problem] = field(default_factory=list)
-    focused: bool = False  # the SQL comes from a prompt with the question's tables alone
-    widened: bool = False  # the answer from the question's tables alone failed: all were sent
-    repaired: bool = False  # the SQL comes from a repair attempt or another candidate
-    corrected: list[str] = field(default_factory=list)  # names put right: "album → albums"
-    mended: list[str] = field(default_factory=list)  # FROM clause remade: "player → match_season"
-    ranked_by: str = ""  # the aggregate added to the SELECT: the figure its top N is ranked by
-    attempts: int = 0
-    seconds: float = 0.0
-    cancelled: bool = False
-    model: str = ""
-    stats: list[GenerationStats] = field(default_factory=list)  # one per attempt
-
-    @property
-    def ok(self) -> bool:
-        """SQL that SQLite can prepare (warnings allowed)."""
-        return bool(self.sql) and not any(p.fatal for p in self.problems)
-
-    @property
-    def notes(self) -> list[str]:
-        """What the pipeline did to the model's first answer, a line each (the app shows them
-        under the editor, `gemma-sql ask` on stderr)."""
-        notes = []
-        if self.widened:
-            notes.append("the answer from the question's tables failed the check; "
-                         "asked with every table")
-        if self.repaired:
-            notes.append("asked again: the first answer failed the check" if self.attempts > 1
-                         else "the first answer failed the check; this is the next most likely")
-        if self.corrected:
-            notes.append("names corrected: " + ", ".join(self.corrected))
-        if self.mended:
-            notes.append("joins mended to the schema: " + ", ".join(self.mended))
-        if self.ranked_by:
-            notes.append(f"shows {self.ranked_by}, the figure it ranks by")
-        return notes
-
-    @property
-    def error(self) -> str:
-        return "; ".join(p.message for p in self.problems if p.fatal)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "question": self.question,
-            "sql": self.sql,
-            "tables_sent": self.tables_sent,
-            "pruned": self.pruned,
-            "problems": [
-                {"message": p.message, "kind": p.kind, "fatal": p.fatal, "start": p.start}
-                for p in self.problems
-            ],
-            "focused": self.focused,
-            "widened": self.widened,
-            "repaired": self.repaired,
-            "corrected": self.corrected,
-            "mended": self.mended,
-            "ranked_by": self.ranked_by,
-            "attempts": self.attempts,
-            "seconds": round(self.seconds, 3),
-            "cancelled": self.cancelled,
-            "model": self.model,
-            "stats": [s.to_dict() for s in self.stats],
-        }
-
-
 def ask(
     engine: TextEngine,
     db: Database,
@@ -135,30 +68,40 @@ def ask(
     max_new_tokens: int = 256,
     beams: int = 4,
     focused: bool = True,
+    budget: float = DEFAULT_BUDGET_S,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Answer:
     """Write SQL for `question` about `db`. `on_chunk` sees the text as it streams (from a
     worker thread in the app), including a `-- ...` line before another candidate or a
     repair. `beams` other answers are checked when the first fails (0: none); `focused`: try
-    the question's likeliest tables alone first."""
-    started = time.perf_counter()
+    the question's likeliest tables alone first. `budget`: seconds from the start after which
+    no step beyond the first answer runs or is taken (0: unlimited), timed by `clock`."""
+    timer = Budget(budget, clock)
     db = db.reader()  # the pipeline reads the data only through its own read-only connection
     schema = db.schema()
     ranking = rank_tables(schema, question)  # read once, for both contexts
     context = context_for(db.conn, schema, question, ranking=ranking)
     answer = Answer(question, tables_sent=list(context.tables), pruned=context.pruned,
                     model=engine.name)
-    run = QuestionRun(engine, db, answer, on_chunk, cancel, max_new_tokens)
     shared = shared_prefix(context.text, engine.prompt_layout)
     # The question's own tables first: a prompt about half as long, and fewer tables to mix up.
     # Not for a model that keeps the whole schema's part of the prompt read (`shared`).
     focus = None
     if not shared and focused:
         focus = focused_context(db.conn, schema, question, ranking=ranking)
-    if focus is None or not ask_focused(run, focus):
-        ask_with_repairs(run, context, shared, max_repairs, beams)
-        if answer.sql and not answer.cancelled:
+    kept = shared or prompt_head(engine.prompt_layout)
+    run = QuestionRun(engine, db, answer, on_chunk, cancel, max_new_tokens, timer, kept)
+    try:
+        if focus is None or not ask_focused(run, focus):
+            ask_with_repairs(run, context, max_repairs, beams, widen=focus is not None)
+    except OutOfTime:
+        answer.out_of_time = timer.note()
+    if answer.sql and not answer.cancelled:
+        if answer.focused:
+            show_figure(answer, db)  # its joins were mended, if need be, by ask_focused
+        else:
             mend_last(answer, db)
-    answer.seconds = time.perf_counter() - started
+    answer.seconds = clock() - timer.started
     return answer
 
 
@@ -171,12 +114,40 @@ class QuestionRun:
     db: Database
     answer: Answer
     on_chunk: Callable[[str], None] | None
-    cancel: threading.Event | None
+    cancel: threading.Event | None  # the user's, or a `Deadline` during a later step
     max_new_tokens: int
+    budget: Budget
+    kept: str  # the beginning of its prompts whose reading the engine keeps (`Engine.stream`)
+    read_rate: float = 0.0  # seconds the last prompt took to read, a character of it
 
     @property
     def cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()
+
+    @contextmanager
+    def step(self, later: bool = True, reading: str = "") -> Iterator[None]:
+        """A step of the chain. One after the first answer (`later`) starts only while the
+        budget lasts, and leaves time to read its prompt (`reading`, at the last prompt's rate:
+        a prompt read cannot stop halfway); it runs under a `Deadline`; when the budget runs
+        out before it ends, the answer is put back as it was before it (its figures kept) and
+        OutOfTime ends the chain. A user's cancel is not the budget's: the cancelled answer
+        stands, as it always has."""
+        if not later:
+            yield
+            return
+        if self.budget.spent or self.budget.left() < self.read_rate * len(reading):
+            raise OutOfTime
+        before, user_cancel = copy.deepcopy(self.answer), self.cancel
+        self.cancel = Deadline(user_cancel, self.budget)
+        try:
+            yield
+        finally:
+            self.cancel = user_cancel
+        if self.budget.spent and not self.cancelled:
+            before.stats = self.answer.stats
+            for f in fields(Answer):
+                setattr(self.answer, f.name, getattr(before, f.name))
+            raise OutOfTime
 
     def say(self, text: str) -> None:
         if self.on_chunk is not None:
@@ -185,26 +156,28 @@ class QuestionRun:
     def prompt(self, question: str, context: Context) -> str:
         return build_prompt(question, context.text, self.engine.prompt_layout)
 
-    def read(self, prompt: str, kept: str = "") -> str:
-        """The model's answer to `prompt` (whose beginning `kept` the engine may have read
-        before), streamed to `on_chunk`; its figures kept."""
+    def read(self, prompt: str) -> str:
+        """The model's answer to `prompt`, streamed to `on_chunk`; its figures kept."""
         pieces: list[str] = []
         stream = self.engine.stream(prompt, cancel=self.cancel,
-                                    max_new_tokens=self.max_new_tokens, shared=kept)
+                                    max_new_tokens=self.max_new_tokens, shared=self.kept)
         for piece in stream:
             pieces.append(piece)
             self.say(piece)
             if is_echo("".join(pieces[-64:])):
                 stream.close()  # no answer is coming: stop decoding now, not 256 tokens later
                 break
-        self.answer.stats.append(self.engine.last_stats)
+        stats = self.engine.last_stats
+        self.answer.stats.append(stats)
+        if stats.first_token_s > 0:
+            self.read_rate = stats.first_token_s / len(prompt)
         return "".join(pieces)
 
 
 def ask_focused(run: QuestionRun, focus: Context) -> bool:
     """Ask with the question's likeliest tables alone. True when that settles the answer: it
     passes the check (joins mended if need be) with every value it compares found, or the user
-    cancelled; otherwise the answer is marked widened, for asking again with every table."""
+    cancelled; otherwise it stands only until asking again with every table replaces it."""
     answer, db = run.answer, run.db
     answer.raw = run.read(run.prompt(answer.question, focus))
     answer.attempts = 1
@@ -215,48 +188,72 @@ def ask_focused(run: QuestionRun, focus: Context) -> bool:
     sql, problems, corrected = checked(sql, db)
     if (mend := mended(sql, db, doubts=False)) is not None:
         sql, problems, answer.mended = mend
-    failures = [p.message for p in problems if p.fatal or p.kind == "value"]
-    if not failures:
-        answer.sql, answer.problems, answer.corrected = sql, problems, corrected
-        answer.tables_sent, answer.pruned, answer.focused = list(focus.tables), True, True
-        show_figure(answer, db)
-        return True
-    answer.widened = True
-    run.say(WIDEN_MARKER.format(error="; ".join(failures)))
-    return False
+    answer.sql, answer.problems, answer.corrected = sql, problems, corrected
+    answer.tables_sent, answer.pruned, answer.focused = list(focus.tables), True, True
+    return not failures_of(answer)
 
 
-def ask_with_repairs(run: QuestionRun, context: Context, shared: str, max_repairs: int,
-                     beams: int) -> None:
-    """Ask with `context`; when the first answer fails or doubts a value, take the first of
-    `beams` other answers that passes; while it fails, ask again with the error attached."""
+def failures_of(answer: Answer) -> list[str]:
+    """Why an answer from the question's tables alone does not settle the question."""
+    return [p.message for p in answer.problems if p.fatal or p.kind == "value"]
+
+
+def start_widening(run: QuestionRun, context: Context) -> None:
+    """Make the answer the one about to come from every table (`context`)."""
+    answer = run.answer
+    run.say(WIDEN_MARKER.format(error="; ".join(failures_of(answer))))
+    answer.widened, answer.focused, answer.mended, answer.corrected = True, False, [], []
+    answer.tables_sent, answer.pruned = list(context.tables), context.pruned
+
+
+def ask_with_repairs(run: QuestionRun, context: Context, max_repairs: int, beams: int,
+                     widen: bool = False) -> None:
+    """Ask with `context` (`widen`: after the answer from the question's tables failed);
+    when the first answer fails or doubts a value, take the first of `beams` other answers
+    that passes; while it fails, ask again with the error attached. Each a step of its own."""
     answer, question = run.answer, run.answer.question
-    asked = question
+    asked, error = question, ""
     for attempt in range(max_repairs + 1):
         prompt = run.prompt(asked, context)
-        answer.raw = run.read(prompt, shared)
-        answer.attempts = attempt + 1
-        answer.repaired = attempt > 0
-        sql = extract_sql(answer.raw)
-        if attempt > 0:
-            sql = cut_echoed_note(sql)
-        if run.cancelled:
-            answer.cancelled = True
-            answer.sql, answer.problems = sql, []  # partial: not worth checking
-            return
-        answer.sql, answer.problems, answer.corrected = checked(sql, run.db)
+        with run.step(later=widen or attempt > 0, reading=prompt):
+            if attempt == 0 and widen:
+                start_widening(run, context)
+            if error:
+                run.say(RETRY_MARKER.format(error=error))
+            sql = read_attempt(run, prompt, attempt)
+        if sql is None:
+            return  # cancelled
         fatal = [p.message for p in answer.problems if p.fatal]
         doubts = [p.message for p in answer.problems if p.kind == "value"]
         if (fatal or doubts) and attempt == 0 and beams:
-            run.say(CANDIDATES_MARKER.format(error="; ".join(fatal or doubts), n=beams))
-            texts = run.engine.beams(prompt, n=beams, cancel=run.cancel, shared=shared)
-            if take_candidate(answer, texts, run.db, run.on_chunk):
+            with run.step():
+                run.say(CANDIDATES_MARKER.format(error="; ".join(fatal or doubts), n=beams))
+                texts = run.engine.beams(prompt, n=beams, cancel=run.cancel, shared=run.kept)
+                taken = take_candidate(answer, texts, run.db, run.on_chunk)
+            if taken:
                 return
         if not fatal or attempt == max_repairs:
             return
         error = "; ".join(fatal)
-        run.say(RETRY_MARKER.format(error=error))
         asked = repair_question(question, sql, error)
+
+
+def read_attempt(run: QuestionRun, prompt: str, attempt: int) -> str | None:
+    """The answer to `prompt`, checked, as the answer's; the SQL as written (None: the user
+    cancelled, and the partial SQL stands unchecked)."""
+    answer = run.answer
+    answer.raw = run.read(prompt)
+    answer.attempts = attempt + 1
+    answer.repaired = attempt > 0
+    sql = extract_sql(answer.raw)
+    if attempt > 0:
+        sql = cut_echoed_note(sql)
+    if run.cancelled:
+        answer.cancelled = True
+        answer.sql, answer.problems = sql, []  # partial: not worth checking
+        return None
+    answer.sql, answer.problems, answer.corrected = checked(sql, run.db)
+    return sql
 
 
 def mend_last(answer: Answer, db: Database) -> None:
@@ -272,11 +269,13 @@ def prepare(engine: TextEngine, db: Database) -> None:
     """Read the database's part of the prompt before the first question (the app does it while
     the user types): with a context-first model every question then reads only its own tokens.
 
-    Nothing is read for a schema cut to fit, since the cut depends on the question, nor for a
-    model of the seed's layout, whose prompts share no more than their head."""
+    Nothing of the database is read for a schema cut to fit, since the cut depends on the
+    question, nor for a model of the seed's layout, whose prompts share only their head: that
+    head is read instead."""
     layout = engine.prompt_layout
     if not shared_prefix("", layout):
-        return  # prompts of this layout share no beginning: render no context for nothing
+        engine.warm(prompt_head(layout))  # render no context for nothing
+        return
     db = db.reader()
     context = context_for(db.conn, db.schema(), "")
     if not context.pruned:

@@ -201,15 +201,16 @@ def hub_download(repo_id: str, label: str, progress: Progress | None) -> Path:
     return path
 
 
-def nf4_config() -> BitsAndBytesConfig:
-    """4-bit NF4 weights with double quantization and bf16 compute (bitsandbytes, CUDA)."""
+def nf4_config(compute_dtype: Any = None) -> BitsAndBytesConfig:
+    """4-bit NF4 weights with double quantization and `compute_dtype` arithmetic (a torch
+    dtype; bf16 by default) (bitsandbytes, CUDA)."""
     import torch
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16,
         bnb_4bit_use_double_quant=True,
     )
 

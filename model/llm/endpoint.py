@@ -112,6 +112,7 @@ class EndpointEngine:
         self.endpoint = endpoint
         self.model = model  # the name the server serves it under
         self.device = endpoint.url  # the status bar's "where it runs"
+        self.dtype = "server"  # the compute dtype is the server's choice, not ours
         self.prompt_layout = prompt_layout
         self.api_key = api_key
         self.timeout = timeout

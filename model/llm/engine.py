@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from model.llm.checkpoints import causal_lm
 from model.llm.cpu import cpu_kernels
+from model.llm.dtype import dtype_name
 from model.llm.prompt import QUESTION_FIRST
 from model.llm.vocab import AnswerVocab
 
@@ -139,9 +140,16 @@ class Engine:
     adapters: list[Path] = field(default_factory=list)  # LoRA adapters applied, in order
     answer_vocab: AnswerVocab | None = None  # None: decode over the whole vocabulary
     prompt_layout: str = QUESTION_FIRST  # the one the model was trained on (model.llm.prompt)
+    dtype: str = ""  # compute dtype, "bf16", "fp32" or "fp16" (model.llm.dtype); "": the model's
+    static_decoding: bool | None = None  # greedy over a static cache (model.llm.static); None: CUDA
 
     def __post_init__(self) -> None:
         self.model.eval()
+        if not self.dtype:
+            self.dtype = dtype_name(getattr(self.model, "dtype", ""))
+        if self.static_decoding is None:
+            self.static_decoding = self.device.startswith("cuda")
+        self._static: Any = None  # model.llm.static.StaticGreedy, made on first use
         if not self.stop_ids:
             self.stop_ids = stop_ids_for(self.model, self.tokenizer)
         self._lock = threading.Lock()
@@ -281,7 +289,8 @@ class Engine:
             ids = self.encode(prompt)
             stats.prompt_tokens = len(ids)
             decoder = _IncrementalDecoder(self.tokenizer)
-            tokens = self._greedy(prompt, ids, shared, stats)
+            tokens = (self._static_greedy(prompt, ids, max_new_tokens) if self.static_decoding
+                      else self._greedy(prompt, ids, shared, stats))
             stats.stop = "length"
             passes = 0
             try:
@@ -327,6 +336,18 @@ class Engine:
             logits, cache = self._step(inputs, cache, allowed)
             token = _token(allowed, int(logits[0].argmax()))
             yield token
+
+    def _static_greedy(self, prompt: str, ids: list[int], max_new_tokens: int) -> Iterator[int]:
+        """`_greedy`'s tokens, over a static cache (`model.llm.static`; CUDA graphs on a GPU,
+        where reading the whole prompt again costs less than keeping its cache)."""
+        from model.llm.static import StaticGreedy
+
+        if self._static is None:
+            self._static = StaticGreedy(causal_lm(self.model),
+                                        compiled=self.device.startswith("cuda"))
+        allowed = self._output_rows(prompt, ids)
+        yield from self._static.tokens(ids, None if allowed is None else allowed.ids,
+                                       max_new_tokens)
 
     def beams(
         self,

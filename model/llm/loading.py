@@ -28,6 +28,7 @@ from model.llm.checkpoints import (
     nf4_config,
 )
 from model.llm.cpu import set_threads
+from model.llm.dtype import resolve_dtype, torch_dtype
 from model.llm.engine import Engine
 from model.llm.progress import Progress, first_line, no_loading_bars, quiet_libraries, say
 from model.llm.prompt import QUESTION_FIRST, read_layout
@@ -50,6 +51,7 @@ def load_engine(
     adapter: str | Path | None = None,
     device: str | None = None,
     progress: Progress | None = None,
+    dtype: str | None = None,
 ) -> Engine:
     """Load a model for generation.
 
@@ -58,25 +60,32 @@ def load_engine(
     there; `adapter=` replaces it (or adds one to any other model). Adapters are merged into
     the weights for speed, except on a 4-bit model where merging would round them away.
 
-    4-bit NF4 needs CUDA (bitsandbytes): on CPU, `gemma-2-2b-sql` loads in bf16 instead
-    (~5 GB of memory, a few tokens a second), and says so through `progress`.
+    `dtype` is the compute dtype: "bf16", "fp32", "fp16", or "auto"/None for the machine's
+    (`model.llm.dtype`: bf16 only where the hardware has it; GEMMA_SQL_DTYPE overrides auto).
+    The checkpoints are bf16, so fp32 holds exactly the same weights, at twice the memory.
+
+    4-bit NF4 needs CUDA (bitsandbytes): on CPU, `gemma-2-2b-sql` loads unquantized instead
+    (~5 GB of memory in bf16, a few tokens a second), and says so through `progress`.
     """
     quiet_libraries()
-    import torch
     from transformers import AutoModelForCausalLM
 
     device = resolve_device(device)
+    try:
+        dtype = resolve_dtype(dtype, device)
+    except ValueError as e:
+        raise ModelUnavailable(str(e)) from None
     adapters: list[Path] = [check_adapter(adapter)] if adapter is not None else []
-    weights = _find_weights(model, adapters, device, progress)
+    weights = _find_weights(model, adapters, device, dtype, progress)
     name, path = weights.name, weights.path
 
     if device == "cpu":
         set_threads()
     started = time.perf_counter()
-    say(progress, f"Loading {name} on {device}…")
-    kwargs: dict[str, Any] = {"dtype": torch.bfloat16}
+    say(progress, f"Loading {name} on {device} in {dtype}…")
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype)}
     if weights.four_bit:
-        kwargs["quantization_config"] = nf4_config()
+        kwargs["quantization_config"] = nf4_config(torch_dtype(dtype))
     if device != "cpu":
         kwargs["device_map"] = {"": device}
     try:
@@ -96,9 +105,9 @@ def load_engine(
     vocab = next((v for d in sources if (v := AnswerVocab.read(d, tokenizer)) is not None), None)
     layout = next((x for d in sources if (x := read_layout(d))), QUESTION_FIRST)
     engine = Engine(name, llm, tokenizer, device=device, adapters=weights.adapters,
-                    answer_vocab=vocab, prompt_layout=layout)
+                    answer_vocab=vocab, prompt_layout=layout, dtype=dtype)
     engine.load_seconds = time.perf_counter() - started
-    say(progress, f"{name} ready on {device} in {engine.load_seconds:.1f} s")
+    say(progress, f"{name} ready on {device} ({dtype}) in {engine.load_seconds:.1f} s")
     return engine
 
 
@@ -114,7 +123,7 @@ def resolve_device(device: str | None) -> str:
 
 
 def _find_weights(
-    model: str, adapters: list[Path], device: str, progress: Progress | None
+    model: str, adapters: list[Path], device: str, dtype: str, progress: Progress | None
 ) -> _Weights:
     """The weights `model` names (see `load_engine`), with `adapters` on top."""
     spec = MODELS.get(model)
@@ -135,7 +144,7 @@ def _find_weights(
         if spec.four_bit and not four_bit:
             say(
                 progress,
-                f"4-bit NF4 needs a CUDA GPU: loading {spec.name} in bf16 on {device} "
+                f"4-bit NF4 needs a CUDA GPU: loading {spec.name} in {dtype} on {device} "
                 "(several GB of memory, slow).",
             )
     elif Path(model).expanduser().is_dir():

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 class TextEngine(Protocol):
     name: str  # shown in the status bar and recorded in each Answer
     device: str
+    dtype: str  # compute dtype, "bf16", "fp32" or "fp16" (model.llm.dtype): shown with device
     prompt_layout: str  # the layout the model was trained on (model.llm.prompt)
     last_stats: GenerationStats  # figures of the last `stream` (zeros before the first)
 

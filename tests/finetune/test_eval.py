@@ -96,6 +96,7 @@ class FakeAnswer:
     focused: bool = False
     mended: tuple[str, ...] = ()
     ranked_by: str = ""
+    out_of_time: str = ""
 
 
 def test_evaluate_excludes_failing_golds_and_reports(

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from model.llm.ask import CANDIDATES_MARKER, RETRY_MARKER, WIDEN_MARKER, Answer, ask
+from model.llm.answer import Answer
+from model.llm.ask import CANDIDATES_MARKER, RETRY_MARKER, WIDEN_MARKER, ask
 from model.llm.engine import GenerationStats
 from model.llm.prompt import CONTEXT_FIRST, QUESTION_FIRST
 from model.llm.protocol import TextEngine
@@ -28,6 +29,7 @@ class ScriptedEngine:
 
     name = "scripted"
     device = "cpu"
+    dtype = "fp32"
     prompt_layout = QUESTION_FIRST
 
     def __init__(self, *answers: str) -> None:
@@ -355,6 +357,32 @@ def test_cancel_stops_without_repair(db: Database, focused: bool) -> None:
     assert len(engine.prompts) == 1 and not answer.widened
 
 
+def test_every_prompt_of_the_seeds_layout_keeps_its_head_read(db: Database) -> None:
+    """The head all the seed layout's prompts share is offered to the engine to keep (read
+    once, then reused): the focused try, every table, the candidates and the repair."""
+    from model.llm.prompt import prompt_head
+
+    offered: list[str] = []
+
+    class Recording(ScriptedBeamEngine):
+        def stream(self, prompt: str, cancel: threading.Event | None = None,
+                   max_new_tokens: int = 256, shared: str = "") -> Generator[str, None, None]:
+            offered.append(shared)
+            return super().stream(prompt, cancel, max_new_tokens, shared)
+
+        def beams(self, prompt: str, n: int = 4, cancel: threading.Event | None = None,
+                  max_new_tokens: int = 192, shared: str = "") -> list[str]:
+            offered.append(shared)
+            return super().beams(prompt, n, cancel, max_new_tokens, shared)
+
+    failing = " SELECT Age FROM customers"
+    engine = Recording([failing], failing, failing, failing)
+    answer = ask(engine, db, "Customer ages?", beams=4, max_repairs=1)
+    assert answer.widened and answer.attempts == 2 and len(offered) == 4
+    assert set(offered) == {prompt_head()} and all(p.startswith(prompt_head())
+                                                   for p in engine.prompts)
+
+
 def test_sql_is_never_executed(chinook: Path) -> None:
     db = Database.open(chinook, write=True)  # even with writes allowed
     engine = ScriptedEngine(" DELETE FROM albums", " DELETE FROM albums")
@@ -363,6 +391,133 @@ def test_sql_is_never_executed(chinook: Path) -> None:
     db.close()
     with sqlite3.connect(chinook) as conn:
         assert conn.execute("SELECT count(*) FROM albums").fetchone()[0] == 347
+
+
+# ------------------------------------------------------------------ the time budget
+
+
+class FakeClock:
+    """Seconds that pass only when the engine works (`tick`)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class TimedEngine(ScriptedBeamEngine):
+    """A scripted engine on a fake clock: each piece it streams takes `per_piece` seconds,
+    a beam search `per_search`."""
+
+    def __init__(self, clock: FakeClock, per_piece: float, per_search: float,
+                 candidates: list[str], *answers: str) -> None:
+        super().__init__(candidates, *answers)
+        self.clock, self.per_piece, self.per_search = clock, per_piece, per_search
+        self.stopped: list[bool] = []  # whether each beam search ended told to stop
+
+    def stream(self, prompt: str, cancel: threading.Event | None = None,
+               max_new_tokens: int = 256, shared: str = "") -> Generator[str, None, None]:
+        for piece in super().stream(prompt, cancel, max_new_tokens, shared):
+            self.clock.tick(self.per_piece)
+            yield piece
+
+    def beams(self, prompt: str, n: int = 4, cancel: threading.Event | None = None,
+              max_new_tokens: int = 192, shared: str = "") -> list[str]:
+        self.clock.tick(self.per_search)
+        self.stopped.append(cancel is not None and cancel.is_set())
+        return super().beams(prompt, n, cancel, max_new_tokens, shared)
+
+
+BUDGET_NOTE = "time budget of 8 s reached: further checks skipped"
+
+
+def test_the_budget_stops_the_chain_and_the_first_answer_stands(db: Database) -> None:
+    """The question's tables' answer fails; asking with every table would pass, but runs past
+    the budget: it is cut off, and the first answer stands with a note saying why."""
+    clock = FakeClock()
+    first = " SELECT Age FROM customers"  # 7 pieces of 4 characters: 7 s
+    engine = TimedEngine(clock, 1.0, 0.0, [], first, " SELECT CustomerId FROM customers")
+    chunks: list[str] = []
+    answer = ask(engine, db, "Customer ids?", on_chunk=chunks.append, budget=8, clock=clock)
+    assert answer.raw == first and answer.error == "unknown column Age"  # read to its end
+    assert answer.sql == "SELECT\n  Age\nFROM customers" and answer.focused
+    assert not answer.widened and not answer.cancelled and answer.attempts == 1
+    assert len(engine.prompts) == 2 and len(answer.stats) == 2  # the cut try was started
+    assert engine.last_stats.stop == "cancel" and clock.now - 100 == 8
+    assert "".join(chunks).startswith(first + WIDEN_MARKER.format(error="unknown column Age"))
+    assert answer.notes == [BUDGET_NOTE] and answer.out_of_time == BUDGET_NOTE
+    assert answer.to_dict()["out_of_time"] == BUDGET_NOTE
+    assert answer.seconds == 8
+
+
+def test_a_first_answer_past_the_budget_is_read_to_its_end_and_nothing_follows(
+    db: Database
+) -> None:
+    clock = FakeClock()
+    first = " SELECT Age FROM customers"
+    engine = TimedEngine(clock, 2.0, 0.0, [], first, "never asked")
+    answer = ask_every_table(engine, db, "Customer ids?", budget=8, clock=clock)
+    assert answer.raw == first and len(engine.prompts) == 1 and engine.beam_prompts == []
+    assert answer.attempts == 1 and not answer.repaired and answer.notes == [BUDGET_NOTE]
+
+
+def test_a_prompt_that_cannot_be_read_in_the_time_left_is_not_started(db: Database) -> None:
+    """A prompt read cannot stop halfway: at the first prompt's reading rate, asking with every
+    table (a prompt twice as long) would run past the budget, so it is never sent."""
+    clock = FakeClock()
+
+    class Reading(TimedEngine):
+        """Reads a prompt of the first one's length in 2 s."""
+
+        first = ""
+
+        def stream(self, prompt: str, cancel: threading.Event | None = None,
+                   max_new_tokens: int = 256, shared: str = "") -> Generator[str, None, None]:
+            self.first = self.first or prompt
+            seconds = 2.0 * len(prompt) / len(self.first)
+            self.clock.tick(seconds)
+            yield from super().stream(prompt, cancel, max_new_tokens, shared)
+            self.last_stats.first_token_s = seconds
+
+    engine = Reading(clock, 0.1, 0.0, [], " SELECT Age FROM customers", "never asked")
+    answer = ask(engine, db, "Customer ids?", budget=5, clock=clock)
+    assert len(engine.prompts) == 1 and answer.focused
+    assert answer.notes == ["time budget of 5 s reached: further checks skipped"]
+    assert clock.now - 100 < 3  # stopped at once, not after reading a prompt past the budget
+
+
+def test_a_later_step_cut_by_the_budget_leaves_the_answer_it_found(db: Database) -> None:
+    """Every table answered first (no focus); the beam search that would find a passing
+    candidate ends past the budget: its candidate is not taken, and no repair follows."""
+    clock = FakeClock()
+    engine = TimedEngine(clock, 0.5, 10.0, [" SELECT CustomerId FROM customers"],
+                         " SELECT Age FROM customers", "never asked")
+    answer = ask_every_table(engine, db, "Customer ids?", budget=8, clock=clock)
+    assert engine.stopped == [True] and len(engine.prompts) == 1
+    assert answer.error == "unknown column Age" and not answer.repaired
+    assert answer.notes == [BUDGET_NOTE]
+
+
+def test_steps_that_end_in_time_replace_the_answer(db: Database) -> None:
+    clock = FakeClock()
+    engine = TimedEngine(clock, 0.1, 1.0, [" SELECT CustomerId FROM customers"],
+                         " SELECT Age FROM customers", " SELECT Age FROM customers")
+    answer = ask(engine, db, "Customer ids?", budget=8, clock=clock)
+    assert answer.widened and answer.repaired and answer.ok and answer.out_of_time == ""
+    assert answer.sql == "SELECT\n  CustomerId\nFROM customers"
+
+
+def test_no_budget_lets_the_chain_run_to_its_end(db: Database) -> None:
+    clock = FakeClock()
+    engine = TimedEngine(clock, 1.0, 0.0, [], " SELECT Age FROM customers",
+                         " SELECT CustomerId FROM customers")
+    answer = ask(engine, db, "Customer ids?", budget=0, clock=clock)
+    assert answer.widened and answer.ok and answer.out_of_time == ""
+    assert clock.now - 100 > 8
 
 
 @pytest.mark.slow
@@ -416,7 +571,9 @@ def test_cli_json_with_the_real_model(chinook: Path, base_checkpoint: Path) -> N
     assert all(line.startswith("gemma-sql: ") for line in result.stderr.splitlines()), \
         result.stderr
     out = json.loads(result.stdout)
-    assert set(out) == {"question", "sql", "columns", "rows", "error", "model", "seconds"}
+    assert set(out) == {"question", "sql", "columns", "rows", "error", "model", "dtype",
+                        "seconds"}
+    assert out["dtype"] in ("bf16", "fp32")
     assert out["model"] == "gemma-3-270m-sql" and out["seconds"] > 0
     # Either SQL that ran (exit 0) or a one-line reason (exit 1); never a changed database.
     assert (result.returncode == 0) == (out["error"] is None)
@@ -438,6 +595,42 @@ def test_cli_focus_flag_chooses_the_first_prompts_tables(
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("SELECT\n  COUNT(*)\nFROM albums;")
     assert len(create_statements(engine.prompts[0])) == tables_in_first_prompt
+
+
+def test_cli_dtype_and_budget_reach_the_engine_and_the_pipeline(
+    chinook: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import model.llm.ask
+    import model.llm.loading
+    from model.llm.budget import DEFAULT_BUDGET_S
+    from tui.cli import app
+
+    loads: list[dict[str, Any]] = []
+    asked: list[dict[str, Any]] = []
+    pipeline = model.llm.ask.ask
+
+    def load_engine(*args: Any, **kwargs: Any) -> ScriptedEngine:
+        loads.append(kwargs)
+        return ScriptedEngine(" SELECT count(*) FROM albums")
+
+    def ask_recorded(*args: Any, **kwargs: Any) -> Answer:
+        asked.append(kwargs)
+        return pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(model.llm.loading, "load_engine", load_engine)
+    monkeypatch.setattr(model.llm.ask, "ask", ask_recorded)
+    question = "How many albums are there?"
+    result = CliRunner().invoke(app, ["ask", str(chinook), question, "--json",
+                                      "--dtype", "fp32", "--budget", "2.5"])
+    assert result.exit_code == 0, result.output
+    assert loads[-1]["dtype"] == "fp32" and asked[-1]["budget"] == 2.5
+    assert json.loads(result.stdout)["dtype"] == "fp32"  # the engine's own word
+    result = CliRunner().invoke(app, ["ask", str(chinook), question])
+    assert loads[-1]["dtype"] is None and asked[-1]["budget"] == DEFAULT_BUDGET_S
+    result = CliRunner().invoke(app, ["ask", str(chinook), question, "--dtype", "int8"])
+    assert result.exit_code == 2 and len(loads) == 2
 
 
 def test_cli_prints_the_seeds_top_albums_with_their_sales(

@@ -255,7 +255,7 @@ def test_prepare_reads_the_database_before_the_first_question(tok: Any, tmp_path
     import sqlite3
 
     from model.llm.ask import ask, prepare
-    from model.llm.prompt import CONTEXT_FIRST, shared_prefix
+    from model.llm.prompt import CONTEXT_FIRST, prompt_head, shared_prefix
     from model.sqlite.db import Database
 
     path = tmp_path / "albums.db"
@@ -267,8 +267,12 @@ def test_prepare_reads_the_database_before_the_first_question(tok: Any, tmp_path
                     prompt_layout=CONTEXT_FIRST)
     reads = prompt_reads(engine)
     seed_layout = Engine("tiny", engine.model, tok, device="cpu", stop_ids=set())
-    prepare(seed_layout, db)  # its prompts share only their head: nothing to read ahead
-    assert reads == []
+    prepare(seed_layout, db)  # its prompts share only their head: that is read ahead
+    assert reads == [len(seed_layout.encode(prompt_head()))]
+    ask(seed_layout, db, "How many albums?", max_repairs=0, beams=0, max_new_tokens=4)
+    assert seed_layout.last_stats.cached_tokens == reads[0]
+    assert reads[1] == seed_layout.last_stats.prompt_tokens - reads[0]
+    del reads[:]
     prepare(engine, db)
     assert len(reads) == 1
     ask(engine, db, "How many albums?", max_repairs=0, beams=0, max_new_tokens=4)
@@ -465,6 +469,35 @@ def test_adapter_only_dir_loads_its_base(tmp_path: Path, tok: Any) -> None:
     )
 
 
+def test_the_dtype_is_the_machines_unless_given(
+    tmp_path: Path, tok: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model.llm import dtype as dtypes
+
+    base_dir = save_tiny(tmp_path, tok)  # bf16 weights, as our checkpoints are
+    monkeypatch.setattr(dtypes, "machine_dtype", lambda device: "fp32")  # a CPU without bf16
+    monkeypatch.delenv(dtypes.ENV_VAR, raising=False)
+    notes: list[str] = []
+    auto = load_engine(str(base_dir), device="cpu", progress=notes.append)
+    assert auto.dtype == "fp32" and auto.model.dtype == torch.float32
+    assert notes[-1].startswith(f"{base_dir} ready on cpu (fp32) in ")
+    given = load_engine(str(base_dir), device="cpu", dtype="bf16")
+    assert given.dtype == "bf16" and given.model.dtype == torch.bfloat16
+    for name, param in given.model.named_parameters():  # fp32 holds the very same weights
+        assert torch.equal(param.float(), dict(auto.model.named_parameters())[name])
+    monkeypatch.setenv(dtypes.ENV_VAR, "bf16")
+    assert load_engine(str(base_dir), device="cpu").dtype == "bf16"
+    monkeypatch.setenv(dtypes.ENV_VAR, "int3")
+    with pytest.raises(ModelUnavailable, match="GEMMA_SQL_DTYPE 'int3'"):
+        load_engine(str(base_dir), device="cpu")
+
+
+def test_an_engine_says_its_models_dtype(tok: Any) -> None:
+    model = tiny_model(tok)
+    assert Engine("tiny", model, tok).dtype == "bf16"
+    assert Engine("tiny", model.float(), tok).dtype == "fp32"
+
+
 def test_not_an_adapter_dir(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable, match="adapter_config.json"):
         load_engine(adapter=tmp_path)
@@ -520,10 +553,10 @@ def tiny_hub_model(tmp_path: Path, tok: Any, monkeypatch: pytest.MonkeyPatch) ->
     return "tiny-2b"
 
 
-def test_four_bit_model_on_cpu_loads_bf16_and_says_so(tiny_hub_model: str) -> None:
+def test_four_bit_model_on_cpu_loads_unquantized_and_says_so(tiny_hub_model: str) -> None:
     notes: list[str] = []
-    engine = load_engine(tiny_hub_model, device="cpu", progress=notes.append)
-    assert any("4-bit NF4 needs a CUDA GPU" in n for n in notes)
+    engine = load_engine(tiny_hub_model, device="cpu", progress=notes.append, dtype="bf16")
+    assert any("4-bit NF4 needs a CUDA GPU: loading tiny-2b in bf16" in n for n in notes)
     assert engine.model.dtype == torch.bfloat16
     assert engine.generate(PROMPT, max_new_tokens=3)
 
@@ -767,3 +800,50 @@ def test_the_engine_is_what_the_pipeline_and_the_app_ask_for(engine: Engine) -> 
 
     text_engine: TextEngine = engine  # what a type checker holds Engine to
     assert isinstance(text_engine, TextEngine)
+
+
+@pytest.mark.parametrize("kind", ["gemma3", "gemma2"])
+def test_static_cache_decoding_gives_the_eager_tokens(kind: str, tok: Any) -> None:
+    """The CUDA path (a static cache, there compiled into CUDA graphs) run on CPU uncompiled:
+    the same greedy answers as the engine's own loop, past the sliding window (8 tokens), with
+    and without the answer vocabulary."""
+    model = tiny_model(tok, kind=kind).float()
+    for vocab in (None, AnswerVocab(tok, [])):  # printable characters and the prompt's words
+        eager = Engine(kind, model, tok, device="cpu", answer_vocab=vocab)
+        static = Engine(kind, model, tok, device="cpu", answer_vocab=vocab, static_decoding=True)
+        assert not eager.static_decoding
+        eager.stop_ids = static.stop_ids = set()  # random weights: decode all 20 tokens
+        for prompt in (PROMPT, PROMPT + " SELECT count(*) FROM albums"):
+            want = eager.generate(prompt, max_new_tokens=20)
+            assert static.generate(prompt, max_new_tokens=20) == want
+            assert static.last_stats.tokens == 20
+
+
+def test_static_cache_lengths_come_in_few_sizes() -> None:
+    from model.llm.static import CACHE_STEP, cache_length
+
+    assert cache_length(500, 256) == 3 * CACHE_STEP
+    assert cache_length(1, 255) == CACHE_STEP and cache_length(1, 256) == 2 * CACHE_STEP
+
+
+def test_the_static_step_compiles_whole_and_without_a_graph_a_token(tok: Any) -> None:
+    """What CUDA graphs need of the step, checked with torch.compile's tracer alone (backend
+    "eager": no GPU, no C++ compiler): no graph break, and not one graph a token (the cache's
+    growing length is traced as a symbol after the first recompile)."""
+    from torch._dynamo.utils import counters
+
+    from model.llm.static import StaticGreedy, _step
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = tiny_model(tok).float()
+    engine = Engine("tiny", model, tok, device="cpu", static_decoding=True)
+    eager = Engine("tiny", model, tok, device="cpu")
+    engine.stop_ids = eager.stop_ids = set()
+    engine._static = StaticGreedy(model, compiled=False)
+    engine._static.step = torch.compile(_step, backend="eager")
+    for prompt in (PROMPT, PROMPT + " SELECT"):
+        assert engine.generate(prompt, max_new_tokens=24) == eager.generate(
+            prompt, max_new_tokens=24)
+    assert not counters["graph_break"] and counters["stats"]["unique_graphs"] <= 3
+    torch._dynamo.reset()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from model.llm.ask import Answer
+from model.llm.answer import Answer
 from model.llm.engine import GenerationStats
 from model.llm.problem import Problem
 from model.llm.prompt import QUESTION_FIRST
@@ -34,9 +34,11 @@ class FakeEngine:
     chunks: list[str]
     name: str = "fake-270m"
     device: str = "cpu"
+    dtype: str = "fp32"
     delay: float = 0.0
     prompt_layout: str = QUESTION_FIRST
     last_stats: GenerationStats = field(default_factory=GenerationStats)
+    budgets: list[float] = field(default_factory=list)  # what each question was given
 
     def stream(self, prompt: str, cancel: threading.Event | None = None,
                max_new_tokens: int = 256, shared: str = "") -> Generator[str, None, None]:
@@ -57,7 +59,9 @@ class FakeEngine:
 
 def fake_ask(engine: FakeEngine, db: Any, question: str,
              on_chunk: Callable[[str], None] | None = None,
-             cancel: threading.Event | None = None, focused: bool = True) -> Answer:
+             cancel: threading.Event | None = None, focused: bool = True,
+             budget: float = 6.0) -> Answer:
+    engine.budgets.append(budget)
     text = ""
     for chunk in engine.stream(question, cancel or threading.Event()):
         text += chunk
@@ -77,8 +81,10 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     loading_mod = types.ModuleType("model.llm.loading")
 
     def load_engine(model: str = "default", adapter: Any = None, device: Any = None,
-                    progress: Callable[[str], None] | None = None) -> FakeEngine:
+                    progress: Callable[[str], None] | None = None,
+                    dtype: str | None = None) -> FakeEngine:
         calls["load"] = (model, adapter, device)
+        calls["dtype"] = dtype
         if progress:
             progress("Loading fake on cpu…")
         return FakeEngine(["select ", "title ", "from albums"])
@@ -113,15 +119,34 @@ async def test_model_loads_on_mount_and_answers(chinook, make_app, fake_model):
         assert fake_model["load"] == ("default", None, "cpu")
         # the database's part of the prompt is read while the user types the first question
         assert fake_model["prepared"] == (app.engine, app.database)
-        assert status(app).model_text == "fake-270m · cpu"
+        assert status(app).model_text == "fake-270m · cpu · fp32"
         app.query_one(SqlEditor).text = "old text"
         await ask(app, pilot, "titles of albums")
         assert app.query_one(SqlEditor).text == "SELECT TITLE FROM ALBUMS"  # the pretty SQL
         assert str(app.query_one("#sql-notes").render()).startswith(
             "sent: albums, artists (the question's likeliest tables")
-        assert status(app).model_text == "fake-270m · cpu · 42.0 tok/s"
+        assert status(app).model_text == "fake-270m · cpu · fp32 · 42.0 tok/s"
         assert "ctrl+j runs it" in status(app).message
         assert app.result is None  # nothing ran: model SQL is never executed automatically
+
+
+async def test_dtype_and_budget_reach_the_engine_and_the_pipeline(chinook, make_app, fake_model):
+    from model.llm.budget import DEFAULT_BUDGET_S
+
+    app = make_app(chinook, load_model=True, dtype="fp32", budget=3.0)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert fake_model["dtype"] == "fp32"
+        await ask(app, pilot, "titles of albums")
+        assert app.engine.budgets == [3.0]
+    app = make_app(chinook, load_model=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert fake_model["dtype"] is None  # the machine's, chosen by the engine
+        await ask(app, pilot, "titles of albums")
+        assert app.engine.budgets == [DEFAULT_BUDGET_S]
 
 
 async def test_ctrl_t_asks_with_every_table(chinook, make_app, fake_model):
