@@ -109,23 +109,15 @@ def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
     """`gemma-sql eval --json` end to end, with stand-ins for the model and model.llm.ask."""
     import sqlite3
     import types
-    from dataclasses import dataclass
 
     import model.llm.loading
-
-    @dataclass
-    class Answer:
-        sql: str
-        corrected: tuple[str, ...] = ()
-        repaired: bool = False
-        focused: bool = False
-        mended: tuple[str, ...] = ()
-        ranked_by: str = ""
+    from model.llm.answer import Answer
 
     fake_ask = types.ModuleType("model.llm.ask")
     fake_ask.ask = lambda engine, db, question, **kw: Answer(  # type: ignore[attr-defined]
+        question,
         "SELECT count(*) FROM t" if "how many" in question else "SELECT x FROM t",
-        focused=kw["focused"], mended=("x → y",) if "how many" in question else (),
+        focused=kw["focused"], mended=["x → y"] if "how many" in question else [],
         ranked_by="" if "how many" in question else "COUNT(*)")
     monkeypatch.setitem(sys.modules, "model.llm.ask", fake_ask)
     monkeypatch.setattr(model.llm.loading, "load_engine", lambda *a, **k: "engine")
