@@ -51,12 +51,8 @@ def test_sql_from_a_server_streams_into_the_editor(endpoint_session: str) -> Non
         assert time.monotonic() < deadline, "the second question was not asked"
         time.sleep(0.1)
     send(session, "Escape")
-    time.sleep(10)  # an answer not cancelled would be in the editor, pretty-printed, by now
-    screen = tmux("capture-pane", "-p", "-t", session)
-    assert "COUNT(*)" not in screen
-    # The status line, above the footer: "generation cancelled", cut short by the served
-    # model's long name.
-    lines = screen.splitlines()
-    status = next(lines[i - 1] for i, line in enumerate(lines) if "^q Quit" in line)
-    assert status.lstrip().startswith("g"), screen
+    # An answer not cancelled would be in the editor, pretty-printed, by now (the first took a
+    # few seconds). The status line cannot tell: the served name and URL fill it.
+    time.sleep(15)
+    assert "COUNT(*)" not in tmux("capture-pane", "-p", "-t", session)
     send(session, "C-q")
