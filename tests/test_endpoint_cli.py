@@ -28,7 +28,8 @@ def test_ask_json_through_an_endpoint_gives_the_local_fields(chinook: Path) -> N
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     # the fields of the local path (tests/model/test_ask.py, test_cli_json_with_the_real_model)
-    assert set(out) == {"question", "sql", "columns", "rows", "error", "model", "seconds"}
+    assert set(out) == {"question", "sql", "columns", "rows", "error", "model", "dtype",
+                        "seconds"}
     assert (out["sql"], out["rows"], out["error"]) == ("SELECT\n  COUNT(*)\nFROM albums",
                                                        [[347]], None)
     assert out["model"] == "gemma-sql"
