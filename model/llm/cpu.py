@@ -24,7 +24,9 @@ def set_threads() -> None:
 
     torch counts the host's cores, which oversubscribes a container pinned to fewer; more
     threads than cores slows decoding, fewer leaves the prompt read slower. (One-row
-    decoding steps use one thread whatever this says: see `cpu_kernels`.)
+    decoding steps use one thread whatever this says: see `cpu_kernels`.) On cores busy with
+    other work one thread read a prompt 10-25 % faster than two, both AVX2 and AMX; kept, as
+    on idle cores the second thread pays more than that (bench/README.md, "Threads").
     """
     import torch
 

@@ -1,11 +1,11 @@
 """Which dtype the model computes in: bf16 only where the hardware does bf16 arithmetic itself.
 
-Without native bf16 instructions every bf16 matmul converts its operands, and the model is
-slower than in fp32: on an AVX2 CPU (emulated here with ATEN_CPU_CAPABILITY=avx2
-ONEDNN_MAX_CPU_ISA=AVX2) the 270M read a 500-token prompt in 32 s in bf16 against 6.5 s in
-fp32 (bench/README.md, "Dtype"). So: bf16 on x86 CPUs with AVX512-BF16 or AMX-BF16 that
-torch and oneDNN are allowed to use, on ARM CPUs with the bf16 extension, and on CUDA GPUs
-that support it (fp16 on older ones, the seed's Colab T4); fp32 on every other CPU.
+Without native bf16 instructions every bf16 matmul converts its operands: on a user's 2-core
+AVX2 EPYC the 270M read a 500-token prompt in 32 s in bf16 against 6.5 s in fp32, and 4.5x
+slower in bf16 on an emulated AVX2 CPU too, while a CPU with AMX reads it 2.6x faster in bf16
+(bench/README.md, "Fast on the CPUs people have"). So: bf16 on x86 CPUs with AVX512-BF16 or
+AMX-BF16 that torch and oneDNN are allowed to use, on ARM CPUs with the bf16 extension, and on
+CUDA GPUs that support it (fp16 on older ones, the seed's Colab T4); fp32 on every other CPU.
 
 `choose_dtype` is the rule, a pure function of what the machine says (tests fake it);
 `resolve_dtype` asks the machine and applies the user's choice (`--dtype`, GEMMA_SQL_DTYPE).
