@@ -281,6 +281,35 @@ class Database:
         """Stop whatever statement runs on this connection (safe from any thread)."""
         self.conn.interrupt()
 
+    def run_bounded(self, sql: str, max_rows: int, timeout_s: float
+                    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """(columns, at most `max_rows` rows) of one statement that only reads, stopped after
+        `timeout_s` seconds: for checking SQL the user has not run (its result is not shown).
+
+        A statement that would change data is refused (WriteRefused), on a write connection
+        too; a slow one is cut off by SQLite's progress handler (DatabaseError)."""
+        if self.changes_data(sql):
+            raise WriteRefused("refused: a check run only reads")
+        deadline = time.perf_counter() + timeout_s
+        # Called every ~1,000 SQLite instructions; non-zero interrupts the statement.
+        self.conn.set_progress_handler(lambda: time.perf_counter() > deadline, 1000)
+        cursor: sqlite3.Cursor | None = None
+        try:
+            cursor = self.conn.execute(sql.strip().rstrip(";"))
+            columns = [d[0] for d in cursor.description or []]
+            rows = cursor.fetchmany(max_rows) if columns else []
+        except sqlite3.OperationalError as e:
+            if "interrupted" in str(e):
+                raise DatabaseError(f"stopped after {timeout_s:g} s") from None
+            raise DatabaseError(str(e)) from None
+        except (sqlite3.Error, sqlite3.Warning) as e:
+            raise DatabaseError(str(e)) from None
+        finally:
+            if cursor is not None:
+                cursor.close()
+            self.conn.set_progress_handler(None, 0)
+        return columns, rows
+
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
