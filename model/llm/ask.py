@@ -1,20 +1,28 @@
 """One question to checked SQL: the pipeline the app, `gemma-sql ask` and `gemma-sql eval` share.
 
 schema -> context (pruned to what the question needs) -> prompt -> streamed answer ->
-extracted, pretty-printed, checked SQL. The model first sees only the few tables the question
-most likely needs (`focused_context`): a prompt about half as long. When that answer fails the
-check, or compares a column with text no row holds, the question is asked again with every
-table that fits. When that check fails on names the schema spells differently (customer_id
-for CustomerId), those names are corrected, and the correction shown. When it still fails, or
-compares a column with text no row holds, the model's `beams` next most likely answers (beam
-search on the same prompt) are checked and the first that passes cleanly is taken; failing
-that, a failed question is asked again with the error attached (at most `max_repairs` times).
-The first answer and the last have their FROM clause mended to the schema's foreign keys
-when they read a column from a table that lacks it or join two tables off their key
-(`model.llm.joins`), and the mended SQL passes the check; the change is shown. A top N
-ranked by an aggregate it does not select gets that figure as its last column
-(`model.llm.ranking`).
-The SQL is never executed here: running it is the caller's choice (`model.sqlite.db`).
+extracted, pretty-printed, checked SQL -> the answers the database agrees with. Values the
+question names that the data holds ('Prague') bring their tables into the context, shown in a
+row as stored (`model.llm.values`). The model first sees only the few tables the question most
+likely needs (`focused_context`): a prompt about half as long. When that answer fails the
+check, compares a column with text no row holds, or neither it nor any answer drawn beside it
+returns a row, the question is asked again with every table that fits. When that check fails
+on names the schema spells differently (customer_id for CustomerId), those names are
+corrected, and the correction shown. When it still fails, or compares a column with text no
+row holds, the model's `beams` next most likely answers (beam search on the same prompt) are
+checked and the first that passes cleanly is taken; failing that, a failed question is asked
+again with the error attached (at most `max_repairs` times). The first answer and the last
+have their FROM clause mended to the schema's foreign keys when they read a column from a
+table that lacks it or join two tables off their key (`model.llm.joins`), and the mended SQL
+passes the check; the change is shown.
+
+Then `samples` more answers are drawn on the answer's prompt, and the answers are run
+read-only, bounded, on the pipeline's own connection; the result most of them agree on wins
+(`model.llm.vote`), and the distinct results are kept as alternatives. `check_runs=False`
+runs nothing: the answer is the one above. A top N ranked by an aggregate it does not select
+gets that figure as its last column (`model.llm.ranking`).
+The SQL is never run for the user here, nor on the user's connection: that is the caller's
+choice (`model.sqlite.db`).
 """
 
 from __future__ import annotations
@@ -27,14 +35,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from model.llm.check import check
-from model.llm.context import Context, context_for, focused_context, rank_tables
+from model.llm.context import Context, context_for, focused_context, rank_tables, schema_words
 from model.llm.extract import extract_sql, is_echo
-from model.llm.joins import mend_joins
-from model.llm.names import apply_suggestions
 from model.llm.parsing import pretty
 from model.llm.problem import Problem
 from model.llm.prompt import build_prompt, shared_prefix
 from model.llm.ranking import show_ranked_figure
+from model.llm.review import checked, mended
+from model.llm.values import value_index
+from model.llm.vote import SAMPLES, Alternative, Candidate, Settled, settle
 
 if TYPE_CHECKING:
     from model.llm.engine import GenerationStats
@@ -48,6 +57,7 @@ REPAIR_NOTE_NO_SQL = "{question} (Answer with one SQLite query.)"
 RETRY_MARKER = "\n-- retrying: {error}\n"
 CANDIDATES_MARKER = "\n-- {error}; checking {n} other answers\n"
 WIDEN_MARKER = "\n-- {error}; asking again with every table\n"
+NO_ROWS = "neither it nor the answers drawn beside it returned a row"
 # The small model sometimes copies the note's " failed: <error>" after its new SQL. Quoted
 # strings and identifiers are matched first so that a " failed: " inside one is skipped.
 _ECHOED_NOTE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\s+failed:\s)")
@@ -67,6 +77,11 @@ class Answer:
     corrected: list[str] = field(default_factory=list)  # names put right: "album → albums"
     mended: list[str] = field(default_factory=list)  # FROM clause remade: "player → match_season"
     ranked_by: str = ""  # the aggregate added to the SELECT: the figure its top N is ranked by
+    linked: list[str] = field(default_factory=list)  # values found: "'Prague' in customers.City"
+    # The distinct results of the answers run, the chosen one first (empty: none were run).
+    alternatives: list[Alternative] = field(default_factory=list)
+    agreed: str = ""  # "3 of 5": answers returning the chosen result, of those that ran
+    voted: bool = False  # the agreement chose another answer than the pipeline's own
     attempts: int = 0
     seconds: float = 0.0
     cancelled: bool = False
@@ -89,6 +104,8 @@ class Answer:
         if self.repaired:
             notes.append("asked again: the first answer failed the check" if self.attempts > 1
                          else "the first answer failed the check; this is the next most likely")
+        if self.voted:
+            notes.append(f"{self.agreed} answers agree on this result; the first differs")
         if self.corrected:
             notes.append("names corrected: " + ", ".join(self.corrected))
         if self.mended:
@@ -117,6 +134,10 @@ class Answer:
             "corrected": self.corrected,
             "mended": self.mended,
             "ranked_by": self.ranked_by,
+            "linked": self.linked,
+            "alternatives": [a.to_dict() for a in self.alternatives],
+            "agreed": self.agreed,
+            "voted": self.voted,
             "attempts": self.attempts,
             "seconds": round(self.seconds, 3),
             "cancelled": self.cancelled,
@@ -135,19 +156,24 @@ def ask(
     max_new_tokens: int = 256,
     beams: int = 4,
     focused: bool = True,
+    samples: int = SAMPLES,
+    check_runs: bool = True,
 ) -> Answer:
     """Write SQL for `question` about `db`. `on_chunk` sees the text as it streams (from a
     worker thread in the app), including a `-- ...` line before another candidate or a
     repair. `beams` other answers are checked when the first fails (0: none); `focused`: try
-    the question's likeliest tables alone first."""
+    the question's likeliest tables alone first; `samples` answers are drawn beside the
+    greedy one and, with `check_runs`, the answers are run read-only to choose among them."""
     started = time.perf_counter()
     db = db.reader()  # the pipeline reads the data only through its own read-only connection
     schema = db.schema()
-    ranking = rank_tables(schema, question)  # read once, for both contexts
+    linked = tuple(value_index(db).find(question, schema_words(schema)))
+    ranking = rank_tables(schema, question, linked)  # read once, for both contexts
     context = context_for(db.conn, schema, question, ranking=ranking)
     answer = Answer(question, tables_sent=list(context.tables), pruned=context.pruned,
-                    model=engine.name)
-    run = QuestionRun(engine, db, answer, on_chunk, cancel, max_new_tokens)
+                    model=engine.name, linked=[str(hit) for hit in linked])
+    run = QuestionRun(engine, db, answer, on_chunk, cancel, max_new_tokens,
+                      samples if check_runs else -1)
     shared = shared_prefix(context.text, engine.prompt_layout)
     # The question's own tables first: a prompt about half as long, and fewer tables to mix up.
     # Not for a model that keeps the whole schema's part of the prompt read (`shared`).
@@ -158,6 +184,11 @@ def ask(
         ask_with_repairs(run, context, shared, max_repairs, beams)
         if answer.sql and not answer.cancelled:
             mend_last(answer, db)
+            if (settled := run.settle(answer_candidate(answer), shared)) is not None:
+                take(answer, settled)
+    answer.cancelled = answer.cancelled or run.cancelled
+    if not answer.cancelled:
+        show_figure(answer, db)
     answer.seconds = time.perf_counter() - started
     return answer
 
@@ -173,6 +204,9 @@ class QuestionRun:
     on_chunk: Callable[[str], None] | None
     cancel: threading.Event | None
     max_new_tokens: int
+    samples: int  # answers drawn beside the greedy one; -1: none, and nothing run
+    last_prompt: str = ""
+    beam_texts: list[str] = field(default_factory=list)  # of the last prompt, when read
 
     @property
     def cancelled(self) -> bool:
@@ -183,7 +217,9 @@ class QuestionRun:
             self.on_chunk(text)
 
     def prompt(self, question: str, context: Context) -> str:
-        return build_prompt(question, context.text, self.engine.prompt_layout)
+        self.last_prompt = build_prompt(question, context.text, self.engine.prompt_layout)
+        self.beam_texts = []
+        return self.last_prompt
 
     def read(self, prompt: str, kept: str = "") -> str:
         """The model's answer to `prompt` (whose beginning `kept` the engine may have read
@@ -200,11 +236,39 @@ class QuestionRun:
         self.answer.stats.append(self.engine.last_stats)
         return "".join(pieces)
 
+    def settle(self, first: Candidate, shared: str = "") -> Settled | None:
+        """The answer the database agrees with, among `first` (the pipeline's own), the beams
+        read for the last prompt and `samples` drawn on it (`model.llm.vote.settle`); `first`
+        alone when nothing is to be run; None when none of them returned a row."""
+        if self.samples < 0 or self.cancelled:
+            return Settled(first)
+        tokens = self.answer.stats[-1].tokens if self.answer.stats else self.max_new_tokens
+        return settle(self.engine, self.db, self.last_prompt, first, self.beam_texts,
+                      n=self.samples, max_new_tokens=min(self.max_new_tokens, tokens * 3 // 2 + 16),
+                      shared=shared, cancel=self.cancel, on_chunk=self.on_chunk)
+
+
+def answer_candidate(answer: Answer) -> Candidate:
+    """The pipeline's own answer, as the first of the candidates."""
+    return Candidate(answer.sql, answer.raw, answer.problems, answer.corrected, answer.mended,
+                     origin="greedy")
+
+
+def take(answer: Answer, settled: Settled) -> None:
+    """The chosen candidate's SQL into the answer, with the alternatives."""
+    chosen = settled.chosen
+    answer.sql, answer.problems = chosen.sql, chosen.problems
+    answer.corrected, answer.mended = chosen.corrected, chosen.mended
+    answer.alternatives, answer.agreed = settled.alternatives, settled.agreed
+    if chosen.origin != "greedy":
+        answer.raw, answer.voted = chosen.raw, True
+
 
 def ask_focused(run: QuestionRun, focus: Context) -> bool:
     """Ask with the question's likeliest tables alone. True when that settles the answer: it
-    passes the check (joins mended if need be) with every value it compares found, or the user
-    cancelled; otherwise the answer is marked widened, for asking again with every table."""
+    passes the check (joins mended if need be) with every value it compares found, and it or
+    an answer drawn beside it returns a row (when run), or the user cancelled; otherwise the
+    answer is marked widened, for asking again with every table."""
     answer, db = run.answer, run.db
     answer.raw = run.read(run.prompt(answer.question, focus))
     answer.attempts = 1
@@ -213,14 +277,17 @@ def ask_focused(run: QuestionRun, focus: Context) -> bool:
         answer.cancelled, answer.sql = True, sql  # partial: not worth checking
         return True
     sql, problems, corrected = checked(sql, db)
+    changes: list[str] = []
     if (mend := mended(sql, db, doubts=False)) is not None:
-        sql, problems, answer.mended = mend
+        sql, problems, changes = mend
     failures = [p.message for p in problems if p.fatal or p.kind == "value"]
     if not failures:
-        answer.sql, answer.problems, answer.corrected = sql, problems, corrected
-        answer.tables_sent, answer.pruned, answer.focused = list(focus.tables), True, True
-        show_figure(answer, db)
-        return True
+        first = Candidate(sql, answer.raw, problems, corrected, changes, origin="greedy")
+        if (settled := run.settle(first)) is not None:
+            take(answer, settled)
+            answer.tables_sent, answer.pruned, answer.focused = list(focus.tables), True, True
+            return True
+        failures = [NO_ROWS]
     answer.widened = True
     run.say(WIDEN_MARKER.format(error="; ".join(failures)))
     return False
@@ -249,8 +316,8 @@ def ask_with_repairs(run: QuestionRun, context: Context, shared: str, max_repair
         doubts = [p.message for p in answer.problems if p.kind == "value"]
         if (fatal or doubts) and attempt == 0 and beams:
             run.say(CANDIDATES_MARKER.format(error="; ".join(fatal or doubts), n=beams))
-            texts = run.engine.beams(prompt, n=beams, cancel=run.cancel, shared=shared)
-            if take_candidate(answer, texts, run.db, run.on_chunk):
+            run.beam_texts = run.engine.beams(prompt, n=beams, cancel=run.cancel, shared=shared)
+            if take_candidate(answer, run.beam_texts, run.db, run.on_chunk):
                 return
         if not fatal or attempt == max_repairs:
             return
@@ -261,69 +328,27 @@ def ask_with_repairs(run: QuestionRun, context: Context, shared: str, max_repair
 
 def mend_last(answer: Answer, db: Database) -> None:
     """The last answer's FROM clause mended to the schema when it can be (values no row holds
-    allowed when the answer already fails or doubts one), and its ranking figure shown."""
+    allowed when the answer already fails or doubts one)."""
     doubtful = not answer.ok or any(p.kind == "value" for p in answer.problems)
     if (mend := mended(answer.sql, db, doubts=doubtful)) is not None:
         answer.sql, answer.problems, answer.mended = mend
-    show_figure(answer, db)
 
 
 def prepare(engine: TextEngine, db: Database) -> None:
-    """Read the database's part of the prompt before the first question (the app does it while
-    the user types): with a context-first model every question then reads only its own tokens.
+    """Read the database before the first question (the app does it while the user types):
+    index its values (`model.llm.values`), and with a context-first model read the database's
+    part of the prompt, so that every question then reads only its own tokens.
 
-    Nothing is read for a schema cut to fit, since the cut depends on the question, nor for a
-    model of the seed's layout, whose prompts share no more than their head."""
+    No prompt is read for a schema cut to fit, since the cut depends on the question, nor for
+    a model of the seed's layout, whose prompts share no more than their head."""
+    db = db.reader()
+    value_index(db)
     layout = engine.prompt_layout
     if not shared_prefix("", layout):
         return  # prompts of this layout share no beginning: render no context for nothing
-    db = db.reader()
     context = context_for(db.conn, db.schema(), "")
     if not context.pruned:
         engine.warm(shared_prefix(context.text, layout))
-
-
-def correct_names(
-    sql: str, problems: list[Problem], db: Database
-) -> tuple[str, list[Problem], list[str]]:
-    """(sql, problems, corrections) with the schema's spelling put in for near-miss names, when
-    that makes the SQL pass; unchanged (no corrections) when it does not.
-
-    A few rounds: a corrected table name lets the check see its columns' misspellings."""
-    fixed, fixed_problems, corrected = sql, problems, []
-    for _ in range(3):
-        fixed, changes = apply_suggestions(fixed, fixed_problems)
-        if not changes:
-            break
-        corrected += changes
-        fixed_problems = check(fixed, db.schema(), db.conn)
-        if not any(p.fatal for p in fixed_problems):
-            return fixed, fixed_problems, corrected
-    return sql, problems, []
-
-
-def checked(sql: str, db: Database) -> tuple[str, list[Problem], list[str]]:
-    """(sql, problems, corrections): pretty-printed, checked, near-miss names corrected."""
-    sql = pretty(sql) if sql else ""
-    problems = check(sql, db.schema(), db.conn)
-    if any(p.fatal for p in problems):
-        return correct_names(sql, problems, db)
-    return sql, problems, []
-
-
-def mended(sql: str, db: Database, doubts: bool = True
-           ) -> tuple[str, list[Problem], list[str]] | None:
-    """(sql, problems, changes) with the FROM clause mended to the schema (`model.llm.joins`), when
-    that changes it and passes the check (`doubts`: with values no row holds allowed); else
-    None."""
-    mend = mend_joins(sql, db.schema()) if sql else None
-    if mend is None:
-        return None
-    fixed = pretty(mend[0])
-    problems = check(fixed, db.schema(), db.conn)
-    if any(p.fatal or (p.kind == "value" and not doubts) for p in problems):
-        return None
-    return fixed, problems, mend[1]
 
 
 def show_figure(answer: Answer, db: Database) -> None:

@@ -18,13 +18,13 @@ import pytest
 from model.llm.ask import CANDIDATES_MARKER, RETRY_MARKER, WIDEN_MARKER, Answer, ask
 from model.llm.engine import GenerationStats
 from model.llm.prompt import CONTEXT_FIRST, QUESTION_FIRST
-from model.llm.protocol import TextEngine
+from model.llm.protocol import Sampled, TextEngine
 from model.sqlite.db import Database, WriteRefused
 
 
 class ScriptedEngine:
     """An engine that answers from a script, a few characters at a time, and records prompts.
-    It has no other answers to offer (`beams`)."""
+    It has no other answers to offer (`beams`, `sample`)."""
 
     name = "scripted"
     device = "cpu"
@@ -50,6 +50,11 @@ class ScriptedEngine:
 
     def beams(self, prompt: str, n: int = 4, cancel: threading.Event | None = None,
               max_new_tokens: int = 192, shared: str = "") -> list[str]:
+        return []
+
+    def sample(self, prompt: str, n: int = 4, temperature: float = 0.7,
+               cancel: threading.Event | None = None, max_new_tokens: int = 128,
+               shared: str = "", seed: int = 0) -> list[Sampled]:
         return []
 
     def warm(self, shared: str) -> None:

@@ -19,6 +19,7 @@ from model.llm.ask import Answer
 from model.llm.engine import GenerationStats
 from model.llm.problem import Problem
 from model.llm.prompt import QUESTION_FIRST
+from model.llm.protocol import Sampled
 from tui.widgets.editor import SqlEditor
 from tui.widgets.question import QuestionBox
 from tui.widgets.status import StatusBar
@@ -28,7 +29,7 @@ SIZE = (140, 44)
 
 @dataclass
 class FakeEngine:
-    """Streams `chunks` whatever the prompt; no other answers to offer (`beams`)."""
+    """Streams `chunks` whatever the prompt; no other answers to offer (`beams`, `sample`)."""
 
     chunks: list[str]
     name: str = "fake-270m"
@@ -48,6 +49,11 @@ class FakeEngine:
 
     def beams(self, prompt: str, n: int = 4, cancel: threading.Event | None = None,
               max_new_tokens: int = 192, shared: str = "") -> list[str]:
+        return []
+
+    def sample(self, prompt: str, n: int = 4, temperature: float = 0.7,
+               cancel: threading.Event | None = None, max_new_tokens: int = 128,
+               shared: str = "", seed: int = 0) -> list[Sampled]:
         return []
 
     def warm(self, shared: str) -> None:
