@@ -41,9 +41,10 @@ FocusOpt = Annotated[bool, typer.Option(
     help="Ask first with the question's likeliest tables alone (as the app does; ctrl+t there "
          "asks with every table).")]
 CheckRunsOpt = Annotated[bool, typer.Option(
-    "--check-runs/--no-check-runs",
+    "--check-runs/--no-check-runs", envvar="GEMMA_SQL_CHECK_RUNS",
     help="Draw a few more answers and run them all read-only (bounded, results not shown) to "
-         "choose the one most agree with; off for huge or slow databases.")]
+         "choose the one most agree with; off for huge or slow databases "
+         "(or GEMMA_SQL_CHECK_RUNS=0).")]
 
 
 # --- eval (mounted by tui/cli.py as the top-level `gemma-sql eval`) -----------------------

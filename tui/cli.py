@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 import finetune.cli
-from finetune.cli import AdapterOpt, DeviceOpt, FocusOpt, ModelOpt, fail
+from finetune.cli import AdapterOpt, CheckRunsOpt, DeviceOpt, FocusOpt, ModelOpt, fail
 
 
 class DefaultOpenGroup(TyperGroup):
@@ -56,6 +56,7 @@ def open_app(
     no_model: Annotated[
         bool, typer.Option("--no-model", help="Do not load a model (plain SQL client).")
     ] = False,
+    check_runs: CheckRunsOpt = True,
 ) -> None:
     """Open the app on DB (the default command)."""
     from model.samples import CHINOOK
@@ -68,7 +69,8 @@ def open_app(
     from tui.app import GemmaSqlApp
 
     GemmaSqlApp(
-        database, model=model, adapter=adapter, device=device, load_model=not no_model
+        database, model=model, adapter=adapter, device=device, load_model=not no_model,
+        check_runs=check_runs,
     ).run()
 
 
@@ -82,6 +84,7 @@ def ask(
     run: Annotated[bool, typer.Option("--run", help="Also run the SQL (read-only).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     focus: FocusOpt = True,
+    check_runs: CheckRunsOpt = True,
 ) -> None:
     """Write SQL for QUESTION about DB; print it (and with --run, its result)."""
     import json
@@ -103,7 +106,7 @@ def ask(
                              progress=progress)
     except ModelUnavailable as e:
         raise fail(str(e), 1) from None
-    answer = write_sql(engine, database, question, focused=focus)
+    answer = write_sql(engine, database, question, focused=focus, check_runs=check_runs)
     error = answer.error or (None if answer.sql else "the model wrote no SQL")
     columns: list[str] = []
     rows: list[list[object]] = []
@@ -126,12 +129,16 @@ def ask(
         typer.echo(json.dumps({
             "question": question, "sql": answer.sql, "columns": columns, "rows": rows,
             "error": error, "model": engine.name, "seconds": round(answer.seconds, 3),
+            "alternatives": [a.to_dict() for a in answer.alternatives],
         }, ensure_ascii=False))
     else:
         if answer.sql:
             typer.echo(answer.sql.rstrip(";") + ";")
         for note in answer.notes:
             typer.echo(f"gemma-sql: note: {note}", err=True)
+        if (others := len(answer.alternatives) - 1) > 0:
+            typer.echo(f"gemma-sql: note: {others} more answer{'s' * (others != 1)} with "
+                       "other results (--json lists them)", err=True)
         for p in answer.problems:
             if not p.fatal:
                 typer.echo(f"gemma-sql: warning: {p.message}", err=True)

@@ -141,7 +141,7 @@ def load_model(model: str | None, adapter: str | Path | None, device: str | None
 
 
 def generate(engine: TextEngine, db: Database, question: str, cancel: threading.Event,
-             post: Post, focused: bool = True) -> None:
+             post: Post, focused: bool = True, check_runs: bool = True) -> None:
     try:
         from model.llm.ask import ask
     except Exception as e:
@@ -149,7 +149,7 @@ def generate(engine: TextEngine, db: Database, question: str, cancel: threading.
         return
     try:
         answer = ask(engine, db, question, on_chunk=lambda t: post(SqlChunk(t)), cancel=cancel,
-                     focused=focused)
+                     focused=focused, check_runs=check_runs)
     except Exception as e:  # the model's failure is shown, never raised into the UI
         post(GenerationFailed(one_line(e), cancelled=cancel.is_set()))
         return

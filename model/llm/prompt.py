@@ -148,16 +148,20 @@ def render_context(
     """CREATE TABLE statements, then a few rows of each table as INSERTs (gretel's layout).
 
     `sampled` limits which tables get rows (all of `tables` by default); no `conn`, no rows.
-    `shown`: per table, (column, value) pairs its rows should show (`sample_inserts`).
+    `shown`: per table, (column, value) pairs its rows should show (`sample_inserts`), also
+    when it gets no other rows.
     """
     chosen = [t for t in schema.tables if t.name in set(tables)]
     with_rows = set(tables if sampled is None else sampled)
     creates = [create_statement(t.sql, t.name, [c.name for c in t.columns]) for t in chosen]
+    shown = shown or {}
     inserts = []
     if conn is not None:
+        # A table without rows still shows the rows holding the values the question names.
         inserts = [
-            sample_inserts(conn, t.name, shown=(shown or {}).get(t.name, []))
+            sample_inserts(conn, t.name, SAMPLE_ROWS if t.name in with_rows else 0,
+                           shown.get(t.name, []))
             for t in chosen
-            if t.kind == "table" and t.name in with_rows
+            if t.kind == "table" and (t.name in with_rows or t.name in shown)
         ]
     return "\n".join(s for s in creates + inserts if s)

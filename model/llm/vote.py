@@ -40,7 +40,7 @@ CHECK_SECONDS = 1.0  # one candidate's run is stopped after this
 CHECK_BUDGET_S = 3.0  # all the check runs of one question together
 FLOAT_DIGITS = 6  # 0.1 + 0.2 agrees with 0.3
 # The clauses that tell two alternatives apart, as the note under the editor names them.
-_CLAUSES = (("expressions", "columns"), ("from", "tables"), ("joins", "joins"),
+_CLAUSES = (("expressions", "columns"), ("from_", "tables"), ("joins", "joins"),
             ("where", "WHERE"), ("group", "GROUP BY"), ("having", "HAVING"),
             ("order", "ORDER BY"), ("limit", "LIMIT"), ("distinct", "DISTINCT"))
 
@@ -77,7 +77,7 @@ class Alternative:
 
     @property
     def summary(self) -> str:
-        """"25 rows", "1 row", "1,000+ rows"."""
+        """Its size in rows: "25 rows", "1 row", "1,000+ rows"."""
         more = "+" if self.rows >= CHECK_ROWS else ""
         return f"{self.rows:,}{more} row{'s' * (self.rows != 1)}"
 

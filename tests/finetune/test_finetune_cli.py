@@ -121,6 +121,9 @@ def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
         focused: bool = False
         mended: tuple[str, ...] = ()
         ranked_by: str = ""
+        alternatives: tuple[Any, ...] = ()
+        voted: bool = False
+        linked: tuple[str, ...] = ()
 
     fake_ask = types.ModuleType("model.llm.ask")
     fake_ask.ask = lambda engine, db, question, **kw: Answer(  # type: ignore[attr-defined]
@@ -149,6 +152,12 @@ def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
     assert json.loads(result.stdout)["focused"] == 0
     result = runner.invoke(app, ["eval", str(data), "--db-root", str(root), "--limit", "1"])
     assert "execution accuracy  100.0%  (1 questions)" in result.stdout
+    seen: list[bool] = []
+    fake_ask.ask = lambda engine, db, question, **kw: (  # type: ignore[attr-defined]
+        seen.append(kw["check_runs"]) or Answer("SELECT 1"))
+    runner.invoke(app, ["eval", str(data), "--db-root", str(root), "--json"])
+    runner.invoke(app, ["eval", str(data), "--db-root", str(root), "--json", "--no-check-runs"])
+    assert seen == [True, True, False, False]
 
 
 def test_sigterm_saves_and_exits_like_ctrl_c(tok: Any, rows_file: Path, tmp_path: Path) -> None:
