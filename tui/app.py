@@ -32,7 +32,7 @@ from tui.widgets.schema_tree import SchemaTree
 from tui.widgets.status import StatusBar
 
 if TYPE_CHECKING:  # the model side loads lazily: the app runs as a plain SQL client without it
-    from model.llm.ask import Answer
+    from model.llm.answer import Answer
     from model.llm.protocol import TextEngine
 
 # Actions that make no sense behind a modal dialog (their keys are app-wide priority keys).

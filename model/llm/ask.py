@@ -32,21 +32,27 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from model.llm.answer import Answer
 from model.llm.check import check
 from model.llm.context import Context, context_for, focused_context, rank_tables, schema_words
 from model.llm.extract import extract_sql, is_echo
 from model.llm.parsing import pretty
-from model.llm.problem import Problem
 from model.llm.prompt import build_prompt, shared_prefix
 from model.llm.ranking import show_ranked_figure
 from model.llm.review import checked, mended
 from model.llm.values import value_index
-from model.llm.vote import SAMPLES, Alternative, Candidate, Settled, settle
+from model.llm.vote import (
+    DRAW_BUDGET_S,
+    DRAW_TOKENS_PAST,
+    SAMPLES,
+    Candidate,
+    Settled,
+    settle,
+)
 
 if TYPE_CHECKING:
-    from model.llm.engine import GenerationStats
     from model.llm.protocol import TextEngine
     from model.sqlite.db import Database
 
@@ -61,89 +67,6 @@ NO_ROWS = "neither it nor the answers drawn beside it returned a row"
 # The small model sometimes copies the note's " failed: <error>" after its new SQL. Quoted
 # strings and identifiers are matched first so that a " failed: " inside one is skipped.
 _ECHOED_NOTE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\s+failed:\s)")
-
-
-@dataclass
-class Answer:
-    question: str
-    sql: str = ""  # pretty-printed; "" when the model wrote no SQL
-    raw: str = ""  # the model's text, last attempt
-    tables_sent: list[str] = field(default_factory=list)
-    pruned: bool = False  # whether tables were left out of the context
-    problems: list[Problem] = field(default_factory=list)
-    focused: bool = False  # the SQL comes from a prompt with the question's tables alone
-    widened: bool = False  # the answer from the question's tables alone failed: all were sent
-    repaired: bool = False  # the SQL comes from a repair attempt or another candidate
-    corrected: list[str] = field(default_factory=list)  # names put right: "album → albums"
-    mended: list[str] = field(default_factory=list)  # FROM clause remade: "player → match_season"
-    ranked_by: str = ""  # the aggregate added to the SELECT: the figure its top N is ranked by
-    linked: list[str] = field(default_factory=list)  # values found: "'Prague' in customers.City"
-    # The distinct results of the answers run, the chosen one first (empty: none were run).
-    alternatives: list[Alternative] = field(default_factory=list)
-    agreed: str = ""  # "3 of 5": answers returning the chosen result, of those that ran
-    voted: bool = False  # the agreement chose another answer than the pipeline's own
-    attempts: int = 0
-    seconds: float = 0.0
-    cancelled: bool = False
-    model: str = ""
-    stats: list[GenerationStats] = field(default_factory=list)  # one per attempt
-
-    @property
-    def ok(self) -> bool:
-        """SQL that SQLite can prepare (warnings allowed)."""
-        return bool(self.sql) and not any(p.fatal for p in self.problems)
-
-    @property
-    def notes(self) -> list[str]:
-        """What the pipeline did to the model's first answer, a line each (the app shows them
-        under the editor, `gemma-sql ask` on stderr)."""
-        notes = []
-        if self.widened:
-            notes.append("the answer from the question's tables failed the check; "
-                         "asked with every table")
-        if self.repaired:
-            notes.append("asked again: the first answer failed the check" if self.attempts > 1
-                         else "the first answer failed the check; this is the next most likely")
-        if self.voted:
-            notes.append(f"{self.agreed} answers agree on this result; the first differs")
-        if self.corrected:
-            notes.append("names corrected: " + ", ".join(self.corrected))
-        if self.mended:
-            notes.append("joins mended to the schema: " + ", ".join(self.mended))
-        if self.ranked_by:
-            notes.append(f"shows {self.ranked_by}, the figure it ranks by")
-        return notes
-
-    @property
-    def error(self) -> str:
-        return "; ".join(p.message for p in self.problems if p.fatal)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "question": self.question,
-            "sql": self.sql,
-            "tables_sent": self.tables_sent,
-            "pruned": self.pruned,
-            "problems": [
-                {"message": p.message, "kind": p.kind, "fatal": p.fatal, "start": p.start}
-                for p in self.problems
-            ],
-            "focused": self.focused,
-            "widened": self.widened,
-            "repaired": self.repaired,
-            "corrected": self.corrected,
-            "mended": self.mended,
-            "ranked_by": self.ranked_by,
-            "linked": self.linked,
-            "alternatives": [a.to_dict() for a in self.alternatives],
-            "agreed": self.agreed,
-            "voted": self.voted,
-            "attempts": self.attempts,
-            "seconds": round(self.seconds, 3),
-            "cancelled": self.cancelled,
-            "model": self.model,
-            "stats": [s.to_dict() for s in self.stats],
-        }
 
 
 def ask(
@@ -173,7 +96,7 @@ def ask(
     answer = Answer(question, tables_sent=list(context.tables), pruned=context.pruned,
                     model=engine.name, linked=[str(hit) for hit in linked])
     run = QuestionRun(engine, db, answer, on_chunk, cancel, max_new_tokens,
-                      samples if check_runs else -1)
+                      samples if check_runs else -1, started)
     shared = shared_prefix(context.text, engine.prompt_layout)
     # The question's own tables first: a prompt about half as long, and fewer tables to mix up.
     # Not for a model that keeps the whole schema's part of the prompt read (`shared`).
@@ -205,6 +128,7 @@ class QuestionRun:
     cancel: threading.Event | None
     max_new_tokens: int
     samples: int  # answers drawn beside the greedy one; -1: none, and nothing run
+    started: float = field(default_factory=time.perf_counter)
     last_prompt: str = ""
     beam_texts: list[str] = field(default_factory=list)  # of the last prompt, when read
 
@@ -244,8 +168,10 @@ class QuestionRun:
             return Settled(first)
         tokens = self.answer.stats[-1].tokens if self.answer.stats else self.max_new_tokens
         return settle(self.engine, self.db, self.last_prompt, first, self.beam_texts,
-                      n=self.samples, max_new_tokens=min(self.max_new_tokens, tokens * 3 // 2 + 16),
-                      shared=shared, cancel=self.cancel, on_chunk=self.on_chunk)
+                      n=self.samples,
+                      max_new_tokens=min(self.max_new_tokens, tokens + DRAW_TOKENS_PAST),
+                      shared=shared, cancel=self.cancel, on_chunk=self.on_chunk,
+                      deadline=self.started + DRAW_BUDGET_S)
 
 
 def answer_candidate(answer: Answer) -> Candidate:

@@ -400,8 +400,9 @@ class Engine:
     ) -> list[Sampled]:
         """`n` answers drawn at `temperature`, decoded together: the prompt is read once (or its
         kept reading reused) and each step is one forward pass over the answers still going.
-        Each comes with its mean log-probability under the model. Seeded: the same prompt,
-        seed and kernels give the same answers."""
+        Each comes with its mean log-probability under the model, and whether it ended (not
+        cut off by `max_new_tokens` or `cancel`). Seeded: the same prompt, seed and kernels give
+        the same answers."""
         import torch
 
         with self._lock:
@@ -433,6 +434,7 @@ class Engine:
                         answers[a].append(token)
                         kept.append(row)
                 if not kept:
+                    going = []
                     break
                 if len(kept) < len(going):  # finished answers leave the batch
                     cache.batch_select_indices(torch.tensor(kept, device=self.device))
@@ -440,8 +442,8 @@ class Engine:
             return [
                 Sampled(self.tokenizer.decode(tokens, skip_special_tokens=False,
                                               clean_up_tokenization_spaces=False),
-                        score / len(tokens))
-                for tokens, score in zip(answers, scores, strict=True)
+                        score / len(tokens), finished=a not in going)
+                for a, (tokens, score) in enumerate(zip(answers, scores, strict=True))
             ]
 
     def _next_beams(

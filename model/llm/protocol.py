@@ -21,6 +21,7 @@ class Sampled:
 
     text: str
     logprob: float
+    finished: bool = True  # False: cut off by the token limit or `cancel`
 
 
 @runtime_checkable
@@ -63,7 +64,8 @@ class TextEngine(Protocol):
         shared: str = "",
         seed: int = 0,
     ) -> list[Sampled]:
-        """`n` answers drawn at `temperature` (seeded, reproducible), in one batched decode."""
+        """`n` answers drawn at `temperature` (seeded, reproducible), in one batched decode;
+        on `cancel`, those drawn so far (unfinished ones marked)."""
         ...
 
     def warm(self, shared: str) -> None:

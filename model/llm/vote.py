@@ -33,6 +33,14 @@ if TYPE_CHECKING:
 
 SAMPLES = 4  # answers drawn beside the greedy one
 TEMPERATURE = 0.7
+# Drawing stops this long after the question was asked, or this many tokens past the greedy
+# answer's length: what has ended by then is voted on, so a slow machine gets fewer votes, not
+# a longer wait.
+DRAW_BUDGET_S = 5.0
+DRAW_TOKENS_PAST = 16
+# Beam candidates are near copies of the greedy answer, not draws from the model's
+# distribution: they count for less in the vote.
+BEAM_WEIGHT = 0.5
 VOTE_MARKER = "\n-- {n} more answers drawn: comparing what each returns\n"
 
 CHECK_ROWS = 1_000  # rows a check run reads; results are compared on these
@@ -62,8 +70,11 @@ class Candidate:
 
     @property
     def usable(self) -> bool:
-        """It ran, and returned at least one value that is not NULL."""
-        return bool(self.rows) and any(v is not None for row in self.rows for v in row)
+        """It ran and returned something: a row, and not one row of NULLs and zeros alone
+        (`count(*)`, `sum(x)` of nothing; `NULL` where no row matched)."""
+        if not self.rows or not any(v is not None for row in self.rows for v in row):
+            return False
+        return len(self.rows) > 1 or any(v not in (None, 0) for v in self.rows[0])
 
 
 @dataclass
@@ -96,20 +107,37 @@ class Settled:
     agreed: str = ""  # "3 of 5": candidates returning the chosen result, of those that ran
 
 
+class _Until:
+    """The user's cancel, or a deadline: what `TextEngine.sample` checks between steps."""
+
+    def __init__(self, cancel: threading.Event | None, deadline: float) -> None:
+        self.cancel, self.deadline = cancel, deadline
+
+    def is_set(self) -> bool:
+        return (self.cancel is not None and self.cancel.is_set()) or \
+            time.perf_counter() > self.deadline
+
+
 def settle(engine: TextEngine, db: Database, prompt: str, first: Candidate,
            extra: Sequence[str] = (), n: int = SAMPLES, max_new_tokens: int = 128,
            shared: str = "", cancel: threading.Event | None = None,
-           on_chunk: Callable[[str], None] | None = None) -> Settled | None:
-    """`first` (the pipeline's answer), the `extra` answers already read and `n` drawn on
-    `prompt`, run and voted on. `first` alone when the database is too slow to judge by
-    running it (its run was cut off) or the user cancelled; None when none returned a row."""
-    drawn = engine.sample(prompt, n=n, temperature=TEMPERATURE, cancel=cancel,
-                          max_new_tokens=max_new_tokens, shared=shared) if n > 0 else []
+           on_chunk: Callable[[str], None] | None = None,
+           deadline: float = float("inf")) -> Settled | None:
+    """`first` (the pipeline's answer), the `extra` answers already read (beam candidates) and
+    `n` drawn on `prompt` (those that end by `deadline`, a `time.perf_counter()` time), run and
+    voted on. `first` alone when the database is too slow to judge by running it (its run was
+    cut off) or the user cancelled; None when none returned anything."""
+    drawn = []
+    if n > 0 and time.perf_counter() < deadline:
+        drawn = engine.sample(prompt, n=n, temperature=TEMPERATURE,
+                              cancel=_Until(cancel, deadline),  # type: ignore[arg-type]
+                              max_new_tokens=max_new_tokens, shared=shared)
     if cancel is not None and cancel.is_set():
         return Settled(first)
+    drawn = sorted((d for d in drawn if d.finished), key=lambda d: -d.logprob)
     if drawn and on_chunk is not None:
         on_chunk(VOTE_MARKER.format(n=len(drawn)))
-    texts = [*extra, *(d.text for d in sorted(drawn, key=lambda d: -d.logprob))]
+    texts = [*extra, *(d.text for d in drawn)]
     candidates = [first, *read_candidates(texts, db, len(extra))]
     run_checks(db, candidates)
     if first.timed_out:
@@ -136,8 +164,10 @@ def read_candidates(texts: Sequence[str], db: Database, beams: int = 0) -> list[
                 sql_, problems, changes = mend
             seen[sql] = Candidate(sql_, text, problems, corrected, changes)
         known = seen[sql]
+        beam = i < beams
         candidates.append(Candidate(known.sql, text, known.problems, known.corrected,
-                                    known.mended, origin="beam" if i < beams else "sample"))
+                                    known.mended, origin="beam" if beam else "sample",
+                                    weight=BEAM_WEIGHT if beam else 1.0))
     return candidates
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from model.llm.ask import CANDIDATES_MARKER, RETRY_MARKER, WIDEN_MARKER, Answer, ask
+from model.llm.answer import Answer
+from model.llm.ask import CANDIDATES_MARKER, RETRY_MARKER, WIDEN_MARKER, ask
 from model.llm.engine import GenerationStats
 from model.llm.prompt import CONTEXT_FIRST, QUESTION_FIRST
 from model.llm.protocol import Sampled, TextEngine
@@ -620,3 +621,16 @@ def test_cli_json_lists_the_alternatives(chinook: Path, monkeypatch: pytest.Monk
     off = CliRunner().invoke(app, ["ask", str(chinook), "How many rock tracks?", "--json",
                                    "--no-check-runs"])
     assert json.loads(off.stdout)["alternatives"] == []
+
+
+def test_no_answers_are_drawn_past_the_time_budget(db: Database,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow machine gets fewer votes, not a longer wait: nothing is drawn once the budget is
+    spent, and the answer is still run and kept."""
+    import model.llm.ask
+
+    monkeypatch.setattr(model.llm.ask, "DRAW_BUDGET_S", 0.0)
+    engine = ScriptedSampler([ROCK, ROCK], " SELECT count(*) FROM tracks")
+    answer = ask(engine, db, "How many rock tracks?")
+    assert engine.sample_prompts == [] and not answer.voted
+    assert answer.agreed == "1 of 1" and len(answer.alternatives) == 1

@@ -39,20 +39,33 @@ def test_the_majority_result_wins_and_failures_empties_and_nulls_drop_out(db: Da
                      "SELECT count(*) FROM artists",  # 275
                      "SELECT count(AlbumId) FROM albums",  # 347
                      "SELECT count(*) FROM artists",  # 275
-                     "SELECT count(*) FROM genres WHERE 0",  # 0: a row all the same
+                     "SELECT count(*) FROM genres WHERE 0",  # a count of nothing: 0
                      "SELECT count(*) FROM artists a, artists b WHERE a.ArtistId = b.ArtistId",
                      "SELECT Title FROM albums WHERE AlbumId < 0",  # no row
                      "SELECT NULL FROM albums",  # only NULLs
                      "SELECT nope FROM albums")  # fails the check: never run
     assert candidates[-1].rows is None and candidates[6].rows == []
+    assert candidates[4].rows == [(0,)] and not candidates[4].usable
     groups = vote(candidates)
-    assert [len(g) for g in groups] == [3, 2, 1]
+    assert [len(g) for g in groups] == [3, 2]
     assert [c.sql for c in groups[0]] == [candidates[1].sql, candidates[3].sql, candidates[5].sql]
 
 
 def test_a_tie_goes_to_the_greedy_answer(db: Database) -> None:
     groups = vote(ran(db, "SELECT count(*) FROM albums", "SELECT count(*) FROM artists"))
     assert groups[0][0].origin == "greedy"
+
+
+def test_beam_candidates_count_for_less_than_drawn_answers(db: Database) -> None:
+    candidates = read_candidates(["SELECT count(*) FROM artists", "SELECT count(*) FROM artists",
+                                  "SELECT count(*) FROM albums"], db, beams=2)
+    assert [c.origin for c in candidates] == ["beam", "beam", "sample"]
+    run_checks(db, candidates)
+    groups = vote(candidates)
+    assert [c.origin for c in groups[0]] == ["beam", "beam"]  # 0.5 + 0.5 against 1: a tie...
+    greedy = ran(db, "SELECT count(*) FROM albums")[0]
+    groups = vote([greedy, *candidates])
+    assert groups[0][0] is greedy  # ...which a greedy answer beside the sample breaks
 
 
 def test_results_agree_whatever_their_column_order(db: Database) -> None:

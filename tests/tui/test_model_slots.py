@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from model.llm.ask import Answer
+from model.llm.answer import Answer
 from model.llm.engine import GenerationStats
 from model.llm.problem import Problem
 from model.llm.prompt import QUESTION_FIRST

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 if TYPE_CHECKING:
-    from model.llm.ask import Answer
+    from model.llm.answer import Answer
 
 
 class SqlNotes(Static):
