@@ -21,7 +21,7 @@ from model.llm.ask import CANDIDATES_MARKER, RETRY_MARKER, WIDEN_MARKER, ask
 from model.llm.engine import GenerationStats
 from model.llm.prompt import CONTEXT_FIRST, QUESTION_FIRST
 from model.llm.protocol import Sampled, TextEngine
-from model.llm.vote import CHECK_BUDGET_S, VOTE_MARKER
+from model.llm.vote import CHECK_BUDGET_S, SAMPLES, VOTE_MARKER
 from model.sqlite.db import Database, WriteRefused
 
 
@@ -382,6 +382,23 @@ def test_real_model_pipeline(real_engine: Any, db: Database) -> None:
     assert chunks and answer.raw and 1 <= answer.attempts <= 2
     assert answer.stats and all(s.tokens <= 24 for s in answer.stats)
     assert "albums" in answer.tables_sent
+
+
+@pytest.mark.slow
+def test_real_model_answers_are_voted_by_their_results(real_engine: Any, db: Database) -> None:
+    """The mechanism, not the model's exact answer (which may hang on a kernel's rounding):
+    answers are drawn and run, each alternative's result is what it says, and draws are
+    seeded: the same prompt draws the same answers."""
+    question = "How many customers are from Brazil?"
+    answer = ask(real_engine, db, question)
+    assert answer.ok and answer.alternatives
+    agreeing, ran = map(int, answer.agreed.split(" of "))
+    assert 1 <= agreeing <= ran <= SAMPLES + 1 + 4  # greedy, drawn, and any beam candidates
+    for alternative in answer.alternatives:
+        assert len(db.conn.execute(alternative.sql).fetchall()) == alternative.rows
+    prompt = f"<start_of_turn>user SQL Question: {question} <end_of_turn>\n<start_of_turn>model"
+    drawn = real_engine.sample(prompt, n=3, max_new_tokens=24, seed=1)
+    assert real_engine.sample(prompt, n=3, max_new_tokens=24, seed=1) == drawn
 
 
 # ------------------------------------------------------------------ `gemma-sql ask`
