@@ -96,7 +96,8 @@ def ask(
     answer = Answer(question, tables_sent=list(context.tables), pruned=context.pruned,
                     model=engine.name, linked=[str(hit) for hit in linked])
     run = QuestionRun(engine, db, answer, on_chunk, cancel, max_new_tokens,
-                      samples if check_runs else -1, started)
+                      samples if check_runs else -1, started,
+                      named=list(dict.fromkeys(hit.said for hit in linked)))
     shared = shared_prefix(context.text, engine.prompt_layout)
     # The question's own tables first: a prompt about half as long, and fewer tables to mix up.
     # Not for a model that keeps the whole schema's part of the prompt read (`shared`).
@@ -129,6 +130,7 @@ class QuestionRun:
     max_new_tokens: int
     samples: int  # answers drawn beside the greedy one; -1: none, and nothing run
     started: float = field(default_factory=time.perf_counter)
+    named: list[str] = field(default_factory=list)  # the question's words for values found
     last_prompt: str = ""
     beam_texts: list[str] = field(default_factory=list)  # of the last prompt, when read
 
@@ -171,7 +173,7 @@ class QuestionRun:
                       n=self.samples,
                       max_new_tokens=min(self.max_new_tokens, tokens + DRAW_TOKENS_PAST),
                       shared=shared, cancel=self.cancel, on_chunk=self.on_chunk,
-                      deadline=self.started + DRAW_BUDGET_S)
+                      deadline=self.started + DRAW_BUDGET_S, named=self.named)
 
 
 def answer_candidate(answer: Answer) -> Candidate:

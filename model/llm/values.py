@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import weakref
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from model.sqlite.schema import Schema, quote
@@ -54,6 +54,7 @@ class ValueHit:
     table: str
     column: str
     value: str  # as stored
+    said: str = field(default="", compare=False)  # the question's words for it, lower-cased
 
     def __str__(self) -> str:
         return f"'{self.value}' in {self.table}.{self.column}"
@@ -93,8 +94,10 @@ class ValueIndex:
         single lower-case word only as a category, and never one of `schema_words`."""
         hits: list[ValueHit] = []
         for match in _QUOTED.finditer(question):
-            hits += self.values.get((match.group(1) or match.group(2)).strip().lower(), [])
-        words = [(m.group(), m.start()) for m in _WORD.finditer(_QUOTED.sub(" ", question))]
+            said = (match.group(1) or match.group(2)).strip().lower()
+            hits += [replace(hit, said=said) for hit in self.values.get(said, [])]
+        unquoted = _QUOTED.sub(lambda m: " " * len(m.group()), question)  # same offsets
+        words = [(m.group(), m.start()) for m in _WORD.finditer(unquoted)]
         taken: set[int] = set()  # word positions inside a longer match
         for n in range(min(MAX_WORDS, len(words)), 0, -1):
             for i in range(len(words) - n + 1):
@@ -116,14 +119,14 @@ class ValueIndex:
         key = text.lower()
         if len(run) == 1:
             if _YEAR.match(key):
-                return self.years.get(key, [])
+                return [replace(hit, said=key) for hit in self.years.get(key, [])]
             if (key in _ASKING or key in schema_words or key.rstrip("s") in schema_words
                     or len(key) < 2 or key.isdigit()):
                 return []
         hits = self.values.get(key, [])
         if not any(c.isupper() or c.isdigit() for c in text):  # "rock": a category only
             hits = [h for h in hits if (h.table, h.column) in self.categories]
-        return hits
+        return [replace(hit, said=key) for hit in hits]
 
 
 def _distinct_texts(conn: sqlite3.Connection, table: str, column: str) -> list[str]:

@@ -12,6 +12,7 @@ answer alone does. Each group is an alternative the user can turn to in the app.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +42,10 @@ DRAW_TOKENS_PAST = 16
 # Beam candidates are near copies of the greedy answer, not draws from the model's
 # distribution: they count for less in the vote.
 BEAM_WEIGHT = 0.5
+# An answer that uses none of the values the question names (found in the data: 'UCLA',
+# 'Prague') leaves out part of the question, most often its filter: it counts for less.
+UNNAMED_WEIGHT = 0.5
+_LITERAL = re.compile(r"'((?:[^']|'')*)'|\"((?:[^\"]|\"\")*)\"")
 VOTE_MARKER = "\n-- {n} more answers drawn: comparing what each returns\n"
 
 CHECK_ROWS = 1_000  # rows a check run reads; results are compared on these
@@ -84,6 +89,7 @@ class Alternative:
     sql: str
     rows: int  # rows its check run returned (CHECK_ROWS: at least that many)
     votes: float  # the weight of the answers that agree with it
+    answers: int = 1  # how many answers returned this result
     differs: list[str] = field(default_factory=list)  # clauses unlike the first alternative's
 
     @property
@@ -93,7 +99,7 @@ class Alternative:
         return f"{self.rows:,}{more} row{'s' * (self.rows != 1)}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sql": self.sql, "rows": self.rows, "votes": self.votes,
+        return {"sql": self.sql, "rows": self.rows, "votes": self.votes, "answers": self.answers,
                 "summary": self.summary, "differs": self.differs}
 
 
@@ -122,11 +128,12 @@ def settle(engine: TextEngine, db: Database, prompt: str, first: Candidate,
            extra: Sequence[str] = (), n: int = SAMPLES, max_new_tokens: int = 128,
            shared: str = "", cancel: threading.Event | None = None,
            on_chunk: Callable[[str], None] | None = None,
-           deadline: float = float("inf")) -> Settled | None:
+           deadline: float = float("inf"), named: Sequence[str] = ()) -> Settled | None:
     """`first` (the pipeline's answer), the `extra` answers already read (beam candidates) and
     `n` drawn on `prompt` (those that end by `deadline`, a `time.perf_counter()` time), run and
-    voted on. `first` alone when the database is too slow to judge by running it (its run was
-    cut off) or the user cancelled; None when none returned anything."""
+    voted on; those that use none of the values the question `named` count for less.
+    `first` alone when the database is too slow to judge by running it (its run was cut off)
+    or the user cancelled; None when none returned anything."""
     drawn = []
     if n > 0 and time.perf_counter() < deadline:
         drawn = engine.sample(prompt, n=n, temperature=TEMPERATURE,
@@ -139,6 +146,9 @@ def settle(engine: TextEngine, db: Database, prompt: str, first: Candidate,
         on_chunk(VOTE_MARKER.format(n=len(drawn)))
     texts = [*extra, *(d.text for d in drawn)]
     candidates = [first, *read_candidates(texts, db, len(extra))]
+    for candidate in candidates:
+        if named and not mentions(candidate.sql, named):
+            candidate.weight *= UNNAMED_WEIGHT
     run_checks(db, candidates)
     if first.timed_out:
         return Settled(first)
@@ -146,8 +156,7 @@ def settle(engine: TextEngine, db: Database, prompt: str, first: Candidate,
     if not groups:
         return None
     ran = sum(c.rows is not None for c in candidates)
-    return Settled(groups[0][0], alternatives(groups),
-                   f"{sum(c.weight for c in groups[0]):g} of {ran}")
+    return Settled(groups[0][0], alternatives(groups), f"{len(groups[0])} of {ran}")
 
 
 def read_candidates(texts: Sequence[str], db: Database, beams: int = 0) -> list[Candidate]:
@@ -214,9 +223,18 @@ def vote(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
 def alternatives(groups: list[list[Candidate]]) -> list[Alternative]:
     """One alternative a group: its first candidate, its result's size and its support."""
     chosen = [group[0] for group in groups]
-    return [Alternative(c.sql, len(c.rows or []), sum(m.weight for m in group),
+    return [Alternative(c.sql, len(c.rows or []), sum(m.weight for m in group), len(group),
                         differences(chosen[0].sql, c.sql) if i else [])
             for i, (c, group) in enumerate(zip(chosen, groups, strict=True))]
+
+
+def mentions(sql: str, named: Sequence[str]) -> bool:
+    """Whether `sql` uses any of the question's values (lower-cased): in a string (`= 'Rock'`,
+    `LIKE '2012%'`), or a number as a number (`= 2012`)."""
+    literals = [(m.group(1) or m.group(2) or "").lower() for m in _LITERAL.finditer(sql)]
+    return any(any(said in text for text in literals)
+               or (said.isdigit() and re.search(rf"\b{said}\b", sql) is not None)
+               for said in named)
 
 
 def result_key(rows: list[tuple[Any, ...]]) -> tuple[str, ...]:

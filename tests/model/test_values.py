@@ -97,3 +97,10 @@ def test_a_named_value_brings_its_table_and_row_into_the_first_prompt(music):
     assert focus is not None and focus.text.count("INSERT") == 2
     assert "INSERT INTO \"artist\" VALUES (2, 'Elis Regina', 'Prague');" in focus.text
     assert "INSERT INTO \"genre\" VALUES (1, 'Rock');" in focus.text
+
+
+def test_what_the_question_said_is_kept(music):
+    hits = value_index(music).find("Rock songs by 'Queen' in 2012", schema_words(music.schema()))
+    said = {h.said: h.value for h in hits}
+    assert said["queen"] == "Queen" and said["rock"] == "Rock"
+    assert said["2012"].startswith("2012-") and len(hits) == 3

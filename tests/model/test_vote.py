@@ -12,6 +12,7 @@ from model.llm.vote import (
     CHECK_BUDGET_S,
     Candidate,
     differences,
+    mentions,
     read_candidates,
     result_key,
     run_checks,
@@ -92,3 +93,12 @@ def test_differences_name_the_clauses(db: Database) -> None:
     assert differences(first, "SELECT Title FROM albums") == ["columns", "tables", "WHERE"]
     assert differences(first, "SELECT Name FROM artists WHERE ArtistId = 1 LIMIT 3") == [
         "LIMIT"]
+
+
+def test_an_answer_mentions_a_value_in_a_string_or_as_a_number() -> None:
+    assert mentions("SELECT * FROM t WHERE city = 'Prague'", ["prague"])
+    assert mentions('SELECT * FROM t WHERE name LIKE "%Rock%"', ["rock"])
+    assert mentions("SELECT * FROM t WHERE strftime('%Y', d) = '2012'", ["2012"])
+    assert mentions("SELECT * FROM t WHERE year = 2012", ["2012"])
+    assert not mentions("SELECT * FROM t WHERE year = 20121", ["2012"])
+    assert not mentions("SELECT Prague FROM t", ["prague"])  # a name, not a value

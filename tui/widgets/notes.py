@@ -46,4 +46,4 @@ def alternative_line(answer: Answer, index: int) -> str:
         return line + f" · {answer.agreed} answers agree · F7: the next answer"
     if shown.differs:
         line += " · differs from 1 in " + ", ".join(shown.differs)
-    return line + f" · {shown.votes:g} agree · F7: the next"
+    return line + f" · {shown.answers} agree · F7: the next"
