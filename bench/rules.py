@@ -1,7 +1,8 @@
 """What each rule of the pipeline is worth: an eval set with one rule switched off, against a
 run with everything on.
 
-    .venv/bin/python bench/rules.py ON.json DATA.jsonl [--db-root DIR] --off RULE [--json OUT]
+    .venv/bin/python bench/rules.py ON.json DATA.jsonl [--db-root DIR] --off RULE [--both]
+                                    [--json OUT]
 
 ON.json is `gemma-sql eval DATA.jsonl --json` with every rule on (the shipped pipeline). Only the
 questions the rule can touch are asked again, with the rule off; the others would get the same
@@ -18,6 +19,8 @@ answer (the pipeline is deterministic: greedy decoding, seeded samples):
 
 A rule is switched off by replacing the function that applies it, here only. Prints one line
 per rule: questions asked again, right with the rule on and off, gained and lost, top-3.
+`--both` asks those questions with the rule on as well, back to back: the answers drawn within
+the pipeline's time budget then see the same machine load on and off.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ def main() -> None:
     parser.add_argument("--db-root", type=Path, default=None)
     parser.add_argument("--off", choices=RULES, required=True)
     parser.add_argument("--json", type=Path, default=None, help="write the off run's report")
+    parser.add_argument("--both", action="store_true", help="ask with the rule on too")
     args = parser.parse_args()
     on = json.loads(args.on.read_text())["records"]
     items = list(read_items(args.data, args.db_root))
@@ -97,12 +101,14 @@ def main() -> None:
                                             "db": str(i.db.resolve())}) + "\n"
                                 for _, i in subset))
         engine = load_engine(DEFAULT_MODEL)
+        before = [r for r, _ in subset]
+        if args.both:
+            before = [vars(r) for r in evaluate(data, engine, model_name=DEFAULT_MODEL).records]
         switch_off(args.off)
         report = evaluate(data, engine, model_name=DEFAULT_MODEL,
                           check_runs=args.off != "vote")
     if args.json:
         args.json.write_text(json.dumps(report.to_json(), indent=1))
-    before = [r for r, _ in subset]
     after = report.records
     gained = sum(not b["correct"] and a.correct for b, a in zip(before, after, strict=True))
     lost = sum(b["correct"] and not a.correct for b, a in zip(before, after, strict=True))
