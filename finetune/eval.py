@@ -51,6 +51,7 @@ class Record:
     ranked: bool = False  # the figure its top N is ranked by was selected (model.llm.ranking)
     top3: bool = False  # it or one of the next two alternatives is right
     voted: bool = False  # the agreement of the answers run chose another than the pipeline's
+    agreed: str = ""  # "3 of 5": the answers run that returned the chosen result
     linked: list[str] = field(default_factory=list)  # values of the question found in the data
     alternatives: list[str] = field(default_factory=list)  # their SQL, the answer's first
 
@@ -262,7 +263,7 @@ def evaluate(
                             str(item.db), bool(answer.corrected), answer.repaired,
                             answer.focused, bool(answer.mended), bool(answer.ranked_by),
                             correct or any(compare(db, item.sql, sql)[0] for sql in others),
-                            answer.voted, answer.linked, [pred, *others])
+                            answer.voted, answer.agreed, answer.linked, [pred, *others])
             report.records.append(record)
             if on_record:
                 on_record(record)

@@ -45,7 +45,8 @@ from model.llm.review import checked, mended
 from model.llm.values import value_index
 from model.llm.vote import (
     DRAW_BUDGET_S,
-    DRAW_TOKENS_PAST,
+    DRAW_MIN_S,
+    DRAW_TIME_FACTOR,
     SAMPLES,
     Candidate,
     Settled,
@@ -168,12 +169,15 @@ class QuestionRun:
         alone when nothing is to be run; None when none of them returned a row."""
         if self.samples < 0 or self.cancelled:
             return Settled(first)
-        tokens = self.answer.stats[-1].tokens if self.answer.stats else self.max_new_tokens
+        last = self.answer.stats[-1] if self.answer.stats else None
+        tokens = last.tokens if last is not None else self.max_new_tokens
+        took = max(DRAW_MIN_S, DRAW_TIME_FACTOR * (last.seconds if last is not None else 0.0))
+        deadline = min(time.perf_counter() + took, self.started + DRAW_BUDGET_S)
         return settle(self.engine, self.db, self.last_prompt, first, self.beam_texts,
                       n=self.samples,
-                      max_new_tokens=min(self.max_new_tokens, tokens + DRAW_TOKENS_PAST),
+                      max_new_tokens=min(self.max_new_tokens, tokens * 3 // 2 + 16),
                       shared=shared, cancel=self.cancel, on_chunk=self.on_chunk,
-                      deadline=self.started + DRAW_BUDGET_S, named=self.named)
+                      deadline=deadline, named=self.named)
 
 
 def answer_candidate(answer: Answer) -> Candidate:

@@ -98,6 +98,7 @@ class FakeAnswer:
     ranked_by: str = ""
     alternatives: tuple[Any, ...] = ()
     voted: bool = False
+    agreed: str = ""
     linked: tuple[str, ...] = ()
 
 

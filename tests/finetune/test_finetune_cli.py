@@ -123,6 +123,7 @@ def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
         ranked_by: str = ""
         alternatives: tuple[Any, ...] = ()
         voted: bool = False
+        agreed: str = ""
         linked: tuple[str, ...] = ()
 
     fake_ask = types.ModuleType("model.llm.ask")
