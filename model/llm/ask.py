@@ -1,30 +1,28 @@
 """One question to checked SQL: the pipeline the app, `gemma-sql ask` and `gemma-sql eval` share.
 
 schema -> context (pruned to what the question needs) -> prompt -> streamed answer ->
-extracted, pretty-printed, checked SQL -> the answers the database agrees with. Values the
-question names that the data holds ('Prague') bring their tables into the context, shown in a
-row as stored (`model.llm.values`). The model first sees only the few tables the question most
-likely needs (`focused_context`): a prompt about half as long. When that answer fails the
-check, compares a column with text no row holds, or neither it nor any answer drawn beside it
-returns a row, the question is asked again with every table that fits. When that check fails
-on names the schema spells differently (customer_id for CustomerId), those names are
-corrected, and the correction shown. When it still fails, or compares a column with text no
-row holds, the model's `beams` next most likely answers (beam search on the same prompt) are
-checked and the first that passes cleanly is taken; failing that, a failed question is asked
-again with the error attached (at most `max_repairs` times). The first answer and the last
-have their FROM clause mended to the schema's foreign keys when they read a column from a
-table that lacks it or join two tables off their key (`model.llm.joins`), and the mended SQL
-passes the check; the change is shown.
+extracted, pretty-printed, checked SQL -> the answer the database agrees with.
 
-Then `samples` more answers are drawn on the answer's prompt, and the answers are run
-read-only, bounded, on the pipeline's own connection; the result most of them agree on wins
-(`model.llm.vote`), and the distinct results are kept as alternatives. `check_runs=False`
-runs nothing: the answer is the one above. A top N ranked by an aggregate it does not select
-gets that figure as its last column (`model.llm.ranking`).
-The SQL is never run for the user here, nor on the user's connection: that is the caller's
-choice (`model.sqlite.db`).
+Values the question names that the data holds ('Prague') bring their tables into the context,
+shown in a row as stored (`model.llm.values`). The model first sees only the few tables the
+question most likely needs (`focused_context`): a prompt about half as long. Its answer is
+checked (`model.llm.review`: names misspelt are corrected, joins off the foreign keys mended);
+when it passes with every value it compares found, a few more answers are drawn on the same
+prompt and all are run read-only, bounded, on the pipeline's own connection: the result most
+of them agree on wins (`model.llm.vote`). When the answer fails the check, compares a column
+with text no row holds, or neither it nor any answer drawn beside it returns anything, the
+question is asked again with every table that fits; that answer is voted on with the answers
+drawn beside it in the same way. When none of those returns anything, the model's `beams` next
+most likely answers (beam search on the same prompt) are checked and the first that passes
+cleanly is taken; failing that, a failed question is asked again with the error attached (at
+most `max_repairs` times), and the last answer is voted on with the beams.
+
+The distinct results are kept as alternatives the user can turn to. `check_runs=False` runs
+nothing and draws nothing: the answer is the checked greedy one, a beam candidate or a repair,
+as before the vote. A top N ranked by an aggregate it does not select gets that figure as its
+last column (`model.llm.ranking`). The SQL is never run for the user here, nor on the user's
+connection: that is the caller's choice (`model.sqlite.db`).
 """
-
 from __future__ import annotations
 
 import re
@@ -106,11 +104,9 @@ def ask(
     if not shared and focused:
         focus = focused_context(db.conn, schema, question, ranking=ranking)
     if focus is None or not ask_focused(run, focus):
-        ask_with_repairs(run, context, shared, max_repairs, beams)
-        if answer.sql and not answer.cancelled:
-            mend_last(answer, db)
-            if (settled := run.settle(answer_candidate(answer), shared)) is not None:
-                take(answer, settled)
+        settled = ask_with_repairs(run, context, shared, max_repairs, beams)
+        if not settled and answer.sql and not answer.cancelled:
+            settle_last(run, shared)
     answer.cancelled = answer.cancelled or run.cancelled
     if not answer.cancelled:
         show_figure(answer, db)
@@ -134,6 +130,7 @@ class QuestionRun:
     named: list[str] = field(default_factory=list)  # the question's words for values found
     last_prompt: str = ""
     beam_texts: list[str] = field(default_factory=list)  # of the last prompt, when read
+    drawn_on: set[str] = field(default_factory=set)  # the prompts answers were drawn on
 
     @property
     def cancelled(self) -> bool:
@@ -173,8 +170,10 @@ class QuestionRun:
         tokens = last.tokens if last is not None else self.max_new_tokens
         took = max(DRAW_MIN_S, DRAW_TIME_FACTOR * (last.seconds if last is not None else 0.0))
         deadline = min(time.perf_counter() + took, self.started + DRAW_BUDGET_S)
+        drawn = self.last_prompt in self.drawn_on  # the same seed would draw the same again
+        self.drawn_on.add(self.last_prompt)
         return settle(self.engine, self.db, self.last_prompt, first, self.beam_texts,
-                      n=self.samples,
+                      n=0 if drawn else self.samples,
                       max_new_tokens=min(self.max_new_tokens, tokens * 3 // 2 + 16),
                       shared=shared, cancel=self.cancel, on_chunk=self.on_chunk,
                       deadline=deadline, named=self.named)
@@ -226,9 +225,11 @@ def ask_focused(run: QuestionRun, focus: Context) -> bool:
 
 
 def ask_with_repairs(run: QuestionRun, context: Context, shared: str, max_repairs: int,
-                     beams: int) -> None:
-    """Ask with `context`; when the first answer fails or doubts a value, take the first of
-    `beams` other answers that passes; while it fails, ask again with the error attached."""
+                     beams: int) -> bool:
+    """Ask with `context`; when the first answer fails or doubts a value, vote among it and
+    the answers drawn beside it (when they are run), else take the first of `beams` other
+    answers that passes; while it fails, ask again with the error attached. True when the
+    vote settled the answer."""
     answer, question = run.answer, run.answer.question
     asked = question
     for attempt in range(max_repairs + 1):
@@ -242,28 +243,38 @@ def ask_with_repairs(run: QuestionRun, context: Context, shared: str, max_repair
         if run.cancelled:
             answer.cancelled = True
             answer.sql, answer.problems = sql, []  # partial: not worth checking
-            return
+            return False
         answer.sql, answer.problems, answer.corrected = checked(sql, run.db)
         fatal = [p.message for p in answer.problems if p.fatal]
         doubts = [p.message for p in answer.problems if p.kind == "value"]
+        # Answers drawn on the same prompt first: more varied than the beams, which are near
+        # copies of this one; the beams when none of the drawn answers returns anything.
+        if (fatal or doubts) and attempt == 0 and run.samples >= 0 and settle_last(run, shared):
+            return True
         if (fatal or doubts) and attempt == 0 and beams:
             run.say(CANDIDATES_MARKER.format(error="; ".join(fatal or doubts), n=beams))
             run.beam_texts = run.engine.beams(prompt, n=beams, cancel=run.cancel, shared=shared)
             if take_candidate(answer, run.beam_texts, run.db, run.on_chunk):
-                return
+                return False
         if not fatal or attempt == max_repairs:
-            return
+            return False
         error = "; ".join(fatal)
         run.say(RETRY_MARKER.format(error=error))
         asked = repair_question(question, sql, error)
 
 
-def mend_last(answer: Answer, db: Database) -> None:
+def settle_last(run: QuestionRun, shared: str) -> bool:
     """The last answer's FROM clause mended to the schema when it can be (values no row holds
-    allowed when the answer already fails or doubts one)."""
+    allowed when the answer already fails or doubts one), then voted on with the answers
+    drawn beside it (`QuestionRun.settle`). True when one of them returned something."""
+    answer = run.answer
     doubtful = not answer.ok or any(p.kind == "value" for p in answer.problems)
-    if (mend := mended(answer.sql, db, doubts=doubtful)) is not None:
+    if answer.sql and (mend := mended(answer.sql, run.db, doubts=doubtful)) is not None:
         answer.sql, answer.problems, answer.mended = mend
+    if (settled := run.settle(answer_candidate(answer), shared)) is None:
+        return False
+    take(answer, settled)
+    return True
 
 
 def prepare(engine: TextEngine, db: Database) -> None:

@@ -35,12 +35,12 @@ if TYPE_CHECKING:
 SAMPLES = 4  # answers drawn beside the greedy one
 TEMPERATURE = 0.7
 # Drawing takes at most twice as long as the greedy answer took (at least a second), and ends
-# by 10 s after the question was asked; what has ended by then is voted on, so a slow or busy
+# by 15 s after the question was asked; what has ended by then is voted on, so a slow or busy
 # machine gets fewer votes, not a longer wait. No draw runs past 1.5 times the greedy answer's
 # tokens and 16 more.
 DRAW_TIME_FACTOR = 2.0
 DRAW_MIN_S = 1.0
-DRAW_BUDGET_S = 10.0
+DRAW_BUDGET_S = 15.0
 # Beam candidates are near copies of the greedy answer, not draws from the model's
 # distribution: they count for less in the vote.
 BEAM_WEIGHT = 0.5

@@ -184,10 +184,16 @@ def test_a_failed_last_answer_is_mended_when_it_can_be(db: Database) -> None:
     wrong_side = (" SELECT T1.Name FROM albums AS T1 JOIN artists AS T2"
                   " ON T1.ArtistId = T2.ArtistId WHERE T1.Title = 'Facelift'")
     engine = ScriptedBeamEngine([" SELECT nope FROM albums"], wrong_side, wrong_side)
-    answer = ask_every_table(engine, db, "Who made Facelift?", beams=4, max_repairs=1)
+    answer = ask_every_table(engine, db, "Who made Facelift?", beams=4, max_repairs=1,
+                             check_runs=False)
     assert answer.attempts == 2 and len(engine.beam_prompts) == 1 and answer.ok
     assert answer.mended == ["T1.Name → T2.Name"]
     assert db.conn.execute(answer.sql).fetchall() == [("Alice In Chains",)]
+    # Answers are run: the mended first answer returns a row, so neither beams nor a repair
+    engine = ScriptedBeamEngine([" SELECT nope FROM albums"], wrong_side, wrong_side)
+    ran = ask_every_table(engine, db, "Who made Facelift?", beams=4, max_repairs=1)
+    assert ran.attempts == 1 and engine.beam_prompts == [] and ran.sql == answer.sql
+    assert ran.mended == answer.mended and ran.agreed == "1 of 1"
     unmendable = ScriptedEngine(" SELECT Age FROM customers", " SELECT Age FROM customers")
     answer = ask_every_table(unmendable, db, "Ages?")
     assert not answer.ok and answer.mended == [] and answer.error == "unknown column Age"
