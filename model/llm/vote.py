@@ -31,6 +31,7 @@ from model.sqlite.db import DatabaseError
 if TYPE_CHECKING:
     from model.llm.protocol import TextEngine
     from model.sqlite.db import Database
+    from model.sqlite.schema import Schema
 
 SAMPLES = 4  # answers drawn beside the greedy one
 TEMPERATURE = 0.7
@@ -47,6 +48,11 @@ BEAM_WEIGHT = 0.5
 # An answer that uses none of the values the question names (found in the data: 'UCLA',
 # 'Prague') leaves out part of the question, most often its filter: it counts for less.
 UNNAMED_WEIGHT = 0.5
+# An answer that joins a table to itself on a column that is not its key (`invoices AS T1 JOIN
+# invoices AS T2 ON T1.BillingCity = T2.BillingCity`) pairs every row with every other of the
+# same value, multiplying its counts and sums: the small model writes such joins where no
+# question asks for them. It counts for less.
+SELF_PAIRING_WEIGHT = 0.5
 _LITERAL = re.compile(r"'((?:[^']|'')*)'|\"((?:[^\"]|\"\")*)\"")
 VOTE_MARKER = "\n-- {n} more answers drawn: comparing what each returns\n"
 
@@ -151,6 +157,8 @@ def settle(engine: TextEngine, db: Database, prompt: str, first: Candidate,
     for candidate in candidates:
         if named and not mentions(candidate.sql, named):
             candidate.weight *= UNNAMED_WEIGHT
+        if pairs_rows_by_value(candidate.sql, db.schema()):
+            candidate.weight *= SELF_PAIRING_WEIGHT
     run_checks(db, candidates)
     if first.timed_out:
         return Settled(first)
@@ -237,6 +245,39 @@ def mentions(sql: str, named: Sequence[str]) -> bool:
     return any(any(said in text for text in literals)
                or (said.isdigit() and re.search(rf"\b{said}\b", sql) is not None)
                for said in named)
+
+
+def pairs_rows_by_value(sql: str, schema: Schema) -> bool:
+    """Whether `sql` joins a table to itself on a column of the same name that is not the
+    table's primary key (see SELF_PAIRING_WEIGHT)."""
+    try:
+        trees = [t for t in parse(sql) if t is not None]
+    except (ParseError, TokenError):
+        return False
+    for tree in trees:
+        for select in tree.find_all(exp.Select):
+            sources = [select.args.get("from_"), *(select.args.get("joins") or [])]
+            tables = {t.alias_or_name.lower(): t.name.lower() for src in sources
+                      if src is not None and isinstance(t := src.this, exp.Table)}
+            for join in select.args.get("joins") or []:
+                for eq in join.find_all(exp.EQ):
+                    if _self_pairing(eq, tables, schema):
+                        return True
+    return False
+
+
+def _self_pairing(eq: exp.EQ, tables: dict[str, str], schema: Schema) -> bool:
+    left, right = eq.this, eq.expression
+    if not (isinstance(left, exp.Column) and isinstance(right, exp.Column)):
+        return False
+    a, b = left.table.lower(), right.table.lower()
+    if not a or a == b or left.name.lower() != right.name.lower():
+        return False
+    if a not in tables or tables.get(b) != tables[a]:
+        return False
+    table = schema.table(tables[a])
+    column = table.column(left.name) if table is not None else None
+    return column is not None and not column.primary_key
 
 
 def result_key(rows: list[tuple[Any, ...]]) -> tuple[str, ...]:
