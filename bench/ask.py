@@ -3,6 +3,7 @@ rate, seconds per question (p50), model load time and peak memory.
 
     .venv/bin/python bench/ask.py [--model M] [--adapter DIR] [--device D] [--questions N]
                                   [--dtype auto|bf16|fp32|fp16] [--budget SECONDS]
+                                  [--no-check-runs]
 
 Prints figures, asserts nothing. Runs through `model.llm.ask.ask`, the pipeline the app uses, on
 the bundled Chinook sample. The machine's load average is printed too: on a shared 2-core
@@ -63,6 +64,8 @@ def main() -> None:
     parser.add_argument("--dtype", default=None, help="default: the machine's (auto)")
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S,
                         help="seconds a question (0: no limit)")
+    parser.add_argument("--no-check-runs", dest="check_runs", action="store_false",
+                        help="draw no more answers and run none (the answer before the vote)")
     args = parser.parse_args()
 
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
@@ -103,12 +106,12 @@ def main() -> None:
 
     rows = []
     print(f"\n{'s':>6} {'ttft':>6} {'tok/s':>6} {'tok':>4} {'read':>4} {'all':>3} {'try':>3}"
-          f" {'ok':>3}  question -> sql")
+          f" {'ok':>3} {'alt':>3}  question -> sql")
     for question in QUESTIONS[: args.questions]:
         engine.stream = recording_stream  # type: ignore[method-assign]
         n = len(first_prompts)
         answer = ask(engine, db, question, max_new_tokens=args.max_new_tokens,
-                     budget=args.budget)
+                     budget=args.budget, check_runs=args.check_runs)
         engine.stream = stream  # type: ignore[method-assign]
         del first_prompts[n + 1 :]
         first, last = answer.stats[0], answer.stats[-1]
@@ -120,7 +123,8 @@ def main() -> None:
         print(
             f"{answer.seconds:6.2f} {first.first_token_s:6.2f} {last.tokens_per_s:6.1f} "
             f"{tokens:4d} {read:4d} {'no' if answer.pruned else 'yes':>3} "
-            f"{answer.attempts:3d} {'yes' if answer.ok else 'no':>3}  "
+            f"{answer.attempts:3d} {'yes' if answer.ok else 'no':>3} "
+            f"{len(answer.alternatives):3d}  "
             f"{question} -> {sql[:80]}{' (out of time)' if answer.out_of_time else ''}"
         )
 

@@ -64,6 +64,11 @@ FocusOpt = Annotated[bool, typer.Option(
     "--focus/--no-focus",
     help="Ask first with the question's likeliest tables alone (as the app does; ctrl+t there "
          "asks with every table).")]
+CheckRunsOpt = Annotated[bool, typer.Option(
+    "--check-runs/--no-check-runs", envvar="GEMMA_SQL_CHECK_RUNS",
+    help="Draw a few more answers and run them all read-only (bounded, results not shown) to "
+         "choose the one most agree with; off for huge or slow databases "
+         "(or GEMMA_SQL_CHECK_RUNS=0).")]
 
 
 def check_endpoint(endpoint: str | None, model: str | None, device: str | None) -> None:
@@ -113,6 +118,7 @@ def eval_cmd(
     beams: Annotated[int, typer.Option(
         "--beams", help="When an answer fails the check, try the N next most likely.")] = 4,
     focus: FocusOpt = True,
+    check_runs: CheckRunsOpt = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     dtype: DtypeOpt = None,
     # No limit by default: accuracy should not depend on the machine's speed and load. With
@@ -145,7 +151,7 @@ def eval_cmd(
     try:
         report = evaluate(data, engine, db_root=db_root, limit=limit,
                           model_name=name + (f" + {adapter}" if adapter else ""), on_record=tick,
-                          beams=beams, focused=focus, budget=budget)
+                          beams=beams, focused=focus, budget=budget, check_runs=check_runs)
     except (ValueError, OSError, ModelUnavailable) as e:  # ModelUnavailable: a server failed
         raise fail(str(e), 1) from None
     finally:
@@ -159,13 +165,17 @@ def eval_cmd(
 def print_summary(s: dict[str, Any]) -> None:
     """eval's figures as lines of text (--json prints the report itself)."""
     typer.echo(f"execution accuracy  {s['execution_accuracy']:.1%}  ({s['n']} questions)")
+    typer.echo(f"top-3               {s['top3_accuracy']:.1%}  (the answer or one of the next "
+               "two alternatives)")
     typer.echo(f"valid SQL           {s['valid_sql_rate']:.1%}")
-    typer.echo(f"seconds a question  {s['mean_seconds']:.2f} ({s['dtype'] or '?'})")
+    typer.echo(f"seconds a question  {s['mean_seconds']:.2f} ({s['dtype'] or '?'}), median "
+               f"{s['median_seconds']:.2f}")
     if s["out_of_time"]:
         typer.echo(f"out of time         {s['out_of_time']} (the budget stopped the checks)")
     typer.echo(f"names corrected     {s['corrected']}; joins mended {s['mended']}; "
                f"figures shown {s['ranked']}; repaired {s['repaired']}; "
-               f"from the question's tables alone {s['focused']}")
+               f"from the question's tables alone {s['focused']}; chosen by agreement "
+               f"{s['voted']}; values found {s['linked']}")
     if s["gold_failed"]:
         typer.echo(f"gold queries failed {s['gold_failed']} (left out)")
 

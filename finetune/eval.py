@@ -6,13 +6,15 @@ The model answers through `model.llm.ask.ask`, the pipeline the app and `gemma-s
 prediction is correct when its result equals the gold result as a multiset of rows (as a list
 where the gold query has a top-level ORDER BY), its columns taken in any order, as Spider's
 test-suite evaluation does (`SELECT avg(x), kind` answers `SELECT kind, avg(x)`). A gold query
-that fails is reported and left out, not counted wrong.
+that fails is reported and left out, not counted wrong. Top-3 counts a question right when
+the answer or one of the next two alternatives the app offers (`Answer.alternatives`) is.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import statistics
 import threading
 import time
 from collections import Counter
@@ -48,6 +50,11 @@ class Record:
     mended: bool = False  # its FROM clause was mended to the schema (model.llm.joins)
     ranked: bool = False  # the figure its top N is ranked by was selected (model.llm.ranking)
     out_of_time: bool = False  # the time budget stopped the checks (model.llm.budget)
+    top3: bool = False  # it or one of the next two alternatives is right
+    voted: bool = False  # the agreement of the answers run chose another than the pipeline's
+    agreed: str = ""  # "3 of 5": the answers run that returned the chosen result
+    linked: list[str] = field(default_factory=list)  # values of the question found in the data
+    alternatives: list[str] = field(default_factory=list)  # their SQL, the answer's first
 
 
 @dataclass
@@ -65,15 +72,19 @@ class EvalReport:
         n = self.n or 1
         return {
             "execution_accuracy": sum(r.correct for r in self.records) / n,
+            "top3_accuracy": sum(r.top3 for r in self.records) / n,
             "n": self.n,
             "valid_sql_rate": sum(r.error is None for r in self.records) / n,
             "mean_seconds": sum(r.seconds for r in self.records) / n,
+            "median_seconds": statistics.median([r.seconds for r in self.records] or [0.0]),
             "corrected": sum(r.corrected for r in self.records),
             "repaired": sum(r.repaired for r in self.records),
             "focused": sum(r.focused for r in self.records),
             "mended": sum(r.mended for r in self.records),
             "ranked": sum(r.ranked for r in self.records),
             "out_of_time": sum(r.out_of_time for r in self.records),
+            "voted": sum(r.voted for r in self.records),
+            "linked": sum(bool(r.linked) for r in self.records),
             "gold_failed": len(self.gold_failed),
             "model": self.model,
             "dtype": self.dtype,
@@ -228,9 +239,11 @@ def evaluate(
     beams: int = 4,
     focused: bool = True,
     budget: float = 0.0,
+    check_runs: bool = True,
 ) -> EvalReport:
     """Ask the engine every question of DATA.jsonl through model.llm.ask and score the SQL
-    (`budget`: the pipeline's time budget a question, 0: none)."""
+    (and the next two alternatives, for top-3; `budget`: the pipeline's time budget a
+    question, 0: none)."""
     from model.llm.ask import ask
 
     report = EvalReport(model_name, dtype=getattr(engine, "dtype", ""))
@@ -241,7 +254,8 @@ def evaluate(
                 dbs[item.db] = Database.open(item.db)
             db = dbs[item.db]
             t0 = time.perf_counter()
-            answer = ask(engine, db, item.question, beams=beams, focused=focused, budget=budget)
+            answer = ask(engine, db, item.question, beams=beams, focused=focused, budget=budget,
+                         check_runs=check_runs)
             seconds = time.perf_counter() - t0
             pred = answer.sql or ""
             try:
@@ -250,10 +264,13 @@ def evaluate(
                 report.gold_failed.append(
                     {"question": item.question, "gold": item.sql, "error": str(e)})
                 continue
+            others = [a.sql for a in answer.alternatives[1:3]]
             record = Record(item.question, item.sql, pred, correct, error, round(seconds, 3),
                             str(item.db), bool(answer.corrected), answer.repaired,
                             answer.focused, bool(answer.mended), bool(answer.ranked_by),
-                            bool(answer.out_of_time))
+                            bool(answer.out_of_time),
+                            correct or any(compare(db, item.sql, sql)[0] for sql in others),
+                            answer.voted, answer.agreed, answer.linked, [pred, *others])
             report.records.append(record)
             if on_record:
                 on_record(record)

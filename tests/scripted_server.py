@@ -115,9 +115,18 @@ def models(*names: str) -> Reply:
 
 
 def answering(pieces: list[str]) -> Reply:
-    """A completions route that streams `pieces`, then the finishing event and [DONE]."""
+    """A completions route that streams `pieces`, then the finishing event and [DONE]; asked
+    for `n` answers without streaming (the candidates, the vote's draws), `n` times the same."""
     events: list[Any] = [completion(p) for p in pieces]
-    return lambda h, body: h.sse([*events, completion(finish="stop"), "data: [DONE]\n\n"])
+
+    def reply(h: Handler, body: dict[str, Any]) -> None:
+        if body.get("stream", True):
+            h.sse([*events, completion(finish="stop"), "data: [DONE]\n\n"])
+            return
+        h.json({"choices": [{"index": i, "text": "".join(pieces), "finish_reason": "stop",
+                             "logprobs": None} for i in range(body.get("n", 1))]})
+
+    return reply
 
 
 @contextmanager

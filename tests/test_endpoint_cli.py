@@ -29,10 +29,12 @@ def test_ask_json_through_an_endpoint_gives_the_local_fields(chinook: Path) -> N
     out = json.loads(result.stdout)
     # the fields of the local path (tests/model/test_ask.py, test_cli_json_with_the_real_model)
     assert set(out) == {"question", "sql", "columns", "rows", "error", "model", "dtype",
-                        "seconds"}
+                        "seconds", "alternatives"}
     assert (out["sql"], out["rows"], out["error"]) == ("SELECT\n  COUNT(*)\nFROM albums",
                                                        [[347]], None)
     assert out["model"] == "gemma-sql"
+    # the answers drawn to vote on came from the server too (one request with `n`)
+    assert [a["answers"] for a in out["alternatives"]] == [5]
     assert "How many albums are there?" in server.requests[-1].body["prompt"]
 
 

@@ -37,11 +37,12 @@ from tui.widgets.schema_tree import SchemaTree
 from tui.widgets.status import StatusBar
 
 if TYPE_CHECKING:  # the model side loads lazily: the app runs as a plain SQL client without it
+    from model.llm.answer import Answer
     from model.llm.protocol import TextEngine
 
 # Actions that make no sense behind a modal dialog (their keys are app-wide priority keys).
 _MAIN_SCREEN_ONLY = {"run_query", "export", "history", "focus", "ask_every_table",
-                     "toggle_chart"}
+                     "toggle_chart", "next_answer"}
 _ACTIVE = (WorkerState.PENDING, WorkerState.RUNNING)
 
 
@@ -60,6 +61,7 @@ class GemmaSqlApp(App[None]):
         Binding("f4", "toggle_chart", "Chart", priority=True),
         Binding("f5", "focus('results')", "Results", priority=True),
         Binding("f6", "focus('schema')", "Schema", priority=True),
+        Binding("f7", "next_answer", "Next answer", priority=True),
         Binding("f8", "history", "History", priority=True),
         # Priority: the editor's own ctrl+e (end of line) and f6 (select line) would win.
         Binding("ctrl+e", "export", "Export", priority=True),
@@ -71,7 +73,7 @@ class GemmaSqlApp(App[None]):
                  load_model: bool = True, engine: TextEngine | None = None,
                  history: History | None = None, endpoint: str | None = None,
                  endpoint_model: str | None = None, dtype: str | None = None,
-                 budget: float = DEFAULT_BUDGET_S) -> None:
+                 budget: float = DEFAULT_BUDGET_S, check_runs: bool = True) -> None:
         super().__init__()
         self.database = database
         self.model_name, self.adapter, self.device = model, adapter, device
@@ -79,6 +81,9 @@ class GemmaSqlApp(App[None]):
         self.dtype, self.budget = dtype, budget  # the model's compute dtype; seconds a question
         self.load_model = load_model
         self.engine = engine  # None until loaded; tests pass a scripted one
+        self.check_runs = check_runs  # the model's answers may be run read-only to choose one
+        self.answer: Answer | None = None  # the model's last answer, and which of its
+        self.alternative = 0  # alternatives the editor shows (F7 turns to the next)
         self.history = history or History()
         self.result: QueryResult | None = None  # the result on screen, maybe half fetched
         self.result_changed_data = False  # its statement wrote: never run it again
@@ -160,7 +165,8 @@ class GemmaSqlApp(App[None]):
     def generate(self, engine: TextEngine, question: str, cancel: threading.Event,
                  every_table: bool) -> None:
         workers.generate(engine, self.database, question, cancel, self.post_message,
-                         focused=not every_table, budget=self.budget)
+                         focused=not every_table, budget=self.budget,
+                         check_runs=self.check_runs)
 
     # Actions
 
@@ -204,6 +210,19 @@ class GemmaSqlApp(App[None]):
         # be stopped: quitting waits for it.)
         self.action_cancel()
         await super().action_quit()
+
+    def action_next_answer(self) -> None:
+        """The editor turns to the model's next distinct answer (by result), round to the first."""
+        answer = self.answer
+        if answer is None or len(answer.alternatives) < 2:
+            self.status.say("no other answer: the model's answers that ran all agree"
+                            if answer is not None and answer.alternatives
+                            else "no other answers to show", "warning")
+            return
+        self.alternative = (self.alternative + 1) % len(answer.alternatives)
+        shown = answer.alternatives[self.alternative]
+        self.query_one(SqlEditor).replace_all(answer.sql if self.alternative == 0 else shown.sql)
+        self.query_one(SqlNotes).show_answer(answer, self.alternative)
 
     def action_toggle_keys(self) -> None:
         if self.screen.query("HelpPanel"):
@@ -403,6 +422,7 @@ class GemmaSqlApp(App[None]):
             return
         editor.replace_all(answer.sql)
         editor.focus()
+        self.answer, self.alternative = answer, 0
         self.query_one(SqlNotes).show_answer(answer)
         self.status.say(f"SQL written in {answer.seconds:.1f} s: review it, then ctrl+j runs it")
 

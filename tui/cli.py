@@ -20,6 +20,7 @@ import finetune.cli
 from finetune.cli import (
     AdapterOpt,
     BudgetOpt,
+    CheckRunsOpt,
     DeviceOpt,
     DtypeOpt,
     EndpointModelOpt,
@@ -73,6 +74,7 @@ def open_app(
     ] = False,
     dtype: DtypeOpt = None,
     budget: BudgetOpt = DEFAULT_BUDGET_S,
+    check_runs: CheckRunsOpt = True,
 ) -> None:
     """Open the app on DB (the default command)."""
     from model.samples import CHINOOK
@@ -88,6 +90,7 @@ def open_app(
     GemmaSqlApp(
         database, model=model, adapter=adapter, device=device, load_model=not no_model,
         endpoint=endpoint, endpoint_model=endpoint_model, dtype=dtype, budget=budget,
+        check_runs=check_runs,
     ).run()
 
 
@@ -110,6 +113,7 @@ def ask(
     focus: FocusOpt = True,
     dtype: DtypeOpt = None,
     budget: BudgetOpt = DEFAULT_BUDGET_S,
+    check_runs: CheckRunsOpt = True,
 ) -> None:
     """Write SQL for QUESTION about DB; print it (and with --run, its result)."""
     import json
@@ -131,7 +135,8 @@ def ask(
     progress = (lambda m: typer.echo(m, err=True)) if sys.stderr.isatty() else None
     engine = open_engine(model, adapter, device, endpoint, endpoint_model, progress, dtype)
     try:
-        answer = write_sql(engine, database, question, focused=focus, budget=budget)
+        answer = write_sql(engine, database, question, focused=focus, budget=budget,
+                           check_runs=check_runs)
     except ModelUnavailable as e:  # a server that failed mid-answer
         raise fail(str(e), 1) from None
     error = answer.error or (None if answer.sql else "the model wrote no SQL")
@@ -159,12 +164,16 @@ def ask(
             "question": question, "sql": answer.sql, "columns": columns, "rows": rows,
             "error": error, "model": engine.name, "dtype": engine.dtype,
             "seconds": round(answer.seconds, 3),
+            "alternatives": [a.to_dict() for a in answer.alternatives],
         }, ensure_ascii=False))
     else:
         if answer.sql:
             typer.echo(answer.sql.rstrip(";") + ";")
         for note in answer.notes:  # they quote names from the database
             typer.echo(f"gemma-sql: note: {shown(note)}", err=True)
+        if (others := len(answer.alternatives) - 1) > 0:
+            typer.echo(f"gemma-sql: note: {others} more answer{'s' * (others != 1)} with "
+                       "other results (--json lists them)", err=True)
         for p in answer.problems:
             if not p.fatal:
                 typer.echo(f"gemma-sql: warning: {shown(p.message)}", err=True)

@@ -185,7 +185,8 @@ def _connect(endpoint: str, endpoint_model: str | None, adapter: str | Path | No
 
 
 def generate(engine: TextEngine, db: Database, question: str, cancel: threading.Event,
-             post: Post, focused: bool = True, budget: float = DEFAULT_BUDGET_S) -> None:
+             post: Post, focused: bool = True, budget: float = DEFAULT_BUDGET_S,
+             check_runs: bool = True) -> None:
     try:
         from model.llm.ask import ask
     except Exception as e:
@@ -193,7 +194,7 @@ def generate(engine: TextEngine, db: Database, question: str, cancel: threading.
         return
     try:
         answer = ask(engine, db, question, on_chunk=lambda t: post(SqlChunk(t)), cancel=cancel,
-                     focused=focused, budget=budget)
+                     focused=focused, budget=budget, check_runs=check_runs)
     except Exception as e:  # the model's failure is shown, never raised into the UI
         post(GenerationFailed(one_line(e), cancelled=cancel.is_set()))
         return

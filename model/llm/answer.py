@@ -1,5 +1,6 @@
 """What the pipeline (`model.llm.ask`) hands back for one question: the SQL, what was sent to
-the model, what the checks found, what each step did to the answer, and the figures.
+the model, what the checks found, what each step did to the answer, the other answers the user
+can turn to, and the figures.
 
 The app shows it (the editor, the note under it), `gemma-sql ask` prints it, `eval` scores it.
 """
@@ -13,6 +14,7 @@ from model.llm.problem import Problem
 
 if TYPE_CHECKING:
     from model.llm.engine import GenerationStats
+    from model.llm.vote import Alternative
 
 
 @dataclass
@@ -29,6 +31,11 @@ class Answer:
     corrected: list[str] = field(default_factory=list)  # names put right: "album → albums"
     mended: list[str] = field(default_factory=list)  # FROM clause remade: "player → match_season"
     ranked_by: str = ""  # the aggregate added to the SELECT: the figure its top N is ranked by
+    linked: list[str] = field(default_factory=list)  # values found: "'Prague' in customers.City"
+    # The distinct results of the answers run, the chosen one first (empty: none were run).
+    alternatives: list[Alternative] = field(default_factory=list)
+    agreed: str = ""  # "3 of 5": answers returning the chosen result, of those that ran
+    voted: bool = False  # the agreement chose another answer than the pipeline's own
     out_of_time: str = ""  # the note, when the time budget stopped the chain before its end
     attempts: int = 0
     seconds: float = 0.0
@@ -52,6 +59,8 @@ class Answer:
         if self.repaired:
             notes.append("asked again: the first answer failed the check" if self.attempts > 1
                          else "the first answer failed the check; this is the next most likely")
+        if self.voted:
+            notes.append(f"{self.agreed} answers agree on this result; the first differs")
         if self.corrected:
             notes.append("names corrected: " + ", ".join(self.corrected))
         if self.mended:
@@ -82,6 +91,10 @@ class Answer:
             "corrected": self.corrected,
             "mended": self.mended,
             "ranked_by": self.ranked_by,
+            "linked": self.linked,
+            "alternatives": [a.to_dict() for a in self.alternatives],
+            "agreed": self.agreed,
+            "voted": self.voted,
             "out_of_time": self.out_of_time,
             "attempts": self.attempts,
             "seconds": round(self.seconds, 3),

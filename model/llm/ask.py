@@ -1,46 +1,54 @@
 """One question to checked SQL: the pipeline the app, `gemma-sql ask` and `gemma-sql eval` share.
 
 schema -> context (pruned to what the question needs) -> prompt -> streamed answer ->
-extracted, pretty-printed, checked SQL. The model first sees only the few tables the question
-most likely needs (`focused_context`): a prompt about half as long. When that answer fails the
-check, or compares a column with text no row holds, the question is asked again with every
-table that fits. When that check fails on names the schema spells differently (customer_id
-for CustomerId), those names are corrected, and the correction shown. When it still fails, or
-compares a column with text no row holds, the model's `beams` next most likely answers (beam
-search on the same prompt) are checked and the first that passes cleanly is taken; failing
-that, a failed question is asked again with the error attached (at most `max_repairs` times).
-Every step after the first answer runs only while the question's time budget lasts, and
-replaces the answer only when it finishes in time (`model.llm.budget`); the note says when the
-budget stopped the chain. The first answer and the last have their FROM clause mended to the
-schema's foreign keys when they read a column from a table that lacks it or join two tables
-off their key (`model.llm.joins`), and the mended SQL passes the check; the change is shown. A
-top N ranked by an aggregate it does not select gets that figure as its last column
-(`model.llm.ranking`).
-The SQL is never executed here: running it is the caller's choice (`model.sqlite.db`).
+extracted, pretty-printed, checked SQL -> the answer the database agrees with.
+
+Values the question names that the data holds ('Prague') bring their tables into the context,
+shown in a row as stored (`model.llm.values`). The model first sees only the few tables the
+question most likely needs (`focused_context`): a prompt about half as long. Its answer is
+checked (`model.llm.review`: names misspelt are corrected, joins off the foreign keys mended);
+when it passes with every value it compares found, a few more answers are drawn on the same
+prompt and all are run read-only, bounded, on the pipeline's own connection: the result most
+of them agree on wins (`model.llm.vote`). When the answer fails the check, compares a column
+with text no row holds, or neither it nor any answer drawn beside it returns anything, the
+question is asked again with every table that fits; that answer is voted on with the answers
+drawn beside it in the same way. When none of those returns anything, the model's `beams` next
+most likely answers (beam search on the same prompt) are checked and the first that passes
+cleanly is taken; failing that, a failed question is asked again with the error attached (at
+most `max_repairs` times), and the last answer is voted on with the beams.
+
+Every step after the first answer (drawing and voting included) runs only while the
+question's time budget lasts, and replaces the answer only when it finishes in time
+(`model.llm.budget`); the note says when the budget stopped the chain. The seed layout's
+prompt head is read once and kept (`prompt_head`).
+
+The distinct results are kept as alternatives the user can turn to. `check_runs=False` runs
+nothing and draws nothing: the answer is the checked greedy one, a beam candidate or a repair,
+as before the vote. A top N ranked by an aggregate it does not select gets that figure as its
+last column (`model.llm.ranking`). The SQL is never run for the user here, nor on the user's
+connection: that is the caller's choice (`model.sqlite.db`).
 """
 
 from __future__ import annotations
 
-import copy
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from model.llm.answer import Answer
-from model.llm.budget import DEFAULT_BUDGET_S, Budget, Deadline, OutOfTime
+from model.llm.budget import DEFAULT_BUDGET_S, Budget, OutOfTime
 from model.llm.check import check
-from model.llm.context import Context, context_for, focused_context, rank_tables
-from model.llm.extract import extract_sql, is_echo
-from model.llm.joins import mend_joins
-from model.llm.names import apply_suggestions
+from model.llm.context import Context, context_for, focused_context, rank_tables, schema_words
+from model.llm.extract import extract_sql
 from model.llm.parsing import pretty
-from model.llm.problem import Problem
-from model.llm.prompt import build_prompt, prompt_head, shared_prefix
+from model.llm.prompt import prompt_head, shared_prefix
+from model.llm.question_run import QuestionRun
 from model.llm.ranking import show_ranked_figure
+from model.llm.review import checked, mended
+from model.llm.values import value_index
+from model.llm.vote import SAMPLES, Candidate, Settled
 
 if TYPE_CHECKING:
     from model.llm.protocol import TextEngine
@@ -53,6 +61,7 @@ REPAIR_NOTE_NO_SQL = "{question} (Answer with one SQLite query.)"
 RETRY_MARKER = "\n-- retrying: {error}\n"
 CANDIDATES_MARKER = "\n-- {error}; checking {n} other answers\n"
 WIDEN_MARKER = "\n-- {error}; asking again with every table\n"
+NO_ROWS = "neither it nor the answers drawn beside it returned a row"
 # The small model sometimes copies the note's " failed: <error>" after its new SQL. Quoted
 # strings and identifiers are matched first so that a " failed: " inside one is skipped.
 _ECHOED_NOTE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\s+failed:\s)")
@@ -68,116 +77,73 @@ def ask(
     max_new_tokens: int = 256,
     beams: int = 4,
     focused: bool = True,
+    samples: int = SAMPLES,
+    check_runs: bool = True,
     budget: float = DEFAULT_BUDGET_S,
     clock: Callable[[], float] = time.perf_counter,
 ) -> Answer:
     """Write SQL for `question` about `db`. `on_chunk` sees the text as it streams (from a
     worker thread in the app), including a `-- ...` line before another candidate or a
     repair. `beams` other answers are checked when the first fails (0: none); `focused`: try
-    the question's likeliest tables alone first. `budget`: seconds from the start after which
-    no step beyond the first answer runs or is taken (0: unlimited), timed by `clock`."""
+    the question's likeliest tables alone first; `samples` answers are drawn beside the
+    greedy one and, with `check_runs`, the answers are run read-only to choose among them.
+    `budget`: seconds from the start after which no step beyond the first answer runs or is
+    taken (0: unlimited), timed by `clock`."""
     timer = Budget(budget, clock)
     db = db.reader()  # the pipeline reads the data only through its own read-only connection
     schema = db.schema()
-    ranking = rank_tables(schema, question)  # read once, for both contexts
+    linked = tuple(value_index(db).find(question, schema_words(schema)))
+    ranking = rank_tables(schema, question, linked)  # read once, for both contexts
     context = context_for(db.conn, schema, question, ranking=ranking)
     answer = Answer(question, tables_sent=list(context.tables), pruned=context.pruned,
-                    model=engine.name)
+                    model=engine.name, linked=[str(hit) for hit in linked])
     shared = shared_prefix(context.text, engine.prompt_layout)
     # The question's own tables first: a prompt about half as long, and fewer tables to mix up.
     # Not for a model that keeps the whole schema's part of the prompt read (`shared`).
     focus = None
     if not shared and focused:
         focus = focused_context(db.conn, schema, question, ranking=ranking)
-    kept = shared or prompt_head(engine.prompt_layout)
-    run = QuestionRun(engine, db, answer, on_chunk, cancel, max_new_tokens, timer, kept)
+    run = QuestionRun(engine, db, answer, on_chunk, cancel, max_new_tokens, timer,
+                      kept=shared or prompt_head(engine.prompt_layout),
+                      samples=samples if check_runs else -1,
+                      named=list(dict.fromkeys(hit.said for hit in linked)))
     try:
         if focus is None or not ask_focused(run, focus):
-            ask_with_repairs(run, context, max_repairs, beams, widen=focus is not None)
+            settled = ask_with_repairs(run, context, max_repairs, beams, widen=focus is not None)
+            if not settled and answer.sql and not answer.cancelled:
+                settle_last(run)
     except OutOfTime:
         answer.out_of_time = timer.note()
+    answer.cancelled = answer.cancelled or run.cancelled
     if answer.sql and not answer.cancelled:
-        if answer.focused:
-            show_figure(answer, db)  # its joins were mended, if need be, by ask_focused
-        else:
-            mend_last(answer, db)
+        if not answer.focused:
+            mend_last(answer, db)  # a no-op on an answer mended before its vote
+        show_figure(answer, db)
     answer.seconds = clock() - timer.started
     return answer
 
 
-@dataclass
-class QuestionRun:
-    """One question on its way through the pipeline: what each step reads, and the answer the
-    steps fill in."""
+def answer_candidate(answer: Answer) -> Candidate:
+    """The pipeline's own answer, as the first of the candidates."""
+    return Candidate(answer.sql, answer.raw, answer.problems, answer.corrected, answer.mended,
+                     origin="greedy")
 
-    engine: TextEngine
-    db: Database
-    answer: Answer
-    on_chunk: Callable[[str], None] | None
-    cancel: threading.Event | None  # the user's, or a `Deadline` during a later step
-    max_new_tokens: int
-    budget: Budget
-    kept: str  # the beginning of its prompts whose reading the engine keeps (`Engine.stream`)
-    read_rate: float = 0.0  # seconds the last prompt took to read, a character of it
 
-    @property
-    def cancelled(self) -> bool:
-        return self.cancel is not None and self.cancel.is_set()
-
-    @contextmanager
-    def step(self, later: bool = True, reading: str = "") -> Iterator[None]:
-        """A step of the chain. One after the first answer (`later`) starts only while the
-        budget lasts, and leaves time to read its prompt (`reading`, at the last prompt's rate:
-        a prompt read cannot stop halfway); it runs under a `Deadline`; when the budget runs
-        out before it ends, the answer is put back as it was before it (its figures kept) and
-        OutOfTime ends the chain. A user's cancel is not the budget's: the cancelled answer
-        stands, as it always has."""
-        if not later:
-            yield
-            return
-        if self.budget.spent or self.budget.left() < self.read_rate * len(reading):
-            raise OutOfTime
-        before, user_cancel = copy.deepcopy(self.answer), self.cancel
-        self.cancel = Deadline(user_cancel, self.budget)
-        try:
-            yield
-        finally:
-            self.cancel = user_cancel
-        if self.budget.spent and not self.cancelled:
-            before.stats = self.answer.stats
-            for f in fields(Answer):
-                setattr(self.answer, f.name, getattr(before, f.name))
-            raise OutOfTime
-
-    def say(self, text: str) -> None:
-        if self.on_chunk is not None:
-            self.on_chunk(text)
-
-    def prompt(self, question: str, context: Context) -> str:
-        return build_prompt(question, context.text, self.engine.prompt_layout)
-
-    def read(self, prompt: str) -> str:
-        """The model's answer to `prompt`, streamed to `on_chunk`; its figures kept."""
-        pieces: list[str] = []
-        stream = self.engine.stream(prompt, cancel=self.cancel,
-                                    max_new_tokens=self.max_new_tokens, shared=self.kept)
-        for piece in stream:
-            pieces.append(piece)
-            self.say(piece)
-            if is_echo("".join(pieces[-64:])):
-                stream.close()  # no answer is coming: stop decoding now, not 256 tokens later
-                break
-        stats = self.engine.last_stats
-        self.answer.stats.append(stats)
-        if stats.first_token_s > 0:
-            self.read_rate = stats.first_token_s / len(prompt)
-        return "".join(pieces)
+def take(answer: Answer, settled: Settled) -> None:
+    """The chosen candidate's SQL into the answer, with the alternatives."""
+    chosen = settled.chosen
+    answer.sql, answer.problems = chosen.sql, chosen.problems
+    answer.corrected, answer.mended = chosen.corrected, chosen.mended
+    answer.alternatives, answer.agreed = settled.alternatives, settled.agreed
+    if chosen.origin != "greedy":
+        answer.raw, answer.voted = chosen.raw, True
 
 
 def ask_focused(run: QuestionRun, focus: Context) -> bool:
     """Ask with the question's likeliest tables alone. True when that settles the answer: it
-    passes the check (joins mended if need be) with every value it compares found, or the user
-    cancelled; otherwise it stands only until asking again with every table replaces it."""
+    passes the check (joins mended if need be) with every value it compares found, and it or
+    an answer drawn beside it returns a row (when run), or the user cancelled; otherwise it
+    stands only until asking again with every table replaces it (`run.unsettled` says why)."""
     answer, db = run.answer, run.db
     answer.raw = run.read(run.prompt(answer.question, focus))
     answer.attempts = 1
@@ -190,27 +156,31 @@ def ask_focused(run: QuestionRun, focus: Context) -> bool:
         sql, problems, answer.mended = mend
     answer.sql, answer.problems, answer.corrected = sql, problems, corrected
     answer.tables_sent, answer.pruned, answer.focused = list(focus.tables), True, True
-    return not failures_of(answer)
-
-
-def failures_of(answer: Answer) -> list[str]:
-    """Why an answer from the question's tables alone does not settle the question."""
-    return [p.message for p in answer.problems if p.fatal or p.kind == "value"]
+    run.unsettled = [p.message for p in problems if p.fatal or p.kind == "value"]
+    if run.unsettled:
+        return False
+    if (settled := run.vote(answer_candidate(answer))) is None:
+        run.unsettled = [NO_ROWS]
+        return False
+    take(answer, settled)
+    return True
 
 
 def start_widening(run: QuestionRun, context: Context) -> None:
     """Make the answer the one about to come from every table (`context`)."""
     answer = run.answer
-    run.say(WIDEN_MARKER.format(error="; ".join(failures_of(answer))))
+    run.say(WIDEN_MARKER.format(error="; ".join(run.unsettled)))
     answer.widened, answer.focused, answer.mended, answer.corrected = True, False, [], []
     answer.tables_sent, answer.pruned = list(context.tables), context.pruned
 
 
 def ask_with_repairs(run: QuestionRun, context: Context, max_repairs: int, beams: int,
-                     widen: bool = False) -> None:
-    """Ask with `context` (`widen`: after the answer from the question's tables failed);
-    when the first answer fails or doubts a value, take the first of `beams` other answers
-    that passes; while it fails, ask again with the error attached. Each a step of its own."""
+                     widen: bool = False) -> bool:
+    """Ask with `context` (`widen`: after the answer from the question's tables failed); when
+    the first answer fails or doubts a value, vote among it and the answers drawn beside it
+    (when they are run), else take the first of `beams` other answers that passes; while it
+    fails, ask again with the error attached. Each a step of its own. True when the vote
+    settled the answer."""
     answer, question = run.answer, run.answer.question
     asked, error = question, ""
     for attempt in range(max_repairs + 1):
@@ -222,20 +192,31 @@ def ask_with_repairs(run: QuestionRun, context: Context, max_repairs: int, beams
                 run.say(RETRY_MARKER.format(error=error))
             sql = read_attempt(run, prompt, attempt)
         if sql is None:
-            return  # cancelled
+            return False  # cancelled
         fatal = [p.message for p in answer.problems if p.fatal]
         doubts = [p.message for p in answer.problems if p.kind == "value"]
-        if (fatal or doubts) and attempt == 0 and beams:
-            with run.step():
-                run.say(CANDIDATES_MARKER.format(error="; ".join(fatal or doubts), n=beams))
-                texts = run.engine.beams(prompt, n=beams, cancel=run.cancel, shared=run.kept)
-                taken = take_candidate(answer, texts, run.db, run.on_chunk)
-            if taken:
-                return
+        # Answers drawn on the same prompt first: more varied than the beams, which are near
+        # copies of this one; the beams when none of the drawn answers returns anything.
+        if (fatal or doubts) and attempt == 0:
+            if run.samples >= 0 and settle_last(run):
+                return True
+            if beams and take_beam(run, prompt, beams, fatal or doubts):
+                return False
         if not fatal or attempt == max_repairs:
-            return
+            return False
         error = "; ".join(fatal)
         asked = repair_question(question, sql, error)
+    return False
+
+
+def take_beam(run: QuestionRun, prompt: str, beams: int, errors: list[str]) -> bool:
+    """A step: the first of `beams` other answers to `prompt` that passes, taken
+    (`take_candidate`); the beams kept for a later vote."""
+    with run.step():
+        run.say(CANDIDATES_MARKER.format(error="; ".join(errors), n=beams))
+        run.beam_texts = run.engine.beams(prompt, n=beams, cancel=run.cancel, shared=run.kept)
+        taken = take_candidate(run.answer, run.beam_texts, run.db, run.on_chunk)
+    return taken
 
 
 def read_attempt(run: QuestionRun, prompt: str, attempt: int) -> str | None:
@@ -258,71 +239,39 @@ def read_attempt(run: QuestionRun, prompt: str, attempt: int) -> str | None:
 
 def mend_last(answer: Answer, db: Database) -> None:
     """The last answer's FROM clause mended to the schema when it can be (values no row holds
-    allowed when the answer already fails or doubts one), and its ranking figure shown."""
+    allowed when the answer already fails or doubts one)."""
     doubtful = not answer.ok or any(p.kind == "value" for p in answer.problems)
-    if (mend := mended(answer.sql, db, doubts=doubtful)) is not None:
+    if answer.sql and (mend := mended(answer.sql, db, doubts=doubtful)) is not None:
         answer.sql, answer.problems, answer.mended = mend
-    show_figure(answer, db)
+
+
+def settle_last(run: QuestionRun) -> bool:
+    """The last answer, its joins mended (`mend_last`), voted on with the answers drawn beside
+    it (`QuestionRun.vote`). True when one of them returned something."""
+    mend_last(run.answer, run.db)
+    if (settled := run.vote(answer_candidate(run.answer))) is None:
+        return False
+    take(run.answer, settled)
+    return True
 
 
 def prepare(engine: TextEngine, db: Database) -> None:
-    """Read the database's part of the prompt before the first question (the app does it while
-    the user types): with a context-first model every question then reads only its own tokens.
+    """Read the database before the first question (the app does it while the user types):
+    index its values (`model.llm.values`), and with a context-first model read the database's
+    part of the prompt, so that every question then reads only its own tokens.
 
-    Nothing of the database is read for a schema cut to fit, since the cut depends on the
+    No part of the database is read for a schema cut to fit, since the cut depends on the
     question, nor for a model of the seed's layout, whose prompts share only their head: that
     head is read instead."""
+    db = db.reader()
+    value_index(db)
     layout = engine.prompt_layout
     if not shared_prefix("", layout):
         engine.warm(prompt_head(layout))  # render no context for nothing
         return
-    db = db.reader()
     context = context_for(db.conn, db.schema(), "")
     if not context.pruned:
         engine.warm(shared_prefix(context.text, layout))
-
-
-def correct_names(
-    sql: str, problems: list[Problem], db: Database
-) -> tuple[str, list[Problem], list[str]]:
-    """(sql, problems, corrections) with the schema's spelling put in for near-miss names, when
-    that makes the SQL pass; unchanged (no corrections) when it does not.
-
-    A few rounds: a corrected table name lets the check see its columns' misspellings."""
-    fixed, fixed_problems, corrected = sql, problems, []
-    for _ in range(3):
-        fixed, changes = apply_suggestions(fixed, fixed_problems)
-        if not changes:
-            break
-        corrected += changes
-        fixed_problems = check(fixed, db.schema(), db.conn)
-        if not any(p.fatal for p in fixed_problems):
-            return fixed, fixed_problems, corrected
-    return sql, problems, []
-
-
-def checked(sql: str, db: Database) -> tuple[str, list[Problem], list[str]]:
-    """(sql, problems, corrections): pretty-printed, checked, near-miss names corrected."""
-    sql = pretty(sql) if sql else ""
-    problems = check(sql, db.schema(), db.conn)
-    if any(p.fatal for p in problems):
-        return correct_names(sql, problems, db)
-    return sql, problems, []
-
-
-def mended(sql: str, db: Database, doubts: bool = True
-           ) -> tuple[str, list[Problem], list[str]] | None:
-    """(sql, problems, changes) with the FROM clause mended to the schema (`model.llm.joins`), when
-    that changes it and passes the check (`doubts`: with values no row holds allowed); else
-    None."""
-    mend = mend_joins(sql, db.schema()) if sql else None
-    if mend is None:
-        return None
-    fixed = pretty(mend[0])
-    problems = check(fixed, db.schema(), db.conn)
-    if any(p.fatal or (p.kind == "value" and not doubts) for p in problems):
-        return None
-    return fixed, problems, mend[1]
 
 
 def show_figure(answer: Answer, db: Database) -> None:

@@ -2,7 +2,8 @@
 with rows, within a budget of tokens.
 
 A question's words are read against the schema once (`rank_tables`): each table scored by the
-words it shares with the question, words of trade pointing at the tables of trade. Both of a
+words it shares with the question and the values it names that the table holds
+(`model.llm.values`), words of trade pointing at the tables of trade. Both of a
 question's contexts choose from that one ranking: the first, `focused_context`, only the
 likeliest tables; the fallback, `context_for`, as much of the schema as fits. The text of a
 context is `model.llm.prompt`'s (`render_context`).
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from itertools import combinations
 
 from model.llm.prompt import render_context
+from model.llm.values import ValueHit
 from model.sqlite.schema import Schema, Table, foreign_key_graph, join_path
 
 # In estimated tokens (see estimate_tokens): 850 keep the whole prompt under ~1,000 real
@@ -100,10 +102,14 @@ TRADE_TABLES = frozenset({"invoice", "order", "payment", "purchase", "transactio
 _QUOTED = re.compile(r"(?<!\w)'[^']*'(?!\w)|\"[^\"]*\"")  # a value: 'Sales Support Agent'
 
 
+def schema_words(schema: Schema) -> frozenset[str]:
+    """The word stems of every table and column name."""
+    return frozenset(set().union(*(_words(t.name) | _column_words(t) for t in schema.tables)))
+
+
 def speaks_of_trade(schema: Schema, question: str) -> bool:
     """Whether the question asks about buying or selling in a word the schema has no name for."""
-    named = set().union(*(_words(t.name) | _column_words(t) for t in schema.tables))
-    return bool((_words(_QUOTED.sub(" ", question)) & TRADE_WORDS) - named)
+    return bool((_words(_QUOTED.sub(" ", question)) & TRADE_WORDS) - schema_words(schema))
 
 
 def _trade_path(schema: Schema, chosen: list[str], room: int) -> list[str]:
@@ -129,6 +135,15 @@ class Ranking:
     trading: bool  # `speaks_of_trade`
     scores: dict[str, int]  # by table name
     ranked: list[Table]  # best scored first; the schema's order among equals
+    linked: tuple[ValueHit, ...] = ()  # values the question names, where they are stored
+
+    @property
+    def shown(self) -> dict[str, list[tuple[str, str]]]:
+        """Per table, the (column, value) pairs its rows in the context should show."""
+        shown: dict[str, list[tuple[str, str]]] = {}
+        for hit in self.linked:
+            shown.setdefault(hit.table, []).append((hit.column, hit.value))
+        return shown
 
     def pick(self, max_tables: int = 6) -> list[str]:
         """The tables the question most likely needs, plus the tables that join them.
@@ -168,17 +183,20 @@ class Ranking:
         return chosen
 
 
-def rank_tables(schema: Schema, question: str) -> Ranking:
+def rank_tables(schema: Schema, question: str, linked: tuple[ValueHit, ...] = ()) -> Ranking:
     """The schema's tables scored for the question: 3 a word shared with the table's name (or,
-    for a question of trade, for being a table of trade), 1 a word shared with its columns."""
+    for a question of trade, for being a table of trade), 3 for holding a value the question
+    names (`linked`, from `model.llm.values`), 1 a word shared with its columns."""
     q = _words(question)
     trading = speaks_of_trade(schema, question)
+    holders = {hit.table for hit in linked}
     scores: dict[str, int] = {}
     for t in schema.tables:
         name_hits = len(q & _words(t.name)) + (trading and bool(_words(t.name) & TRADE_TABLES))
+        name_hits += t.name in holders
         scores[t.name] = 3 * name_hits + len(q & _column_words(t))
     ranked = sorted(schema.tables, key=lambda t: -scores[t.name])
-    return Ranking(schema, trading, scores, ranked)
+    return Ranking(schema, trading, scores, ranked, linked)
 
 
 def prune(schema: Schema, question: str, max_tables: int = 6) -> list[str]:
@@ -206,19 +224,20 @@ def context_for(
     the tables the question needs (fewer and fewer) with their rows. `ranking`: the
     question's, when the caller has it already (`rank_tables`).
     """
-    everything = render_context(conn, schema, schema.names)
-    if estimate_tokens(everything) <= budget_tokens:
-        return Context(everything, schema.names, False)
     if ranking is None:
         ranking = rank_tables(schema, question)
+    shown = ranking.shown
+    everything = render_context(conn, schema, schema.names, shown=shown)
+    if estimate_tokens(everything) <= budget_tokens:
+        return Context(everything, schema.names, False)
     needed = ranking.pick()
     for k in range(len(needed), -1, -1):
-        text = render_context(conn, schema, schema.names, sampled=needed[:k])
+        text = render_context(conn, schema, schema.names, sampled=needed[:k], shown=shown)
         if estimate_tokens(text) <= budget_tokens:
             return Context(text, schema.names, False)
     for max_tables in (6, 5, 4, 3, 2, 1):
         tables = ranking.pick(max_tables)
-        text = render_context(conn, schema, tables)
+        text = render_context(conn, schema, tables, shown=shown)
         if estimate_tokens(text) <= budget_tokens:
             return Context(text, tables, True)
     # Even one table is too big: send its CREATE TABLE alone.
@@ -246,7 +265,8 @@ def focused_context(
     # as fit, the most text first. Otherwise the likeliest tables get rows first (measured: the
     # most-text choice for every question turned 5 of the 960 held-out answers right, 7 wrong).
     sampled = rows_that_fit(conn, schema, tables, budget_tokens, most_text=ranking.trading)
-    return Context(render_context(conn, schema, tables, sampled=sampled), tables, True)
+    return Context(render_context(conn, schema, tables, sampled=sampled, shown=ranking.shown),
+                   tables, True)
 
 
 def rows_that_fit(conn: sqlite3.Connection | None, schema: Schema, tables: list[str],

@@ -7,7 +7,8 @@ adapter was trained on. A server without that route (404 or 405, found once) get
 user turn as the user message of the chat route, whose template puts Gemma's turn markers back.
 Answers stream as server-sent events; a cancel shuts the connection down, which also tells the
 server to stop. Candidates (`beams`) are `n` samples, ordered by mean log-probability where the
-server reports it; a server without `n` gives none (greedy alone). Every failure is one line
+server reports it; a server without `n` gives none (greedy alone). The answers drawn to vote
+on (`sample`) come from the same request. Every failure is one line
 (`EndpointError`), never a silent fall back to another model.
 
 Standard library only (http.client): importing this stays instant, and the app needs no HTTP
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 import threading
 import time
@@ -31,6 +33,7 @@ from urllib.parse import urlsplit
 from model.llm.checkpoints import ModelUnavailable, check_adapter
 from model.llm.engine import GenerationStats
 from model.llm.prompt import END_OF_TURN, QUESTION_FIRST, read_layout, user_turn
+from model.llm.protocol import Sampled
 from model.llm.wire import (
     CHAT,
     COMPLETIONS,
@@ -205,9 +208,31 @@ class EndpointEngine:
     ) -> list[str]:
         """`n` sampled answers, the likeliest first where the server reports log-probabilities;
         [] when the server does not give several answers to one request (greedy alone)."""
+        drawn = self._draw(prompt, n, SAMPLE_TEMPERATURE, cancel, max_new_tokens)
+        return list(dict.fromkeys(d.text for d in drawn if d.text))
+
+    def sample(
+        self,
+        prompt: str,
+        n: int = 4,
+        temperature: float = SAMPLE_TEMPERATURE,
+        cancel: threading.Event | None = None,
+        max_new_tokens: int = 128,
+        shared: str = "",
+        seed: int = 0,
+    ) -> list[Sampled]:
+        """`n` answers drawn at `temperature` in one request, as `beams` asks for them (see
+        `TextEngine`); [] when the server has no `n`, or on `cancel`. `seed` is not sent: not
+        every server takes one, so draws may differ from one call to the next."""
+        return self._draw(prompt, n, temperature, cancel, max_new_tokens)
+
+    def _draw(self, prompt: str, n: int, temperature: float, cancel: threading.Event | None,
+              max_new_tokens: int) -> list[Sampled]:
+        """`n` answers of one request with `n`, the likeliest first (unscored ones last, with
+        a log-probability of -inf); [] when the server gives no several answers to one."""
         if self.samples is False or n < 1:
             return []
-        options = {"max_tokens": max_new_tokens, "temperature": SAMPLE_TEMPERATURE, "n": n,
+        options = {"max_tokens": max_new_tokens, "temperature": temperature, "n": n,
                    "stream": False}
         try:
             with self._answer(prompt, options, cancel, logprobs=True) as (route, response):
@@ -231,9 +256,11 @@ class EndpointEngine:
             self.samples = False
             return []
         self.samples = True
-        scored = [(mean_logprob(c), choice_text(c, route)) for c in choices]
+        scored = [(mean_logprob(c), choice_text(c, route), c.get("finish_reason") != "length")
+                  for c in choices]
         scored.sort(key=lambda s: (s[0] is None, -(s[0] or 0.0)))  # unscored last, in order
-        return list(dict.fromkeys(text for _, text in scored if text))
+        return [Sampled(text, -math.inf if score is None else score, finished)
+                for score, text, finished in scored]
 
     # --- the server's routes -------------------------------------------------------------
 

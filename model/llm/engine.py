@@ -1,6 +1,6 @@
-"""Streaming a loaded model's answer, a piece of text at a time: greedy decoding and beam
-search over a KV cache that is kept and reused between prompts. (A little over 400 lines, as
-one job: both decoders read through the same kept caches and output rows.)
+"""Streaming a loaded model's answer, a piece of text at a time: greedy decoding, beam search
+and batched sampling over a KV cache that is kept and reused between prompts. (Near 500 lines,
+as one job: the three decoders read through the same kept caches and output rows.)
 
 `model.llm.loading` builds an `Engine`; the prompt text itself is `model.llm.prompt`'s business.
 torch is imported inside functions: importing this module must stay instant (no torch), so the
@@ -21,6 +21,7 @@ from model.llm.checkpoints import causal_lm
 from model.llm.cpu import cpu_kernels
 from model.llm.dtype import dtype_name
 from model.llm.prompt import QUESTION_FIRST
+from model.llm.protocol import Sampled
 from model.llm.vocab import AnswerVocab
 
 if TYPE_CHECKING:
@@ -65,6 +66,16 @@ class _OutputRows:
 
     ids: torch.Tensor
     weight: torch.Tensor
+
+
+def _draw(logp: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
+    """One column a row of log-probabilities, drawn at `temperature` (0: the most likely)."""
+    import torch
+
+    if temperature <= 0:
+        return logp.argmax(dim=-1)
+    probs = torch.softmax(logp / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
 def _token(allowed: _OutputRows | None, column: int) -> int:
@@ -396,6 +407,64 @@ class Engine:
                 self.tokenizer.decode(tokens, skip_special_tokens=False,
                                       clean_up_tokenization_spaces=False)
                 for _, tokens in finished[:n]
+            ]
+
+    def sample(
+        self,
+        prompt: str,
+        n: int = 4,
+        temperature: float = 0.7,
+        cancel: threading.Event | None = None,
+        max_new_tokens: int = 128,
+        shared: str = "",
+        seed: int = 0,
+    ) -> list[Sampled]:
+        """`n` answers drawn at `temperature`, decoded together: the prompt is read once (or its
+        kept reading reused) and each step is one forward pass over the answers still going.
+        Each comes with its mean log-probability under the model, and whether it ended (not
+        cut off by `max_new_tokens` or `cancel`). Seeded: the same prompt, seed and kernels give
+        the same answers."""
+        import torch
+
+        with self._lock:
+            ids = self.encode(prompt)
+            logits, cache, _ = self._prefill(ids, shared)
+            allowed = self._output_rows(prompt, ids)
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            stop = torch.tensor(sorted(self.stop_ids), dtype=torch.long, device=self.device)
+            logp[:, stop] = -torch.inf  # an empty answer is no answer
+            logp = logp.expand(n, -1)
+            first = _draw(logp, temperature, generator)
+            answers = [[int(t)] for t in first]
+            scores = [float(logp[0, t]) for t in first]
+            going = list(range(n))  # the answers still being decoded, in the cache's row order
+            cache.batch_repeat_interleave(n)
+            for _ in range(max_new_tokens - 1):
+                if cancel is not None and cancel.is_set():
+                    break
+                step = torch.tensor([[answers[a][-1]] for a in going], device=self.device)
+                logits, cache = self._step(step, cache, allowed)
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                drawn = _draw(logp, temperature, generator).tolist()
+                kept = []
+                for row, (a, column) in enumerate(zip(going, drawn, strict=True)):
+                    scores[a] += float(logp[row, column])
+                    token = _token(allowed, column)
+                    if token not in self.stop_ids:
+                        answers[a].append(token)
+                        kept.append(row)
+                if not kept:
+                    going = []
+                    break
+                if len(kept) < len(going):  # finished answers leave the batch
+                    cache.batch_select_indices(torch.tensor(kept, device=self.device))
+                    going = [going[row] for row in kept]
+            return [
+                Sampled(self.tokenizer.decode(tokens, skip_special_tokens=False,
+                                              clean_up_tokenization_spaces=False),
+                        score / len(tokens), finished=a not in going)
+                for a, (tokens, score) in enumerate(zip(answers, scores, strict=True))
             ]
 
     def _next_beams(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 from model.sqlite.schema import Schema, quote
@@ -138,11 +139,19 @@ def create_statement(sql: str, name: str, columns: list[str]) -> str:
     return f"CREATE TABLE {quote(name)} ({', '.join(quote(c) for c in columns)});"
 
 
-def sample_inserts(conn: sqlite3.Connection, table: str, n: int = SAMPLE_ROWS) -> str:
+def sample_inserts(conn: sqlite3.Connection, table: str, n: int = SAMPLE_ROWS,
+                   shown: Sequence[tuple[str, str]] = ()) -> str:
+    """A few rows of `table` as one INSERT: first a row holding each (column, value) of
+    `shown` (values the question names), then the table's first rows."""
+    rows: list[tuple[object, ...]] = []
     try:
-        rows = conn.execute(f"SELECT * FROM {quote(table)} LIMIT {n}").fetchall()
+        for column, value in shown:
+            rows += conn.execute(f"SELECT * FROM {quote(table)} WHERE {quote(column)} = ? "
+                                 "LIMIT 1", (value,)).fetchall()
+        rows += conn.execute(f"SELECT * FROM {quote(table)} LIMIT {n}").fetchall()
     except sqlite3.Error:
         return ""
+    rows = list(dict.fromkeys(rows))[: max(n, len(shown))]
     if not rows:
         return ""
     values = ", ".join("(" + ", ".join(sql_literal(v) for v in row) + ")" for row in rows)
@@ -154,19 +163,25 @@ def render_context(
     schema: Schema,
     tables: list[str],
     sampled: list[str] | None = None,
+    shown: dict[str, list[tuple[str, str]]] | None = None,
 ) -> str:
     """CREATE TABLE statements, then a few rows of each table as INSERTs (gretel's layout).
 
     `sampled` limits which tables get rows (all of `tables` by default); no `conn`, no rows.
+    `shown`: per table, (column, value) pairs its rows should show (`sample_inserts`), also
+    when it gets no other rows.
     """
     chosen = [t for t in schema.tables if t.name in set(tables)]
     with_rows = set(tables if sampled is None else sampled)
     creates = [create_statement(t.sql, t.name, [c.name for c in t.columns]) for t in chosen]
+    shown = shown or {}
     inserts = []
     if conn is not None:
+        # A table without rows still shows the rows holding the values the question names.
         inserts = [
-            sample_inserts(conn, t.name)
+            sample_inserts(conn, t.name, SAMPLE_ROWS if t.name in with_rows else 0,
+                           shown.get(t.name, []))
             for t in chosen
-            if t.kind == "table" and t.name in with_rows
+            if t.kind == "table" and (t.name in with_rows or t.name in shown)
         ]
     return "\n".join(s for s in creates + inserts if s)

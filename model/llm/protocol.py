@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from model.llm.engine import GenerationStats
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """An answer drawn by `TextEngine.sample`, with its mean log-probability a token."""
+
+    text: str
+    logprob: float
+    finished: bool = True  # False: cut off by the token limit or `cancel`
 
 
 @runtime_checkable
@@ -43,6 +53,20 @@ class TextEngine(Protocol):
         shared: str = "",
     ) -> list[str]:
         """The `n` most likely answers to `prompt`, best first."""
+        ...
+
+    def sample(
+        self,
+        prompt: str,
+        n: int = 4,
+        temperature: float = 0.7,
+        cancel: threading.Event | None = None,
+        max_new_tokens: int = 128,
+        shared: str = "",
+        seed: int = 0,
+    ) -> list[Sampled]:
+        """`n` answers drawn at `temperature` (seeded, reproducible), in one batched decode;
+        on `cancel`, those drawn so far (unfinished ones marked)."""
         ...
 
     def warm(self, shared: str) -> None:

@@ -97,6 +97,15 @@ class FakeAnswer:
     mended: tuple[str, ...] = ()
     ranked_by: str = ""
     out_of_time: str = ""
+    alternatives: tuple[Any, ...] = ()
+    voted: bool = False
+    agreed: str = ""
+    linked: tuple[str, ...] = ()
+
+
+@dataclass
+class FakeAlternative:
+    sql: str
 
 
 def test_evaluate_excludes_failing_golds_and_reports(
@@ -170,3 +179,31 @@ def test_many_identical_columns_do_not_blow_up() -> None:
     assert not same_result(gold, pred, ordered=False)
     shifted = [tuple(range(width))] * 2
     assert same_result(shifted, [tuple(reversed(range(width)))] * 2, ordered=False)
+
+
+def test_top3_counts_the_next_two_alternatives(
+    db_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right when the answer or one of the next two alternatives is; the fourth is not shown."""
+    wrong = "SELECT name FROM item WHERE id = 1"
+    alternatives = {
+        "second": [wrong, "SELECT count(*) FROM item", "SELECT count(*) FROM item"],
+        "third": [wrong, "SELECT 0", "SELECT count(*) FROM item"],
+        "fourth": [wrong, "SELECT 0", "SELECT 1", "SELECT count(*) FROM item"],
+    }
+    fake = types.ModuleType("model.llm.ask")
+
+    def ask(engine: Any, db: Database, question: str, **kw: Any) -> FakeAnswer:
+        sqls = alternatives[question]
+        return FakeAnswer(sqls[0], alternatives=tuple(FakeAlternative(s) for s in sqls))
+
+    fake.ask = ask  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "model.llm.ask", fake)
+    data = tmp_path / "eval.jsonl"
+    data.write_text("".join(json.dumps({"question": q, "sql": "SELECT count(*) FROM item",
+                                        "db": str(db_file)}) + "\n" for q in alternatives))
+    report = evaluate(data, "engine")
+    assert [(r.correct, r.top3) for r in report.records] == [
+        (False, True), (False, True), (False, False)]
+    assert report.summary()["top3_accuracy"] == pytest.approx(2 / 3)
+    assert report.records[2].alternatives == [wrong, "SELECT 0", "SELECT 1"]

@@ -141,6 +141,12 @@ def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
     assert json.loads(result.stdout)["focused"] == 0
     result = runner.invoke(app, ["eval", str(data), "--db-root", str(root), "--limit", "1"])
     assert "execution accuracy  100.0%  (1 questions)" in result.stdout
+    seen: list[bool] = []
+    fake_ask.ask = lambda engine, db, question, **kw: (  # type: ignore[attr-defined]
+        seen.append(kw["check_runs"]) or Answer(question, "SELECT 1"))
+    runner.invoke(app, ["eval", str(data), "--db-root", str(root), "--json"])
+    runner.invoke(app, ["eval", str(data), "--db-root", str(root), "--json", "--no-check-runs"])
+    assert seen == [True, True, False, False]
 
 
 def test_sigterm_saves_and_exits_like_ctrl_c(tok: Any, rows_file: Path, tmp_path: Path) -> None:

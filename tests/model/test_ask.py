@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,14 @@ from model.llm.answer import Answer
 from model.llm.ask import CANDIDATES_MARKER, RETRY_MARKER, WIDEN_MARKER, ask
 from model.llm.engine import GenerationStats
 from model.llm.prompt import CONTEXT_FIRST, QUESTION_FIRST
-from model.llm.protocol import TextEngine
+from model.llm.protocol import Sampled, TextEngine
+from model.llm.vote import CHECK_BUDGET_S, SAMPLES, VOTE_MARKER
 from model.sqlite.db import Database, WriteRefused
 
 
 class ScriptedEngine:
     """An engine that answers from a script, a few characters at a time, and records prompts.
-    It has no other answers to offer (`beams`)."""
+    It has no other answers to offer (`beams`, `sample`)."""
 
     name = "scripted"
     device = "cpu"
@@ -52,6 +54,11 @@ class ScriptedEngine:
 
     def beams(self, prompt: str, n: int = 4, cancel: threading.Event | None = None,
               max_new_tokens: int = 192, shared: str = "") -> list[str]:
+        return []
+
+    def sample(self, prompt: str, n: int = 4, temperature: float = 0.7,
+               cancel: threading.Event | None = None, max_new_tokens: int = 128,
+               shared: str = "", seed: int = 0) -> list[Sampled]:
         return []
 
     def warm(self, shared: str) -> None:
@@ -178,10 +185,16 @@ def test_a_failed_last_answer_is_mended_when_it_can_be(db: Database) -> None:
     wrong_side = (" SELECT T1.Name FROM albums AS T1 JOIN artists AS T2"
                   " ON T1.ArtistId = T2.ArtistId WHERE T1.Title = 'Facelift'")
     engine = ScriptedBeamEngine([" SELECT nope FROM albums"], wrong_side, wrong_side)
-    answer = ask_every_table(engine, db, "Who made Facelift?", beams=4, max_repairs=1)
+    answer = ask_every_table(engine, db, "Who made Facelift?", beams=4, max_repairs=1,
+                             check_runs=False)
     assert answer.attempts == 2 and len(engine.beam_prompts) == 1 and answer.ok
     assert answer.mended == ["T1.Name → T2.Name"]
     assert db.conn.execute(answer.sql).fetchall() == [("Alice In Chains",)]
+    # Answers are run: the mended first answer returns a row, so neither beams nor a repair
+    engine = ScriptedBeamEngine([" SELECT nope FROM albums"], wrong_side, wrong_side)
+    ran = ask_every_table(engine, db, "Who made Facelift?", beams=4, max_repairs=1)
+    assert ran.attempts == 1 and engine.beam_prompts == [] and ran.sql == answer.sql
+    assert ran.mended == answer.mended and ran.agreed == "1 of 1"
     unmendable = ScriptedEngine(" SELECT Age FROM customers", " SELECT Age FROM customers")
     answer = ask_every_table(unmendable, db, "Ages?")
     assert not answer.ok and answer.mended == [] and answer.error == "unknown column Age"
@@ -531,6 +544,23 @@ def test_real_model_pipeline(real_engine: Any, db: Database) -> None:
     assert "albums" in answer.tables_sent
 
 
+@pytest.mark.slow
+def test_real_model_answers_are_voted_by_their_results(real_engine: Any, db: Database) -> None:
+    """The mechanism, not the model's exact answer (which may hang on a kernel's rounding):
+    answers are drawn and run, each alternative's result is what it says, and draws are
+    seeded: the same prompt draws the same answers."""
+    question = "How many customers are from Brazil?"
+    answer = ask(real_engine, db, question)
+    assert answer.ok and answer.alternatives
+    agreeing, ran = map(int, answer.agreed.split(" of "))
+    assert 1 <= agreeing <= ran <= SAMPLES + 1 + 4  # greedy, drawn, and any beam candidates
+    for alternative in answer.alternatives:
+        assert len(db.conn.execute(alternative.sql).fetchall()) == alternative.rows
+    prompt = f"<start_of_turn>user SQL Question: {question} <end_of_turn>\n<start_of_turn>model"
+    drawn = real_engine.sample(prompt, n=3, max_new_tokens=24, seed=1)
+    assert real_engine.sample(prompt, n=3, max_new_tokens=24, seed=1) == drawn
+
+
 # ------------------------------------------------------------------ `gemma-sql ask`
 
 GEMMA_SQL = Path(sys.executable).parent / "gemma-sql"
@@ -572,7 +602,7 @@ def test_cli_json_with_the_real_model(chinook: Path, base_checkpoint: Path) -> N
         result.stderr
     out = json.loads(result.stdout)
     assert set(out) == {"question", "sql", "columns", "rows", "error", "model", "dtype",
-                        "seconds"}
+                        "seconds", "alternatives"}
     assert out["dtype"] in ("bf16", "fp32")
     assert out["model"] == "gemma-3-270m-sql" and out["seconds"] > 0
     # Either SQL that ran (exit 0) or a one-line reason (exit 1); never a changed database.
@@ -673,3 +703,160 @@ def test_the_pipeline_reads_only_through_its_own_read_only_connection(chinook: P
     with pytest.raises(WriteRefused):
         db.reader().execute("DELETE FROM albums")
     db.close()
+
+
+# ---------------------------------------------------------- answers the database agrees with
+
+
+class ScriptedSampler(ScriptedEngine):
+    """A scripted engine whose `sample` draws the given answers (best scored first)."""
+
+    def __init__(self, drawn: list[str], *answers: str) -> None:
+        super().__init__(*answers)
+        self.drawn = drawn
+        self.sample_prompts: list[str] = []
+
+    def sample(self, prompt: str, n: int = 4, temperature: float = 0.7,
+               cancel: threading.Event | None = None, max_new_tokens: int = 128,
+               shared: str = "", seed: int = 0) -> list[Sampled]:
+        self.sample_prompts.append(prompt)
+        return [Sampled(text, -0.1 * i) for i, text in enumerate(self.drawn[:n])]
+
+
+ROCK = (" SELECT count(*) FROM tracks JOIN genres ON tracks.GenreId = genres.GenreId"
+        " WHERE genres.Name = 'Rock'")
+
+
+def test_the_result_most_answers_agree_on_wins(db: Database) -> None:
+    """Two drawn answers agree (1,297 rock tracks, in two spellings) against the greedy answer
+    (every track); a failing one and one returning no row drop out."""
+    engine = ScriptedSampler(
+        [ROCK, " SELECT count(*) FROM tracks AS t JOIN genres AS g ON t.GenreId = g.GenreId"
+               " WHERE g.Name = 'Rock'",
+         " SELECT count(nope) FROM tracks", " SELECT Name FROM genres WHERE Name = 'Rok'"],
+        " SELECT count(*) FROM tracks")
+    chunks: list[str] = []
+    answer = ask(engine, db, "How many rock tracks?", on_chunk=chunks.append)
+    assert answer.voted and answer.focused and answer.ok and "genres.Name = 'Rock'" in answer.sql
+    assert db.conn.execute(answer.sql).fetchall() == [(1297,)]
+    assert engine.sample_prompts == engine.prompts  # drawn on the answer's own prompt
+    assert answer.agreed == "2 of 4"  # the greedy answer, two that agree, the empty one ran
+    # the greedy answer names no genre: it counts half ('Rock' is a value the question names)
+    assert [(a.answers, a.votes) for a in answer.alternatives] == [(2, 2), (1, 0.5)]
+    assert answer.alternatives[1].sql == "SELECT\n  COUNT(*)\nFROM tracks"
+    assert answer.alternatives[1].differs == ["joins", "WHERE"]
+    assert answer.alternatives[0].summary == "1 row"
+    assert "2 of 4 answers agree on this result; the first differs" in answer.notes
+    assert "".join(chunks).endswith(VOTE_MARKER.format(n=4))
+    assert answer.to_dict()["alternatives"][0]["votes"] == 2
+
+
+def test_on_a_tie_the_greedy_answer_wins(db: Database) -> None:
+    engine = ScriptedSampler([ROCK], " SELECT count(*) FROM tracks")
+    answer = ask(engine, db, "How many tracks?")
+    assert not answer.voted and answer.sql == "SELECT\n  COUNT(*)\nFROM tracks"
+    assert len(answer.alternatives) == 2 and answer.agreed == "1 of 2"
+
+
+def test_an_answer_that_returns_nothing_is_asked_again_with_every_table(db: Database) -> None:
+    """The question's tables alone gave an answer no row satisfies, and so did the answers
+    drawn beside it: every table is sent, and the answer that returns rows is taken."""
+    nothing = " SELECT Title FROM albums WHERE AlbumId = 9999"
+    engine = ScriptedSampler([nothing], nothing, " SELECT Title FROM albums WHERE AlbumId = 1")
+    answer = ask(engine, db, "Title of album 1?")
+    assert answer.widened and not answer.focused and len(engine.prompts) == 2
+    assert db.conn.execute(answer.sql).fetchall() == [("For Those About To Rock We Salute You",)]
+    assert len(engine.sample_prompts) == 2 and engine.sample_prompts[1] == engine.prompts[1]
+
+
+def test_without_check_runs_nothing_is_drawn_or_run(db: Database,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[str] = []
+    monkeypatch.setattr(Database, "run_bounded", lambda self, sql, *a: ran.append(sql))
+    engine = ScriptedSampler([ROCK, ROCK], " SELECT count(*) FROM tracks")
+    answer = ask(engine, db, "How many rock tracks?", check_runs=False)
+    assert answer.sql == "SELECT\n  COUNT(*)\nFROM tracks" and answer.alternatives == []
+    assert ran == [] and engine.sample_prompts == []
+
+
+def test_check_runs_never_write_even_in_a_write_session(chinook: Path) -> None:
+    db = Database.open(chinook, write=True)
+    engine = ScriptedSampler([" DELETE FROM albums", " DROP TABLE tracks"],
+                             *[" DELETE FROM albums"] * 3)  # first try, every table, repair
+    answer = ask(engine, db, "Delete the albums")
+    assert answer.alternatives == []  # nothing ran to agree with
+    db.close()
+    with sqlite3.connect(chinook) as conn:
+        assert conn.execute("SELECT count(*) FROM albums").fetchone()[0] == 347
+        assert conn.execute("SELECT count(*) FROM tracks").fetchone()[0] == 3503
+
+
+def test_an_answer_that_runs_forever_is_cut_off_within_the_budget(db: Database) -> None:
+    forever = (" WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)"
+               " SELECT count(*) FROM n")
+    engine = ScriptedSampler([forever, forever, " SELECT count(*) FROM albums"],
+                             " SELECT count(*) FROM albums")
+    started = time.perf_counter()
+    answer = ask(engine, db, "How many albums?")
+    assert time.perf_counter() - started < CHECK_BUDGET_S + 2
+    assert answer.sql == "SELECT\n  COUNT(*)\nFROM albums" and answer.agreed == "2 of 2"
+    engine = ScriptedSampler([], forever)  # the greedy answer itself: too slow to judge
+    answer = ask(engine, db, "How many numbers?", focused=False)
+    assert answer.sql.startswith("WITH RECURSIVE") and answer.alternatives == []
+
+
+def test_values_the_question_names_are_shown_as_stored(db: Database) -> None:
+    """'Prague' is a customer's City: customers gets a row of Prague in the first prompt."""
+    engine = ScriptedSampler([], " SELECT count(*) FROM customers WHERE City = 'Prague'")
+    answer = ask(engine, db, "How many customers live in prague or Prague?")
+    assert "'Prague' in customers.City" in answer.linked
+    inserts = re.search(r"INSERT INTO \"?customers\"? VALUES \((.*)", engine.prompts[0])
+    assert inserts is not None and "'Prague'" in inserts.group(1).split("), (")[0]
+
+
+def test_cli_json_lists_the_alternatives(chinook: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import model.llm.loading
+    from tui.cli import app
+
+    engine = ScriptedSampler([ROCK, ROCK], *[" SELECT count(*) FROM tracks"] * 3)
+    monkeypatch.setattr(model.llm.loading, "load_engine", lambda *a, **k: engine)
+    result = CliRunner().invoke(app, ["ask", str(chinook), "How many rock tracks?", "--json",
+                                      "--run"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["rows"] == [[1297]] and len(out["alternatives"]) == 2
+    first, other = out["alternatives"]
+    assert first["votes"] == 2 and first["summary"] == "1 row" and first["differs"] == []
+    assert other["sql"] == "SELECT\n  COUNT(*)\nFROM tracks" and other["answers"] == 1
+    assert other["differs"] == ["joins", "WHERE"]
+    plain = CliRunner().invoke(app, ["ask", str(chinook), "How many rock tracks?"])
+    assert "gemma-sql: note: 1 more answer with other results (--json lists them)" in plain.stderr
+    off = CliRunner().invoke(app, ["ask", str(chinook), "How many rock tracks?", "--json",
+                                   "--no-check-runs"])
+    assert json.loads(off.stdout)["alternatives"] == []
+
+
+def test_no_answers_are_drawn_past_the_time_budget(db: Database,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow machine gets fewer votes, not a longer wait: nothing is drawn once the budget is
+    spent, and the answer is still run and kept."""
+    import model.llm.question_run
+
+    monkeypatch.setattr(model.llm.question_run, "DRAW_BUDGET_S", 0.0)
+    engine = ScriptedSampler([ROCK, ROCK], " SELECT count(*) FROM tracks")
+    answer = ask(engine, db, "How many rock tracks?")
+    assert engine.sample_prompts == [] and not answer.voted
+    assert answer.agreed == "1 of 1" and len(answer.alternatives) == 1
+
+
+def test_answers_that_use_no_value_the_question_names_count_for_less(db: Database) -> None:
+    """Three answers leave out Prague (the greedy one among them), two keep it: 3 x 0.5
+    against 2."""
+    everyone = " SELECT count(*) FROM customers"
+    prague = " SELECT count(*) FROM customers WHERE City = 'Prague'"
+    engine = ScriptedSampler([prague, prague, everyone, everyone], everyone)
+    answer = ask(engine, db, "How many customers live in Prague?")
+    assert answer.voted and "City = 'Prague'" in answer.sql
+    assert [(a.answers, a.votes) for a in answer.alternatives] == [(2, 2), (3, 1.5)]

@@ -212,3 +212,37 @@ def test_a_returning_write_is_paged_without_running_it_again(chinook: Path) -> N
         rows += page
     assert len(rows) == 275 and result.exhausted
     assert db.fetch(db.execute("SELECT count(*) FROM genres")) == [(25 + 275,)]
+
+
+@pytest.mark.parametrize("write", [False, True])
+def test_run_bounded_refuses_writes_even_on_a_write_connection(chinook: Path, write: bool) -> None:
+    before = digest(chinook)
+    db = Database.open(chinook, write=write)
+    for sql in ("DELETE FROM albums", "UPDATE artists SET Name = 'x'", "DROP TABLE albums"):
+        with pytest.raises(WriteRefused):
+            db.run_bounded(sql, max_rows=10, timeout_s=1.0)
+    db.close()
+    assert digest(chinook) == before
+
+
+def test_run_bounded_caps_rows_and_reads_columns(chinook: Path) -> None:
+    db = Database.open(chinook)
+    columns, rows = db.run_bounded("SELECT TrackId, Name FROM tracks ORDER BY TrackId;", 5, 1.0)
+    assert columns == ["TrackId", "Name"] and len(rows) == 5 and rows[0][0] == 1
+    with pytest.raises(DatabaseError, match="no such column"):
+        db.run_bounded("SELECT nope FROM tracks", 5, 1.0)
+    db.close()
+
+
+def test_run_bounded_cuts_off_a_query_that_never_ends(chinook: Path) -> None:
+    db = Database.open(chinook)
+    forever = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+               "SELECT count(*) FROM n")
+    started = time.perf_counter()
+    with pytest.raises(DatabaseError, match="cut off after"):
+        db.run_bounded(forever, 5, 0.2)
+    assert time.perf_counter() - started < 2.0
+    # the handler is gone afterwards: the connection runs statements as before
+    assert db.fetch(db.execute("SELECT count(*) FROM tracks a, tracks b WHERE a.TrackId < 400"
+                               " AND b.TrackId < 400")) == [(399 * 399,)]
+    db.close()

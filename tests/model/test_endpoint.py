@@ -5,6 +5,7 @@ tests/model/test_endpoint_server.py's (slow)."""
 from __future__ import annotations
 
 import json
+import math
 import socket
 import threading
 import time
@@ -29,6 +30,7 @@ from model.llm.endpoint import (
     connect,
 )
 from model.llm.prompt import CONTEXT_FIRST, QUESTION_FIRST, build_prompt, user_turn
+from model.llm.protocol import TextEngine
 
 PROMPT = build_prompt("How many albums are there?", "CREATE TABLE albums (AlbumId, Title);")
 PIECES = [" SELECT", " count(*)", " FROM", " albums"]
@@ -244,6 +246,35 @@ def test_no_candidates_from_a_server_that_ignores_n() -> None:
         assert engine.beams(PROMPT, n=4) == []
         assert engine.beams(PROMPT, n=4) == []
     assert server.hits("/v1/completions") == 1  # greedy alone from then on
+
+
+def test_answers_to_vote_on_are_drawn_by_the_same_request() -> None:
+    """`sample` (the vote's draws) asks as `beams` does, at the temperature given: every answer
+    kept, likeliest first, one cut off by the token limit marked unfinished."""
+    reply = {"choices": [
+        {"index": 0, "text": " SELECT 1", "finish_reason": "stop",
+         "logprobs": {"token_logprobs": [-2.0]}},
+        {"index": 1, "text": " SELECT 2", "finish_reason": "length",
+         "logprobs": {"token_logprobs": [-0.5]}},
+        {"index": 2, "text": " SELECT 1", "finish_reason": "stop", "logprobs": None}]}
+    with scripted_server({"/v1/models": models("gemma-sql"),
+                          "/v1/completions": lambda h, body: h.json(reply)}) as server:
+        engine = connect(server.url)
+        assert isinstance(engine, TextEngine)
+        drawn = engine.sample(PROMPT, n=3, temperature=0.9, max_new_tokens=40)
+    assert [(d.text, d.logprob, d.finished) for d in drawn] == [
+        (" SELECT 2", -0.5, False), (" SELECT 1", -2.0, True), (" SELECT 1", -math.inf, True)]
+    body = server.requests[-1].body
+    assert (body["n"], body["temperature"], body["max_tokens"]) == (3, 0.9, 40)
+    assert body["logprobs"] == 1 and body["stream"] is False
+
+
+def test_no_answers_drawn_from_a_server_without_n() -> None:
+    with scripted_server({"/v1/models": models("gemma-sql"),
+                          "/v1/completions": _samples((" SELECT 1", None))}) as server:
+        engine = connect(server.url)
+        assert engine.sample(PROMPT, n=4) == [] and engine.beams(PROMPT, n=4) == []
+    assert server.hits("/v1/completions") == 1
 
 
 @pytest.mark.parametrize("status", [400, 500])  # llama-server's, by version

@@ -193,6 +193,53 @@ def test_beams_after_streaming_the_same_prompt_do_not_read_it_again(tok: Any) ->
     assert len(prompt_reads) == 2
 
 
+def test_samples_are_drawn_together_and_reproducible(tok: Any) -> None:
+    """n answers from one prompt read and one forward pass a step for all of them (finished
+    ones leave the batch); the same seed gives the same answers, another seed others."""
+    engine = Engine("tiny", tiny_model(tok), tok, device="cpu", stop_ids=set())
+    passes: list[int] = []
+    engine.model.register_forward_hook(
+        lambda module, args, kwargs, out: passes.append(kwargs["input_ids"].shape[0]),
+        with_kwargs=True)
+    drawn = engine.sample(PROMPT, n=5, temperature=1.0, max_new_tokens=8, seed=3)
+    assert len(drawn) == 5 and passes == [1] + [5] * 7  # the prompt once, then 7 batched steps
+    assert all(d.logprob <= 0 for d in drawn) and len({d.text for d in drawn}) > 1
+    assert not any(d.finished for d in drawn)  # no stop ids: all cut off at 8 tokens
+    assert engine.sample(PROMPT, n=5, temperature=1.0, max_new_tokens=8, seed=3) == drawn
+    assert engine.sample(PROMPT, n=5, temperature=1.0, max_new_tokens=8, seed=4) != drawn
+    # at temperature 0 every draw is the greedy answer
+    greedy = engine.generate(PROMPT, max_new_tokens=8)
+    assert {d.text for d in engine.sample(PROMPT, n=3, temperature=0, max_new_tokens=8)} == {
+        greedy}
+
+
+def test_a_cancelled_sampling_returns_what_it_has(tok: Any) -> None:
+    engine = Engine("tiny", tiny_model(tok), tok, device="cpu", stop_ids=set())
+
+    class AfterSteps:  # set once the model has made 3 passes
+        def is_set(self) -> bool:
+            return len(passes) >= 3
+
+    passes: list[int] = []
+    engine.model.register_forward_hook(lambda *a: passes.append(1))
+    drawn = engine.sample(PROMPT, n=3, temperature=1.0, max_new_tokens=8,
+                          cancel=AfterSteps())  # type: ignore[arg-type]
+    assert len(passes) == 3 and len(drawn) == 3 and not any(d.finished for d in drawn)
+
+
+def test_a_finished_sample_leaves_the_batch(tok: Any) -> None:
+    engine = Engine("tiny", tiny_model(tok), tok, device="cpu", stop_ids=set())
+    engine.stop_ids = {new_ids(engine, n=3)[2]}  # the greedy answer ends at its third token
+    rows: list[int] = []
+    engine.model.register_forward_hook(
+        lambda module, args, kwargs, out: rows.append(kwargs["input_ids"].shape[0]),
+        with_kwargs=True)
+    drawn = engine.sample(PROMPT, n=4, temperature=0, max_new_tokens=8)
+    assert rows == [1, 4, 4]  # all four ended at the third token
+    assert all(d.finished for d in drawn)
+    assert [d.text for d in drawn] == [engine.generate(PROMPT, max_new_tokens=8)] * 4
+
+
 SHARED = ("<start_of_turn>user SELECT count(*) FROM albums WHERE Title = 'Café' ORDER BY 1 "
           "SELECT Name FROM artists")  # longer than the sliding window (8)
 

@@ -20,6 +20,7 @@ from model.llm.answer import Answer
 from model.llm.engine import GenerationStats
 from model.llm.problem import Problem
 from model.llm.prompt import QUESTION_FIRST
+from model.llm.protocol import Sampled
 from tui.widgets.editor import SqlEditor
 from tui.widgets.question import QuestionBox
 from tui.widgets.status import StatusBar
@@ -29,7 +30,7 @@ SIZE = (140, 44)
 
 @dataclass
 class FakeEngine:
-    """Streams `chunks` whatever the prompt; no other answers to offer (`beams`)."""
+    """Streams `chunks` whatever the prompt; no beams to offer, and `drawn` as samples."""
 
     chunks: list[str]
     name: str = "fake-270m"
@@ -39,6 +40,7 @@ class FakeEngine:
     prompt_layout: str = QUESTION_FIRST
     last_stats: GenerationStats = field(default_factory=GenerationStats)
     budgets: list[float] = field(default_factory=list)  # what each question was given
+    drawn: list[str] = field(default_factory=list)  # what `sample` draws
 
     def stream(self, prompt: str, cancel: threading.Event | None = None,
                max_new_tokens: int = 256, shared: str = "") -> Generator[str, None, None]:
@@ -53,6 +55,11 @@ class FakeEngine:
               max_new_tokens: int = 192, shared: str = "") -> list[str]:
         return []
 
+    def sample(self, prompt: str, n: int = 4, temperature: float = 0.7,
+               cancel: threading.Event | None = None, max_new_tokens: int = 128,
+               shared: str = "", seed: int = 0) -> list[Sampled]:
+        return [Sampled(text, -0.1) for text in self.drawn[:n]]
+
     def warm(self, shared: str) -> None:
         pass
 
@@ -60,7 +67,7 @@ class FakeEngine:
 def fake_ask(engine: FakeEngine, db: Any, question: str,
              on_chunk: Callable[[str], None] | None = None,
              cancel: threading.Event | None = None, focused: bool = True,
-             budget: float = 6.0) -> Answer:
+             budget: float = 6.0, check_runs: bool = True) -> Answer:
     engine.budgets.append(budget)
     text = ""
     for chunk in engine.stream(question, cancel or threading.Event()):
@@ -277,3 +284,36 @@ async def test_a_comparison_that_is_never_true_is_flagged_not_run(chinook, make_
         assert "asked again: the first answer failed the check" in notes
         assert "✗ GenreId holds numbers, so it never equals the text 'Rock'" in notes
         assert app.query_one("#results").row_count == 0  # nothing ran
+
+
+async def test_f7_turns_the_editor_to_the_other_answers(chinook, make_app):
+    """Two drawn answers agree on one album, the greedy answer names another: the editor gets
+    the agreed one, F7 the greedy one with how it differs, F7 again the first."""
+    one, two = (f" SELECT Title FROM albums WHERE AlbumId = {i}" for i in (1, 2))
+    engine = FakeEngine([one], drawn=[two, two])
+    app = make_app(chinook, engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await ask(app, pilot, "What is the title of album 2?")
+        editor, notes = app.query_one(SqlEditor), app.query_one("#sql-notes")
+        assert "AlbumId = 2" in editor.text
+        assert "1 of 2: 1 row · 2 of 3 answers agree · F7: the next answer" in str(notes.render())
+        await pilot.press("f7")
+        assert "AlbumId = 1" in editor.text
+        assert "2 of 2: 1 row · differs from 1 in WHERE · 1 agree" in str(notes.render())
+        await pilot.press("f7")
+        assert "AlbumId = 2" in editor.text and "1 of 2" in str(notes.render())
+        await pilot.press("ctrl+j")  # the user runs what the editor holds
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.query_one("#results").get_cell_at((0, 0)).plain == "Balls to the Wall"
+
+
+async def test_f7_without_other_answers_says_so(chinook, make_app):
+    app = make_app(chinook, engine=FakeEngine([" SELECT Title FROM albums WHERE AlbumId = 1"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f7")
+        assert status(app).message == "no other answers to show"
+        await ask(app, pilot, "What is the title of album 1?")
+        await pilot.press("f7")
+        assert "all agree" in status(app).message
+        assert "AlbumId = 1" in app.query_one(SqlEditor).text

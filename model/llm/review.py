@@ -1,0 +1,60 @@
+"""An answer's SQL made ready for the user: pretty-printed, checked against the schema and the
+data (`model.llm.check`), near-miss names corrected (`model.llm.names`), its FROM clause
+mended to the foreign keys (`model.llm.joins`). Each step is kept only when the SQL then
+passes the check."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from model.llm.check import check
+from model.llm.joins import mend_joins
+from model.llm.names import apply_suggestions
+from model.llm.parsing import pretty
+from model.llm.problem import Problem
+
+if TYPE_CHECKING:
+    from model.sqlite.db import Database
+
+
+def correct_names(
+    sql: str, problems: list[Problem], db: Database
+) -> tuple[str, list[Problem], list[str]]:
+    """(sql, problems, corrections) with the schema's spelling put in for near-miss names, when
+    that makes the SQL pass; unchanged (no corrections) when it does not.
+
+    A few rounds: a corrected table name lets the check see its columns' misspellings."""
+    fixed, fixed_problems, corrected = sql, problems, []
+    for _ in range(3):
+        fixed, changes = apply_suggestions(fixed, fixed_problems)
+        if not changes:
+            break
+        corrected += changes
+        fixed_problems = check(fixed, db.schema(), db.conn)
+        if not any(p.fatal for p in fixed_problems):
+            return fixed, fixed_problems, corrected
+    return sql, problems, []
+
+
+def checked(sql: str, db: Database) -> tuple[str, list[Problem], list[str]]:
+    """(sql, problems, corrections): pretty-printed, checked, near-miss names corrected."""
+    sql = pretty(sql) if sql else ""
+    problems = check(sql, db.schema(), db.conn)
+    if any(p.fatal for p in problems):
+        return correct_names(sql, problems, db)
+    return sql, problems, []
+
+
+def mended(sql: str, db: Database, doubts: bool = True
+           ) -> tuple[str, list[Problem], list[str]] | None:
+    """(sql, problems, changes) with the FROM clause mended to the schema (`model.llm.joins`), when
+    that changes it and passes the check (`doubts`: with values no row holds allowed); else
+    None."""
+    mend = mend_joins(sql, db.schema()) if sql else None
+    if mend is None:
+        return None
+    fixed = pretty(mend[0])
+    problems = check(fixed, db.schema(), db.conn)
+    if any(p.fatal or (p.kind == "value" and not doubts) for p in problems):
+        return None
+    return fixed, problems, mend[1]

@@ -1,0 +1,319 @@
+"""Choosing among the model's answers by what the database says of them (self-consistency).
+
+The greedy answer and a few sampled ones (and beam candidates, when they were read) are run
+read-only on the pipeline's own connection, each under a row cap and a time limit, the whole
+lot under a budget (`Database.run_bounded`). Their results are neither shown nor kept beyond
+the vote. An answer that fails, returns no row or only NULLs drops out; the others are grouped
+by their result (a multiset of rows, columns in any order) and the group most answers agree on
+wins, the greedy answer's group on a tie. A 270M model's answers are right or wrong in many
+different ways, and right in fewer: agreement marks the right one more often than the greedy
+answer alone does. Each group is an alternative the user can turn to in the app.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from model.llm.extract import extract_sql
+from model.llm.parsing import DIALECT, parse
+from model.llm.problem import Problem
+from model.llm.review import checked, mended
+from model.sqlite.db import DatabaseError
+
+if TYPE_CHECKING:
+    from model.llm.protocol import TextEngine
+    from model.sqlite.db import Database
+    from model.sqlite.schema import Schema
+
+SAMPLES = 4  # answers drawn beside the greedy one
+TEMPERATURE = 0.7
+# Drawing takes at most twice as long as the greedy answer took (at least a second), and ends
+# by 15 s after the question was asked; what has ended by then is voted on, so a slow or busy
+# machine gets fewer votes, not a longer wait. No draw runs past 1.5 times the greedy answer's
+# tokens and 16 more.
+DRAW_TIME_FACTOR = 2.0
+DRAW_MIN_S = 1.0
+DRAW_BUDGET_S = 15.0
+# Beam candidates are near copies of the greedy answer, not draws from the model's
+# distribution: they count for less in the vote.
+BEAM_WEIGHT = 0.5
+# An answer that uses none of the values the question names (found in the data: 'UCLA',
+# 'Prague') leaves out part of the question, most often its filter: it counts for less.
+UNNAMED_WEIGHT = 0.5
+# An answer that joins a table to itself on a column that is not its key (`invoices AS T1 JOIN
+# invoices AS T2 ON T1.BillingCity = T2.BillingCity`) pairs every row with every other of the
+# same value, multiplying its counts and sums: the small model writes such joins where no
+# question asks for them. It counts for less.
+SELF_PAIRING_WEIGHT = 0.5
+_LITERAL = re.compile(r"'((?:[^']|'')*)'|\"((?:[^\"]|\"\")*)\"")
+VOTE_MARKER = "\n-- {n} more answers drawn: comparing what each returns\n"
+
+CHECK_ROWS = 1_000  # rows a check run reads; results are compared on these
+CHECK_SECONDS = 1.0  # one candidate's run is stopped after this
+CHECK_BUDGET_S = 3.0  # all the check runs of one question together
+FLOAT_DIGITS = 6  # 0.1 + 0.2 agrees with 0.3
+# The clauses that tell two alternatives apart, as the note under the editor names them.
+_CLAUSES = (("expressions", "columns"), ("from_", "tables"), ("joins", "joins"),
+            ("where", "WHERE"), ("group", "GROUP BY"), ("having", "HAVING"),
+            ("order", "ORDER BY"), ("limit", "LIMIT"), ("distinct", "DISTINCT"))
+
+
+@dataclass
+class Candidate:
+    """One of the model's answers, checked, and once run, what it returned."""
+
+    sql: str
+    raw: str = ""
+    problems: list[Problem] = field(default_factory=list)
+    corrected: list[str] = field(default_factory=list)
+    mended: list[str] = field(default_factory=list)
+    origin: str = "sample"  # "greedy" (the pipeline's own answer), "beam" or "sample"
+    weight: float = 1.0
+    rows: list[tuple[Any, ...]] | None = None  # None: not run, or failed
+    error: str = ""
+    timed_out: bool = False
+
+    @property
+    def usable(self) -> bool:
+        """It ran and returned something: a row, and not one row of NULLs and zeros alone
+        (`count(*)`, `sum(x)` of nothing; `NULL` where no row matched)."""
+        if not self.rows or not any(v is not None for row in self.rows for v in row):
+            return False
+        return len(self.rows) > 1 or any(v not in (None, 0) for v in self.rows[0])
+
+
+@dataclass
+class Alternative:
+    """A distinct answer (by its result) the user can turn to, best supported first."""
+
+    sql: str
+    rows: int  # rows its check run returned (CHECK_ROWS: at least that many)
+    votes: float  # the weight of the answers that agree with it
+    answers: int = 1  # how many answers returned this result
+    differs: list[str] = field(default_factory=list)  # clauses unlike the first alternative's
+
+    @property
+    def summary(self) -> str:
+        """Its size in rows: "25 rows", "1 row", "1,000+ rows"."""
+        more = "+" if self.rows >= CHECK_ROWS else ""
+        return f"{self.rows:,}{more} row{'s' * (self.rows != 1)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sql": self.sql, "rows": self.rows, "votes": self.votes, "answers": self.answers,
+                "summary": self.summary, "differs": self.differs}
+
+
+@dataclass
+class Settled:
+    """The candidate chosen, and the alternatives the user can turn to (none when nothing
+    was run)."""
+
+    chosen: Candidate
+    alternatives: list[Alternative] = field(default_factory=list)
+    agreed: str = ""  # "3 of 5": candidates returning the chosen result, of those that ran
+
+
+class _Until:
+    """The user's cancel, or a deadline: what `TextEngine.sample` checks between steps."""
+
+    def __init__(self, cancel: threading.Event | None, deadline: float) -> None:
+        self.cancel, self.deadline = cancel, deadline
+
+    def is_set(self) -> bool:
+        return (self.cancel is not None and self.cancel.is_set()) or \
+            time.perf_counter() > self.deadline
+
+
+def settle(engine: TextEngine, db: Database, prompt: str, first: Candidate,
+           extra: Sequence[str] = (), n: int = SAMPLES, max_new_tokens: int = 128,
+           shared: str = "", cancel: threading.Event | None = None,
+           on_chunk: Callable[[str], None] | None = None,
+           deadline: float = float("inf"), named: Sequence[str] = ()) -> Settled | None:
+    """`first` (the pipeline's answer), the `extra` answers already read (beam candidates) and
+    `n` drawn on `prompt` (those that end by `deadline`, a `time.perf_counter()` time), run and
+    voted on; those that use none of the values the question `named` count for less.
+    `first` alone when the database is too slow to judge by running it (its run was cut off)
+    or the user cancelled; None when none returned anything."""
+    drawn = []
+    if n > 0 and time.perf_counter() < deadline:
+        drawn = engine.sample(prompt, n=n, temperature=TEMPERATURE,
+                              cancel=_Until(cancel, deadline),  # type: ignore[arg-type]
+                              max_new_tokens=max_new_tokens, shared=shared)
+    if cancel is not None and cancel.is_set():
+        return Settled(first)
+    drawn = sorted((d for d in drawn if d.finished), key=lambda d: -d.logprob)
+    if drawn and on_chunk is not None:
+        on_chunk(VOTE_MARKER.format(n=len(drawn)))
+    texts = [*extra, *(d.text for d in drawn)]
+    candidates = [first, *read_candidates(texts, db, len(extra))]
+    for candidate in candidates:
+        if named and not mentions(candidate.sql, named):
+            candidate.weight *= UNNAMED_WEIGHT
+        if pairs_rows_by_value(candidate.sql, db.schema()):
+            candidate.weight *= SELF_PAIRING_WEIGHT
+    run_checks(db, candidates)
+    if first.timed_out:
+        return Settled(first)
+    groups = vote(candidates)
+    if not groups:
+        return None
+    ran = sum(c.rows is not None for c in candidates)
+    return Settled(groups[0][0], alternatives(groups), f"{len(groups[0])} of {ran}")
+
+
+def read_candidates(texts: Sequence[str], db: Database, beams: int = 0) -> list[Candidate]:
+    """Each text's SQL, checked, names corrected and joins mended as the pipeline's own answer
+    is (`model.llm.review`); the first `beams` are beam candidates, the rest samples."""
+    seen: dict[str, Candidate] = {}
+    candidates = []
+    for i, text in enumerate(texts):
+        sql = extract_sql(text)
+        if sql not in seen:
+            sql_, problems, corrected = checked(sql, db)
+            changes: list[str] = []
+            if (mend := mended(sql_, db)) is not None:
+                sql_, problems, changes = mend
+            seen[sql] = Candidate(sql_, text, problems, corrected, changes)
+        known = seen[sql]
+        beam = i < beams
+        candidates.append(Candidate(known.sql, text, known.problems, known.corrected,
+                                    known.mended, origin="beam" if beam else "sample",
+                                    weight=BEAM_WEIGHT if beam else 1.0))
+    return candidates
+
+
+def run_checks(db: Database, candidates: Sequence[Candidate],
+               budget_s: float = CHECK_BUDGET_S) -> None:
+    """Run each candidate that passed the check, once a distinct SQL, within `budget_s` in all;
+    what is left when the budget is spent is not run."""
+    deadline = time.perf_counter() + budget_s
+    done: dict[str, Candidate] = {}
+    for candidate in candidates:
+        if not candidate.sql or any(p.fatal for p in candidate.problems):
+            continue
+        same = done.get(candidate.sql)
+        if same is not None:
+            candidate.rows, candidate.error = same.rows, same.error
+            candidate.timed_out = same.timed_out
+            continue
+        left = deadline - time.perf_counter()
+        if left <= 0.05:
+            candidate.timed_out = True
+            continue
+        limit = min(CHECK_SECONDS, left)
+        started = time.perf_counter()
+        try:
+            _, rows = db.run_bounded(candidate.sql, CHECK_ROWS, limit)
+            candidate.rows = [tuple(_value(v) for v in row) for row in rows]
+        except DatabaseError as e:
+            candidate.error = str(e)
+            candidate.timed_out = time.perf_counter() - started >= limit
+        done[candidate.sql] = candidate
+
+
+def vote(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
+    """The usable candidates grouped by result, the best supported group first (on a tie, the
+    one holding the greedy answer). Within a group, candidates keep their order."""
+    groups: dict[tuple[str, ...], list[Candidate]] = {}
+    for candidate in candidates:
+        if candidate.usable:
+            groups.setdefault(result_key(candidate.rows or []), []).append(candidate)
+    return sorted(groups.values(), key=lambda g: (-sum(c.weight for c in g),
+                                                  not any(c.origin == "greedy" for c in g)))
+
+
+def alternatives(groups: list[list[Candidate]]) -> list[Alternative]:
+    """One alternative a group: its first candidate, its result's size and its support."""
+    chosen = [group[0] for group in groups]
+    return [Alternative(c.sql, len(c.rows or []), sum(m.weight for m in group), len(group),
+                        differences(chosen[0].sql, c.sql) if i else [])
+            for i, (c, group) in enumerate(zip(chosen, groups, strict=True))]
+
+
+def mentions(sql: str, named: Sequence[str]) -> bool:
+    """Whether `sql` uses any of the question's values (lower-cased): in a string (`= 'Rock'`,
+    `LIKE '2012%'`), or a number as a number (`= 2012`)."""
+    literals = [(m.group(1) or m.group(2) or "").lower() for m in _LITERAL.finditer(sql)]
+    return any(any(said in text for text in literals)
+               or (said.isdigit() and re.search(rf"\b{said}\b", sql) is not None)
+               for said in named)
+
+
+def pairs_rows_by_value(sql: str, schema: Schema) -> bool:
+    """Whether `sql` joins a table to itself on a column of the same name that is not the
+    table's primary key (see SELF_PAIRING_WEIGHT)."""
+    try:
+        trees = [t for t in parse(sql) if t is not None]
+    except (ParseError, TokenError):
+        return False
+    for tree in trees:
+        for select in tree.find_all(exp.Select):
+            sources = [select.args.get("from_"), *(select.args.get("joins") or [])]
+            tables = {t.alias_or_name.lower(): t.name.lower() for src in sources
+                      if src is not None and isinstance(t := src.this, exp.Table)}
+            for join in select.args.get("joins") or []:
+                for eq in join.find_all(exp.EQ):
+                    if _self_pairing(eq, tables, schema):
+                        return True
+    return False
+
+
+def _self_pairing(eq: exp.EQ, tables: dict[str, str], schema: Schema) -> bool:
+    left, right = eq.this, eq.expression
+    if not (isinstance(left, exp.Column) and isinstance(right, exp.Column)):
+        return False
+    a, b = left.table.lower(), right.table.lower()
+    if not a or a == b or left.name.lower() != right.name.lower():
+        return False
+    if a not in tables or tables.get(b) != tables[a]:
+        return False
+    table = schema.table(tables[a])
+    column = table.column(left.name) if table is not None else None
+    return column is not None and not column.primary_key
+
+
+def result_key(rows: list[tuple[Any, ...]]) -> tuple[str, ...]:
+    """Rows as a multiset, with their columns in a canonical order (`SELECT a, b` agrees with
+    `SELECT b, a`)."""
+    if not rows:
+        return ()
+    width = len(rows[0])
+    order = sorted(range(width), key=lambda j: sorted(repr(row[j]) for row in rows))
+    return tuple(sorted(repr(tuple(row[j] for j in order)) for row in rows))
+
+
+def differences(first: str, other: str) -> list[str]:
+    """The clauses in which `other` differs from `first` ("WHERE", "columns", ...)."""
+    try:
+        a, b = (next((t for t in parse(sql) if t is not None), None) for sql in (first, other))
+    except (ParseError, TokenError):
+        return []
+    if not isinstance(a, exp.Select) or not isinstance(b, exp.Select):
+        return ["form"] if type(a) is not type(b) else []
+    changed = []
+    for key, name in _CLAUSES:
+        if _clause(a, key) != _clause(b, key):
+            changed.append(name)
+    return changed
+
+
+def _clause(tree: exp.Select, key: str) -> str:
+    value = tree.args.get(key)
+    if isinstance(value, list):
+        return " ".join(v.sql(DIALECT).lower() for v in value)
+    return value.sql(DIALECT).lower() if isinstance(value, exp.Expression) else str(value or "")
+
+
+def _value(v: Any) -> Any:
+    """Floats rounded, whole ones as ints (`avg` of 2 and 2 agrees with `max`)."""
+    if isinstance(v, float):
+        return int(v) if v.is_integer() else round(v, FLOAT_DIGITS)
+    return v
