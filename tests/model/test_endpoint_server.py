@@ -71,7 +71,7 @@ def test_cli_ask_json_through_the_server(served_model: str, chinook: Path) -> No
     assert result.stderr == "" or result.returncode == 1, result.stderr
     out = json.loads(result.stdout)
     assert set(out) == {"question", "sql", "columns", "rows", "error", "model", "dtype",
-                        "seconds"}
+                        "seconds", "alternatives"}
     assert out["model"].startswith("gemma-3-270m-base+")
     assert (result.returncode == 0) == (out["error"] is None)
     assert out["rows"] == [[347]], out
