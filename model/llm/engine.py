@@ -1,6 +1,6 @@
-"""Streaming a loaded model's answer, a piece of text at a time: greedy decoding, beam search
-and batched sampling over a KV cache that is kept and reused between prompts. (Near 500 lines,
-as one job: the three decoders read through the same kept caches and output rows.)
+"""Streaming a loaded model's answer, a piece of text at a time: greedy decoding over a KV
+cache that is kept and reused between prompts. Beam search and batched sampling, which read
+through the same kept caches and output rows, are `model.llm.candidates`.
 
 `model.llm.loading` builds an `Engine`; the prompt text itself is `model.llm.prompt`'s business.
 torch is imported inside functions: importing this module must stay instant (no torch), so the
@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model.llm.candidates import CandidateDecoding, OutputRows, token_of
 from model.llm.checkpoints import causal_lm
 from model.llm.cpu import cpu_kernels
 from model.llm.dtype import dtype_name
 from model.llm.prompt import QUESTION_FIRST
-from model.llm.protocol import Sampled
 from model.llm.vocab import AnswerVocab
 
 if TYPE_CHECKING:
@@ -58,29 +58,6 @@ class GenerationStats:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class _OutputRows:
-    """A slice of the output layer: its token ids and their weight rows."""
-
-    ids: torch.Tensor
-    weight: torch.Tensor
-
-
-def _draw(logp: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
-    """One column a row of log-probabilities, drawn at `temperature` (0: the most likely)."""
-    import torch
-
-    if temperature <= 0:
-        return logp.argmax(dim=-1)
-    probs = torch.softmax(logp / temperature, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]
-
-
-def _token(allowed: _OutputRows | None, column: int) -> int:
-    """The token id of a logits column (columns are token ids when all rows are scored)."""
-    return column if allowed is None else int(allowed.ids[column])
 
 
 class _IncrementalDecoder:
@@ -134,7 +111,7 @@ def stop_ids_for(llm: Any, tokenizer: PreTrainedTokenizerBase) -> set[int]:
 
 
 @dataclass
-class Engine:
+class Engine(CandidateDecoding):
     """A loaded model and its tokenizer; `stream` turns a prompt into text pieces.
 
     One generation at a time: a second `stream` waits for the first to finish (a cancelled
@@ -166,7 +143,7 @@ class Engine:
         self._lock = threading.Lock()
         self._last_prefill: tuple[list[int], Any, Any] | None = None  # see _prefill
         self._shared: tuple[list[int], Any] | None = None  # see _prefill
-        self._last_rows: tuple[list[int], AnswerVocab, _OutputRows] | None = None
+        self._last_rows: tuple[list[int], AnswerVocab, OutputRows] | None = None
 
     def encode(self, prompt: str) -> list[int]:
         """Token ids with <bos> exactly once, whether or not the prompt text starts with it."""
@@ -237,7 +214,7 @@ class Engine:
             if self._shared is None or self._shared[0] != ids:
                 self._shared = (ids, self._read(ids, None)[1])
 
-    def _output_rows(self, prompt: str, ids: list[int]) -> _OutputRows | None:
+    def _output_rows(self, prompt: str, ids: list[int]) -> OutputRows | None:
         """The output layer's rows an answer to `prompt` may use (see model.llm.vocab); None: all.
 
         The last prompt's are kept, as its prompt read is (`_prefill`): beam candidates for the
@@ -253,12 +230,12 @@ class Engine:
 
         index = torch.tensor(vocab.for_prompt(prompt, ids, also=self.stop_ids), device=self.device)
         weight = causal_lm(self.model).get_output_embeddings().weight
-        rows = _OutputRows(index, weight.index_select(0, index))
+        rows = OutputRows(index, weight.index_select(0, index))
         self._last_rows = (ids, vocab, rows)
         return rows
 
     def _step(self, inputs: torch.Tensor, cache: Any,
-              allowed: _OutputRows | None) -> tuple[torch.Tensor, Any]:
+              allowed: OutputRows | None) -> tuple[torch.Tensor, Any]:
         """One decoding pass: each row's next-token logits over `allowed` (all when None)."""
         import torch
 
@@ -345,7 +322,7 @@ class Engine:
         while True:
             inputs = torch.tensor([[token]], device=self.device)
             logits, cache = self._step(inputs, cache, allowed)
-            token = _token(allowed, int(logits[0].argmax()))
+            token = token_of(allowed, int(logits[0].argmax()))
             yield token
 
     def _static_greedy(self, prompt: str, ids: list[int], max_new_tokens: int) -> Iterator[int]:
@@ -359,141 +336,6 @@ class Engine:
         allowed = self._output_rows(prompt, ids)
         yield from self._static.tokens(ids, None if allowed is None else allowed.ids,
                                        max_new_tokens)
-
-    def beams(
-        self,
-        prompt: str,
-        n: int = 4,
-        cancel: threading.Event | None = None,
-        max_new_tokens: int = 192,
-        shared: str = "",
-    ) -> list[str]:
-        """The `n` most likely answers by beam search, best first (score: mean log-prob).
-
-        Written out rather than `generate(num_beams=n)`, which repeats the prompt n times
-        before reading it; here the prompt is read once and its KV cache repeated n times.
-        """
-        import torch
-
-        with self._lock:
-            ids = self.encode(prompt)
-            logits, cache, _ = self._prefill(ids, shared)
-            allowed = self._output_rows(prompt, ids)
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            stop = torch.tensor(sorted(self.stop_ids), dtype=torch.long, device=self.device)
-            logp[:, stop] = -torch.inf  # an empty answer is no answer
-            scores, first = logp[0].topk(n)
-            cache.batch_repeat_interleave(n)
-            alive = [[int(t)] for t in first]
-            finished: list[tuple[float, list[int]]] = []
-            for length in range(2, max_new_tokens + 1):
-                if cancel is not None and cancel.is_set():
-                    break
-                step = torch.tensor([[a[-1]] for a in alive], device=self.device)
-                logits, cache = self._step(step, cache, allowed)
-                total = scores[:, None] + torch.log_softmax(logits.float(), dim=-1)
-                parents, next_scores, next_alive = self._next_beams(
-                    alive, total, n, allowed, length, finished)
-                finished.sort(key=lambda f: -f[0])
-                # done when no live beam, even ending now, would enter the best n (HF's rule)
-                if len(finished) >= n and max(next_scores) / length <= finished[n - 1][0]:
-                    break
-                cache.reorder_cache(torch.tensor(parents, device=self.device))
-                alive, scores = next_alive, torch.tensor(next_scores, device=self.device)
-            if len(finished) < n:  # out of tokens: the best unfinished beams, cut off
-                finished += [(float(s) / len(a), a) for s, a in zip(scores, alive, strict=True)]
-                finished.sort(key=lambda f: -f[0])
-            return [
-                self.tokenizer.decode(tokens, skip_special_tokens=False,
-                                      clean_up_tokenization_spaces=False)
-                for _, tokens in finished[:n]
-            ]
-
-    def sample(
-        self,
-        prompt: str,
-        n: int = 4,
-        temperature: float = 0.7,
-        cancel: threading.Event | None = None,
-        max_new_tokens: int = 128,
-        shared: str = "",
-        seed: int = 0,
-    ) -> list[Sampled]:
-        """`n` answers drawn at `temperature`, decoded together: the prompt is read once (or its
-        kept reading reused) and each step is one forward pass over the answers still going.
-        Each comes with its mean log-probability under the model, and whether it ended (not
-        cut off by `max_new_tokens` or `cancel`). Seeded: the same prompt, seed and kernels give
-        the same answers."""
-        import torch
-
-        with self._lock:
-            ids = self.encode(prompt)
-            logits, cache, _ = self._prefill(ids, shared)
-            allowed = self._output_rows(prompt, ids)
-            generator = torch.Generator(device=self.device).manual_seed(seed)
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            stop = torch.tensor(sorted(self.stop_ids), dtype=torch.long, device=self.device)
-            logp[:, stop] = -torch.inf  # an empty answer is no answer
-            logp = logp.expand(n, -1)
-            first = _draw(logp, temperature, generator)
-            answers = [[int(t)] for t in first]
-            scores = [float(logp[0, t]) for t in first]
-            going = list(range(n))  # the answers still being decoded, in the cache's row order
-            cache.batch_repeat_interleave(n)
-            for _ in range(max_new_tokens - 1):
-                if cancel is not None and cancel.is_set():
-                    break
-                step = torch.tensor([[answers[a][-1]] for a in going], device=self.device)
-                logits, cache = self._step(step, cache, allowed)
-                logp = torch.log_softmax(logits.float(), dim=-1)
-                drawn = _draw(logp, temperature, generator).tolist()
-                kept = []
-                for row, (a, column) in enumerate(zip(going, drawn, strict=True)):
-                    scores[a] += float(logp[row, column])
-                    token = _token(allowed, column)
-                    if token not in self.stop_ids:
-                        answers[a].append(token)
-                        kept.append(row)
-                if not kept:
-                    going = []
-                    break
-                if len(kept) < len(going):  # finished answers leave the batch
-                    cache.batch_select_indices(torch.tensor(kept, device=self.device))
-                    going = [going[row] for row in kept]
-            return [
-                Sampled(self.tokenizer.decode(tokens, skip_special_tokens=False,
-                                              clean_up_tokenization_spaces=False),
-                        score / len(tokens), finished=a not in going)
-                for a, (tokens, score) in enumerate(zip(answers, scores, strict=True))
-            ]
-
-    def _next_beams(
-        self,
-        alive: list[list[int]],
-        total: torch.Tensor,
-        n: int,
-        allowed: _OutputRows | None,
-        length: int,
-        finished: list[tuple[float, list[int]]],
-    ) -> tuple[list[int], list[float], list[list[int]]]:
-        """The beams that go on from `alive`, given `total`, each beam's score for every next
-        token: the rows they extend, their scores and tokens. Endings among the n best join
-        `finished`, scored by mean log-prob over `length` tokens."""
-        top_scores, top = total.view(-1).topk(2 * n)
-        parents: list[int] = []
-        next_scores: list[float] = []
-        next_alive: list[list[int]] = []
-        for rank, (score, flat) in enumerate(zip(top_scores.tolist(), top.tolist(), strict=True)):
-            row, column = divmod(flat, total.shape[1])
-            token = _token(allowed, column)
-            if token in self.stop_ids:
-                if rank < n:  # an ending counts only among the n best (HF's rule)
-                    finished.append((score / length, alive[row]))
-            elif len(next_alive) < n:
-                parents.append(row)
-                next_scores.append(score)
-                next_alive.append([*alive[row], token])
-        return parents, next_scores, next_alive
 
     def generate(
         self,
