@@ -44,6 +44,13 @@ def _last_position(inputs: torch.Tensor) -> torch.Tensor:
     return torch.tensor([inputs.shape[1] - 1], device=inputs.device)
 
 
+def _logprob(logits: torch.Tensor, column: int) -> float:
+    """The log-probability of `column` in one row of logits."""
+    import torch
+
+    return float(logits[column].float() - torch.logsumexp(logits.float(), dim=-1))
+
+
 @dataclass
 class GenerationStats:
     """Figures of the last `Engine.stream` call."""
@@ -55,6 +62,10 @@ class GenerationStats:
     seconds: float = 0.0
     tokens_per_s: float = 0.0  # decoding rate after the first token
     stop: str = ""  # "eos", "length", "cancel" or "closed" (the caller stopped reading)
+    # The log-probability of the least likely token the greedy answer chose (its stop token
+    # included, over the output rows in use): how sure the model was at its most doubtful
+    # step. None where it was not measured (a static cache, a server without logprobs).
+    min_logprob: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -316,13 +327,17 @@ class Engine(CandidateDecoding):
         import torch
 
         logits, cache, stats.cached_tokens = self._prefill(ids, shared)
-        token = int(logits[0].argmax())
-        yield token
+        column = int(logits[0].argmax())
+        stats.min_logprob = _logprob(logits[0], column)
+        yield column
         allowed = self._output_rows(prompt, ids)  # after the first token is out: it needs none
+        token = column
         while True:
             inputs = torch.tensor([[token]], device=self.device)
             logits, cache = self._step(inputs, cache, allowed)
-            token = token_of(allowed, int(logits[0].argmax()))
+            column = int(logits[0].argmax())
+            stats.min_logprob = min(stats.min_logprob, _logprob(logits[0], column))
+            token = token_of(allowed, column)
             yield token
 
     def _static_greedy(self, prompt: str, ids: list[int], max_new_tokens: int) -> Iterator[int]:

@@ -16,7 +16,16 @@ from model.llm.answer import Answer
 from model.llm.budget import Budget, Deadline, OutOfTime
 from model.llm.extract import is_echo
 from model.llm.prompt import build_prompt
-from model.llm.vote import DRAW_BUDGET_S, DRAW_MIN_S, DRAW_TIME_FACTOR, Candidate, Settled, settle
+from model.llm.vote import (
+    DRAW_BUDGET_S,
+    DRAW_COST,
+    DRAW_MIN_S,
+    DRAW_TIME_FACTOR,
+    Candidate,
+    Settled,
+    settle,
+    sure_of,
+)
 
 if TYPE_CHECKING:
     from model.llm.context import Context
@@ -50,17 +59,18 @@ class QuestionRun:
         return self.cancel is not None and self.cancel.is_set()
 
     @contextmanager
-    def step(self, later: bool = True, reading: str = "") -> Iterator[None]:
+    def step(self, later: bool = True, reading: str = "", needs: float = 0.0) -> Iterator[None]:
         """A step of the chain. One after the first answer (`later`) starts only while the
         budget lasts, and leaves time to read its prompt (`reading`, at the last prompt's rate:
-        a prompt read cannot stop halfway); it runs under a `Deadline`; when the budget runs
-        out before it ends, the answer is put back as it was before it (its figures kept) and
-        OutOfTime ends the chain. A user's cancel is not the budget's: the cancelled answer
-        stands, as it always has."""
+        a prompt read cannot stop halfway) or the `needs` seconds it is expected to take; it
+        runs under a `Deadline`; when the budget runs out before it ends, the answer is put
+        back as it was before it (its figures kept) and OutOfTime ends the chain. A user's
+        cancel is not the budget's: the cancelled answer stands, as it always has."""
         if not later:
             yield
             return
-        if self.budget.spent or self.budget.left() < self.read_rate * len(reading):
+        needs = max(needs, self.read_rate * len(reading))
+        if self.budget.spent or self.budget.left() < needs:
             raise OutOfTime
         before, user_cancel = copy.deepcopy(self.answer), self.cancel
         self.cancel = Deadline(user_cancel, self.budget)
@@ -101,11 +111,17 @@ class QuestionRun:
         return "".join(pieces)
 
     def vote(self, first: Candidate) -> Settled | None:
-        """`settle`, as a step of its own when anything is to be drawn and run: it starts only
-        while the budget lasts, and its choice is taken only when it ends in time."""
+        """`first` alone when the model was sure of it and it returns a row (`sure_of`);
+        otherwise `settle`, as a step of its own: it starts only when the budget leaves time
+        to draw the answers (DRAW_COST times the last answer's decoding), and its choice is
+        taken only when it ends in time."""
         if self.samples < 0 or self.cancelled:
             return Settled(first)
-        with self.step(reading=self.last_prompt):
+        last = self.answer.stats[-1] if self.answer.stats else None
+        if (sure := sure_of(first, last, self.db)) is not None:
+            return sure
+        decoding = last.seconds - last.first_token_s if last is not None else 0.0
+        with self.step(needs=DRAW_COST * decoding):
             return self.settle(first)
 
     def settle(self, first: Candidate) -> Settled | None:

@@ -29,6 +29,7 @@ from model.llm.review import checked, mended
 from model.sqlite.db import DatabaseError
 
 if TYPE_CHECKING:
+    from model.llm.engine import GenerationStats
     from model.llm.protocol import TextEngine
     from model.sqlite.db import Database
     from model.sqlite.schema import Schema
@@ -40,6 +41,10 @@ TEMPERATURE = 0.7
 # machine gets fewer votes, not a longer wait. No draw runs past 1.5 times the greedy answer's
 # tokens and 16 more.
 DRAW_TIME_FACTOR = 2.0
+# Drawing the answers takes about this many times the greedy answer's decoding (a batch of
+# SAMPLES rows a step; the prompt's reading is kept): a draw that cannot end within the time
+# budget is not started (bench/README.md).
+DRAW_COST = 1.7
 DRAW_MIN_S = 1.0
 DRAW_BUDGET_S = 15.0
 # Beam candidates are near copies of the greedy answer, not draws from the model's
@@ -55,6 +60,12 @@ UNNAMED_WEIGHT = 0.5
 SELF_PAIRING_WEIGHT = 0.5
 _LITERAL = re.compile(r"'((?:[^']|'')*)'|\"((?:[^\"]|\"\")*)\"")
 VOTE_MARKER = "\n-- {n} more answers drawn: comparing what each returns\n"
+
+# A greedy answer none of whose tokens the model chose with a log-probability below this, and
+# that returns a row, is taken without drawing others: drawing costs more time than the
+# greedy answer itself, and on such answers the vote almost never chose another
+# (docs/experiments.md, "The sure answers").
+SURE_LOGPROB = -0.5
 
 CHECK_ROWS = 1_000  # rows a check run reads; results are compared on these
 CHECK_SECONDS = 1.0  # one candidate's run is stopped after this
@@ -167,6 +178,19 @@ def settle(engine: TextEngine, db: Database, prompt: str, first: Candidate,
         return None
     ran = sum(c.rows is not None for c in candidates)
     return Settled(groups[0][0], alternatives(groups), f"{len(groups[0])} of {ran}")
+
+
+def sure_of(first: Candidate, stats: GenerationStats | None, db: Database) -> Settled | None:
+    """`first` alone, settled, when the model was sure of it (SURE_LOGPROB) and its check run
+    returns a row; None when the others are to be drawn."""
+    if stats is None or stats.min_logprob is None or stats.min_logprob < SURE_LOGPROB:
+        return None
+    run_checks(db, [first])
+    if first.timed_out:
+        return Settled(first)
+    if not first.usable:
+        return None
+    return Settled(first, alternatives([[first]]), "1 of 1")
 
 
 def read_candidates(texts: Sequence[str], db: Database, beams: int = 0) -> list[Candidate]:

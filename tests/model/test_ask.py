@@ -860,3 +860,68 @@ def test_answers_that_use_no_value_the_question_names_count_for_less(db: Databas
     answer = ask(engine, db, "How many customers live in Prague?")
     assert answer.voted and "City = 'Prague'" in answer.sql
     assert [(a.answers, a.votes) for a in answer.alternatives] == [(2, 2), (3, 1.5)]
+
+
+class SureSampler(ScriptedSampler):
+    """A scripted sampler whose greedy answers' least likely token had `min_logprob`."""
+
+    def __init__(self, min_logprob: float, drawn: list[str], *answers: str) -> None:
+        super().__init__(drawn, *answers)
+        self.min_logprob = min_logprob
+
+    def stream(self, prompt: str, cancel: threading.Event | None = None,
+               max_new_tokens: int = 256, shared: str = "") -> Generator[str, None, None]:
+        yield from super().stream(prompt, cancel, max_new_tokens, shared)
+        self.last_stats.min_logprob = self.min_logprob
+
+
+def test_an_answer_the_model_was_sure_of_is_taken_without_drawing(db: Database) -> None:
+    """Drawing costs more than the answer: an answer whose every token was likely, and that
+    returns a row, is run and taken alone. Below the line, or returning nothing, the others
+    are drawn and voted on as before."""
+    from model.llm.vote import SURE_LOGPROB
+
+    tracks = " SELECT count(*) FROM tracks"
+    sure = SureSampler(SURE_LOGPROB + 0.1, [ROCK, ROCK], tracks)
+    answer = ask(sure, db, "How many rock tracks?")
+    assert sure.sample_prompts == [] and not answer.voted
+    assert answer.sql == "SELECT\n  COUNT(*)\nFROM tracks" and answer.agreed == "1 of 1"
+    assert [a.rows for a in answer.alternatives] == [1]  # it was run
+
+    unsure = SureSampler(SURE_LOGPROB - 0.1, [ROCK, ROCK], tracks)
+    answer = ask(unsure, db, "How many rock tracks?")
+    assert unsure.sample_prompts == unsure.prompts and answer.voted and "Rock" in answer.sql
+
+    nothing = " SELECT Title FROM albums WHERE AlbumId = 9999"
+    empty = SureSampler(0.0, [nothing], nothing, " SELECT Title FROM albums WHERE AlbumId = 1")
+    answer = ask(empty, db, "Title of album 1?")
+    # sure, but of nothing: drawn; then sure of a row, from every table: taken alone
+    assert empty.sample_prompts == empty.prompts[:1] and answer.widened
+    assert db.conn.execute(answer.sql).fetchall() == [("For Those About To Rock We Salute You",)]
+
+
+def test_a_draw_that_cannot_end_within_the_budget_is_not_started(db: Database) -> None:
+    """The greedy answer took 3 s to decode; drawing would take DRAW_COST times that, more than
+    the 2 s the budget has left: nothing is drawn, the answer stands with the budget's note
+    at once, and with a longer budget the same draw runs."""
+    from model.llm.vote import DRAW_COST
+
+    class Decoding(ScriptedSampler):
+        def stream(self, prompt: str, cancel: threading.Event | None = None,
+                   max_new_tokens: int = 256, shared: str = "") -> Generator[str, None, None]:
+            yield from super().stream(prompt, cancel, max_new_tokens, shared)
+            clock.tick(3.0)
+            self.last_stats.seconds, self.last_stats.first_token_s = 3.0, 0.0
+
+    clock = FakeClock()
+    engine = Decoding([ROCK, ROCK], " SELECT count(*) FROM tracks")
+    answer = ask(engine, db, "How many rock tracks?", budget=5, clock=clock)
+    assert engine.sample_prompts == [] and clock.now - 100 == 3.0
+    assert answer.sql == "SELECT\n  COUNT(*)\nFROM tracks" and not answer.voted
+    assert answer.notes == ["time budget of 5 s reached: further checks skipped"]
+
+    clock = FakeClock()
+    engine = Decoding([ROCK, ROCK], " SELECT count(*) FROM tracks")
+    answer = ask(engine, db, "How many rock tracks?", budget=3.0 + DRAW_COST * 3.0 + 0.5,
+                 clock=clock)
+    assert engine.sample_prompts == engine.prompts and answer.voted

@@ -157,6 +157,22 @@ def test_stream_equals_greedy_generate(kind: str, tok: Any) -> None:
     assert stats.first_token_s > 0 and stats.tokens_per_s > 0
 
 
+def test_stats_hold_the_least_likely_greedy_token(tok: Any) -> None:
+    """min_logprob is the smallest log-probability among the tokens the greedy answer chose,
+    as the model's own forward pass over prompt and answer gives them."""
+    engine = Engine("tiny", tiny_model(tok), tok, device="cpu")
+    engine.stop_ids = set()
+    list(engine.stream(PROMPT, max_new_tokens=8))
+    prompt_ids = engine.encode(PROMPT)
+    answer = new_ids(engine, n=8)
+    with torch.no_grad():
+        logits = engine.model(torch.tensor([prompt_ids + answer])).logits[0].float()
+    logp = torch.log_softmax(logits[len(prompt_ids) - 1 : -1], dim=-1)
+    chosen = logp[torch.arange(len(answer)), torch.tensor(answer)]
+    assert engine.last_stats.min_logprob == pytest.approx(float(chosen.min()), abs=1e-4)
+    assert float(chosen.max()) > float(chosen.min())  # not one figure for every token
+
+
 @pytest.mark.parametrize("stops", [False, True])
 def test_beams_equal_hf_beam_search(tok: Any, stops: bool) -> None:
     """The prompt read once and its cache repeated gives HF's beams (it reads it n times)."""
