@@ -65,7 +65,7 @@ VOTE_MARKER = "\n-- {n} more answers drawn: comparing what each returns\n"
 # that returns a row, is taken without drawing others: drawing costs more time than the
 # greedy answer itself, and on such answers the vote almost never chose another
 # (docs/experiments.md, "The sure answers").
-SURE_LOGPROB = -0.5
+SURE_LOGPROB = -0.7
 
 CHECK_ROWS = 1_000  # rows a check run reads; results are compared on these
 CHECK_SECONDS = 1.0  # one candidate's run is stopped after this
