@@ -7,9 +7,10 @@ Values the question names that the data holds ('Prague') bring their tables into
 shown in a row as stored (`model.llm.values`). The model first sees only the few tables the
 question most likely needs (`focused_context`): a prompt about half as long. Its answer is
 checked (`model.llm.review`: names misspelt are corrected, joins off the foreign keys mended);
-when it passes with every value it compares found, a few more answers are drawn on the same
-prompt and all are run read-only, bounded, on the pipeline's own connection: the result most
-of them agree on wins (`model.llm.vote`). When the answer fails the check, compares a column
+when it passes with every value it compares found, it is run read-only, bounded, on the
+pipeline's own connection; if the model was sure of every token and it returns a row, it is
+taken; otherwise a few more answers are drawn on the same prompt and run the same way: the
+result most of them agree on wins (`model.llm.vote`). When the answer fails the check, compares a column
 with text no row holds, or neither it nor any answer drawn beside it returns anything, the
 question is asked again with every table that fits; that answer is voted on with the answers
 drawn beside it in the same way. When none of those returns anything, the model's `beams` next
