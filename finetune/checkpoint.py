@@ -44,12 +44,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
-                    state: TrainState, cfg: TrainConfig) -> None:
-    """Write OUT/checkpoint atomically (a kill mid-write leaves the previous one intact)."""
+                    state: TrainState, cfg: TrainConfig,
+                    adapter: dict[str, torch.Tensor] | None = None,
+                    optimizer: dict[str, Any] | None = None) -> None:
+    """Write OUT/checkpoint atomically (a kill mid-write leaves the previous one intact).
+
+    Under FSDP the model and optimizer hold shards: `adapter` and `optimizer` are then their
+    whole state, gathered by every rank first (finetune/sharding.py)."""
     tmp, final = out / (CHECKPOINT + ".tmp"), out / CHECKPOINT
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)  # exact (fp32) adapter weights
-    torch.save({"optimizer": opt.state_dict(), "rng": rng_state()}, tmp / "training.pt")
+    model.save_pretrained(tmp, state_dict=adapter)  # exact (fp32) adapter weights
+    sharded = optimizer is not None
+    torch.save({"optimizer": optimizer if sharded else opt.state_dict(), "sharded": sharded,
+                "rng": rng_state()}, tmp / "training.pt")
     (tmp / "state.json").write_text(json.dumps(
         {"step": state.step, "micro": state.micro, "tokens": state.tokens,
          "elapsed": state.elapsed, "history": state.history, "config": cfg.to_dict()}))
@@ -61,15 +68,26 @@ def save_checkpoint(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(out: Path, model: nn.Module, opt: torch.optim.Optimizer) -> TrainState:
+def load_checkpoint(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
+                    sharded: bool = False) -> TrainState:
+    """Weights, optimizer and RNG back; `sharded`: the model is under FSDP (each rank takes its
+    shard of the whole weights and optimizer state)."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
     ckpt = out / CHECKPOINT
     weights = load_file(str(ckpt / "adapter_model.safetensors"))
-    set_peft_model_state_dict(model, weights)
+    set_peft_model_state_dict(model, weights)  # FSDP2's load_state_dict takes whole tensors
     blob = torch.load(ckpt / "training.pt", weights_only=False)
-    opt.load_state_dict(blob["optimizer"])
+    if blob.get("sharded", False) != sharded:
+        raise ValueError(f"{ckpt}: saved with --parallel {'fsdp' if blob['sharded'] else 'ddp'}: "
+                         "resume it the same way")
+    if sharded:
+        from finetune.sharding import load_optimizer
+
+        load_optimizer(model, opt, blob["optimizer"])
+    else:
+        opt.load_state_dict(blob["optimizer"])
     set_rng_state(blob["rng"])
     s = json.loads((ckpt / "state.json").read_text())
     return TrainState(s["step"], s["micro"], s["tokens"], s["elapsed"], s["history"])

@@ -26,6 +26,12 @@ class TrainConfig:
         "", "Start from this LoRA adapter (a directory) instead of a fresh one: continue training."
     )
     gradient_checkpointing: bool = knob(True, "Recompute activations in backward (less memory).")
+    parallel: str = knob(
+        "ddp",
+        "Several processes (torchrun/accelerate launch): ddp (each holds the whole model) or fsdp "
+        "(FSDP2: each holds 1/N of the base, for bases that do not fit one GPU; 4-bit weights "
+        "stored as bf16). accelerate launch with an FSDP config means fsdp.",
+    )
     # data
     data: str = knob(
         "gretelai/synthetic_text_to_sql", "Hub data set id or local .jsonl/.parquet file."

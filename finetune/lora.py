@@ -34,14 +34,16 @@ def load_base(
     from transformers import AutoModelForCausalLM
 
     path = resolve_base(cfg.base, say)
-    kwargs: dict[str, Any] = {"dtype": torch.bfloat16}
+    kwargs: dict[str, Any] = {"dtype": torch.bfloat16}  # = the 4-bit storage type under FSDP
     if cfg.quant == "nf4":
-        kwargs["quantization_config"] = nf4_config()
-        kwargs["device_map"] = {"": device}
+        # under FSDP the packed weights are bf16, a type FSDP can shard (FSDP-QLoRA)
+        storage = torch.bfloat16 if cfg.parallel == "fsdp" else None
+        kwargs["quantization_config"] = nf4_config(storage_dtype=storage)
+        kwargs["device_map"] = {"": device}  # each process its own GPU, quantized as it loads
     elif cfg.quant != "none":
         raise ValueError(f"quant must be nf4 or none, not {cfg.quant!r}")
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if cfg.quant == "none":
+    if cfg.quant == "none" and cfg.parallel != "fsdp":  # FSDP moves each process's shards
         model.to(device)
     tokenizer = load_tokenizer(Path(path))
     return model, tokenizer

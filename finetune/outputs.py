@@ -15,11 +15,13 @@ from finetune.config import TrainConfig
 from finetune.lora import OFFLINE_BASES
 
 
-def save_adapter(model: nn.Module, out: Path, base: str) -> None:
-    """adapter_config.json + adapter_model.safetensors in bf16, loadable by PEFT as-is."""
+def save_adapter(model: nn.Module, out: Path, base: str,
+                 weights: dict[str, torch.Tensor] | None = None) -> None:
+    """adapter_config.json + adapter_model.safetensors in bf16, loadable by PEFT as-is;
+    `weights`: the whole adapter gathered from FSDP's shards (else the model's own)."""
     from safetensors.torch import load_file, save_file
 
-    model.save_pretrained(out)
+    model.save_pretrained(out, state_dict=weights)
     path = out / "adapter_model.safetensors"
     weights = {k: v.to(torch.bfloat16).contiguous() for k, v in load_file(str(path)).items()}
     save_file(weights, str(path), metadata={"format": "pt"})
@@ -95,9 +97,9 @@ the prompt's words only (`model/llm/vocab.py`), a few thousand of the output lay
 
 
 def finish(out: Path, model: nn.Module, cfg: TrainConfig, state: TrainState,
-           extra: dict[str, Any]) -> dict[str, Any]:
+           extra: dict[str, Any], weights: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """Adapter, config, metrics, loss curve and model card into OUT."""
-    save_adapter(model, out, cfg.base)
+    save_adapter(model, out, cfg.base, weights)
     tail = [h["loss"] for h in state.history[-10:]]
     metrics = {
         "status": state.status,

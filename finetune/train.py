@@ -10,9 +10,12 @@
     # several GPUs, data-parallel (one process a GPU; the same command otherwise)
     torchrun --nproc_per_node 4 -m finetune.cli --base google/gemma-2-2b-it ...
     accelerate launch -m finetune.cli --base google/gemma-2-2b-it ...
+    # a base that does not fit one GPU: FSDP-QLoRA (finetune/sharding.py)
+    accelerate launch --config_file finetune/accelerate/fsdp_qlora.yaml -m finetune.cli ...
 
 Under torchrun/accelerate (WORLD_SIZE > 1) each process takes every WORLD_SIZE-th batch and
-gradients are averaged by torch DistributedDataParallel; rank 0 alone logs and saves.
+gradients are averaged by torch DistributedDataParallel, or with --parallel fsdp by FSDP2,
+which also shards the weights; rank 0 alone logs and saves.
 
 `train` reads top to bottom (nanoGPT's shape): set up, data, model, the loop (`run_steps`),
 outputs. The model side is finetune/lora.py, resuming finetune/checkpoint.py, what a run leaves
@@ -33,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,16 @@ from finetune.data import (
 )
 from finetune.lora import add_lora, load_base, load_init_adapter, read_init_adapter
 from finetune.outputs import finish
+from finetune.sharding import (
+    PARALLEL_MODES,
+    FsdpSettings,
+    fully_shard_loss,
+    gather_adapter,
+    gather_optimizer,
+    gradient_sync_off,
+    launched_with_fsdp,
+    launcher_settings,
+)
 from model.llm import vocab
 from model.llm.checkpoints import causal_lm
 from model.llm.prompt import LAYOUTS, write_layout
@@ -116,6 +129,7 @@ class Run:
     world: int
     rank: int
     log: Callable[[str], None]  # says nothing on ranks other than 0
+    fsdp: FsdpSettings | None = None  # sharded by FSDP2 (several processes, --parallel fsdp)
 
     @property
     def main(self) -> bool:
@@ -149,7 +163,8 @@ def start(cfg: TrainConfig, say: Callable[[str], None]) -> Run:
         torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    return Run(cfg, device, world, rank, say if rank == 0 else (lambda _: None))
+    fsdp = launcher_settings() if world > 1 and cfg.parallel == "fsdp" else None
+    return Run(cfg, device, world, rank, say if rank == 0 else (lambda _: None), fsdp)
 
 
 class MicroBatches:
@@ -175,21 +190,24 @@ class MicroBatches:
 
 
 def lora_model(model: nn.Module, cfg: TrainConfig, init_weights: dict[str, torch.Tensor] | None,
-               device: torch.device) -> nn.Module:
-    """LoRA on all linear projections (unless the model has it already), in train mode."""
+               device: torch.device | None) -> nn.Module:
+    """LoRA on all linear projections (unless the model has it already), in train mode; on
+    `device` (None: FSDP moves each process's shards there)."""
     if not hasattr(model, "peft_config"):
         model = add_lora(model, cfg)
         if init_weights is not None:  # a resumed checkpoint overrides it, being later
             load_init_adapter(model, init_weights, cfg.init_adapter)
-    if cfg.quant == "none":
+    if cfg.quant == "none" and device is not None:
         model.to(device)
     model.train()
     return model
 
 
-def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig,
-                   device: torch.device) -> torch.optim.Optimizer:
-    if device.type == "cuda":
+def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig, device: torch.device,
+                   sharded: bool = False) -> torch.optim.Optimizer:
+    # under FSDP the parameters are DTensor shards (the state is 1/N already): torch's AdamW,
+    # which takes them; bitsandbytes' paged 8-bit AdamW is not known to (PEFT's FSDP docs)
+    if device.type == "cuda" and not sharded:
         import bitsandbytes as bnb
 
         # paged 8-bit AdamW: optimizer state in 8 bits, paged to CPU under memory pressure
@@ -198,9 +216,12 @@ def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig,
 
 
 def answer_loss(model: nn.Module, run: Run) -> nn.Module:
-    """AnswerLoss, wrapped by DDP when several processes train (DDP wraps the loss module)."""
+    """AnswerLoss, wrapped by DDP or sharded by FSDP2 when several processes train (either
+    wraps the loss module). Build the optimizer after: FSDP replaces the parameters."""
     loss_fn: nn.Module = AnswerLoss(model)
-    if run.world > 1:
+    if run.fsdp is not None:
+        loss_fn = fully_shard_loss(loss_fn, model, run.device, run.fsdp)
+    elif run.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         device_ids = [run.device.index] if run.device.type == "cuda" else None
@@ -223,6 +244,10 @@ def train(
     """
     if cfg.prompt_layout not in LAYOUTS:
         raise ValueError(f"prompt layout must be {' or '.join(LAYOUTS)}, not {cfg.prompt_layout!r}")
+    if cfg.parallel not in PARALLEL_MODES:
+        raise ValueError(f"parallel must be {' or '.join(PARALLEL_MODES)}, not {cfg.parallel!r}")
+    if launched_with_fsdp():  # accelerate launch with an FSDP config: it says how to shard
+        cfg = replace(cfg, parallel="fsdp")
     run = start(cfg, say)
     init_weights = read_init_adapter(cfg) if cfg.init_adapter else None
     run.out.mkdir(parents=True, exist_ok=True)
@@ -241,14 +266,14 @@ def train(
     batches = MicroBatches(data, pad_id, run)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * batches.per_epoch / cfg.grad_accum))
 
-    # model: LoRA, its optimizer, the loss; then the checkpoint to resume from, if any
-    model = lora_model(model, cfg, init_weights, run.device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, cfg, run.device)
+    # model: LoRA, the loss (DDP/FSDP), its optimizer; then the checkpoint to resume from, if any
+    model = lora_model(model, cfg, init_weights, None if run.fsdp else run.device)
     loss_fn = answer_loss(model, run)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(params, cfg, run.device, sharded=run.fsdp is not None)
     state = TrainState()
     if cfg.resume and (run.out / CHECKPOINT).exists():
-        state = load_checkpoint(run.out, model, opt)
+        state = load_checkpoint(run.out, model, opt, sharded=run.fsdp is not None)
         run.log(f"resumed from {run.out / CHECKPOINT} at step {state.step}")
     run.log(f"training {sum(p.numel() for p in params) / 1e6:.2f}M LoRA parameters on "
             f"{run.device}: {len(data)} examples, "
@@ -257,17 +282,19 @@ def train(
     run_steps(run, state, total, model, opt, loss_fn, batches)
 
     metrics: dict[str, Any] = {}
+    adapter, optimizer = gather_shards(run, model, opt)
     if run.main:
         answer_tokens = (t for d in data for t in d.labels if t != IGNORE)
         metrics = save_run(run, state, model, opt, tokenizer, answer_tokens, {
             "examples": len(data), "data_hash": data_hash(examples), "data_report": report.line(),
             "device": str(run.device), "world_size": run.world, "total_steps": total,
-        })
+            "parallel": cfg.parallel if run.world > 1 else "none",
+        }, adapter, optimizer)
     if run.world > 1:
         import torch.distributed as dist
 
-        # DDP's reducer first: freed after its process group, it could hang the process at
-        # exit (seen in 1 of ~5 two-process CPU runs, tests/finetune/test_train.py)
+        # DDP's reducer (or FSDP's state) first: freed after its process group, it could hang
+        # the process at exit (seen in 1 of ~5 two-process CPU runs, tests/finetune/test_train.py)
         del loss_fn
         dist.destroy_process_group()
     return metrics
@@ -294,8 +321,10 @@ def run_steps(run: Run, state: TrainState, total: int, model: nn.Module,
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / dt:.0f}")
                 bar.update(1)
                 # checkpoint every N steps; stop at the time limit
-                if run.main and cfg.save_every and state.step % cfg.save_every == 0:
-                    save_checkpoint(run.out, model, opt, state, cfg)
+                if cfg.save_every and state.step % cfg.save_every == 0:
+                    adapter, optimizer = gather_shards(run, model, opt)
+                    if run.main:
+                        save_checkpoint(run.out, model, opt, state, cfg, adapter, optimizer)
                 if _agree(time.perf_counter() > stop_at, run.world, run.device):
                     state.status = "stopped at the time limit"
                     run.log(f"\ntime limit of {cfg.max_minutes:g} min reached at step {state.step}")
@@ -332,13 +361,14 @@ def optimizer_step(run: Run, opt: torch.optim.Optimizer, loss_fn: nn.Module,
     loss_total = 0.0
     for j, b in enumerate(batches):
         last = j == len(batches) - 1
-        # under DDP, gradients are averaged across ranks once, after the last micro-batch
-        sync = loss_fn.no_sync() if run.world > 1 and not last else nullcontext()
+        # under DDP/FSDP, gradients are averaged across ranks once, after the last micro-batch
+        sync = gradient_sync_off(loss_fn) if run.world > 1 and not last else nullcontext()
         with sync:
             loss_sum, _ = loss_fn(b["input_ids"], b["attention_mask"], b["labels"])
             (loss_sum / n_answer).backward()
         loss_total += loss_sum.item()
     if run.cfg.grad_clip:
+        # under FSDP the gradients are DTensor shards: torch's clip takes the global norm
         params = [p for group in opt.param_groups for p in group["params"]]
         torch.nn.utils.clip_grad_norm_(params, run.cfg.grad_clip)
     opt.step()
@@ -372,15 +402,26 @@ def _agree(flag: bool, world: int, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def gather_shards(run: Run, model: nn.Module, opt: torch.optim.Optimizer
+                  ) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any] | None]:
+    """Under FSDP, the whole adapter weights and optimizer state for rank 0 to save (every rank
+    must call this: it all-gathers); (None, None) otherwise: the model has them whole."""
+    if run.fsdp is None:
+        return None, None
+    return gather_adapter(model), gather_optimizer(model, opt)
+
+
 def save_run(run: Run, state: TrainState, model: nn.Module, opt: torch.optim.Optimizer,
-             tokenizer: Any, answer_tokens: Iterable[int], extra: dict[str, Any]) -> dict[str, Any]:
+             tokenizer: Any, answer_tokens: Iterable[int], extra: dict[str, Any],
+             adapter: dict[str, torch.Tensor] | None = None,
+             optimizer: dict[str, Any] | None = None) -> dict[str, Any]:
     """The last checkpoint, the answer vocabulary, the prompt layout and finish's outputs;
-    upload with --push-to-hub. Returns the metrics."""
+    upload with --push-to-hub. Returns the metrics. `adapter`, `optimizer`: see gather_shards."""
     cfg = run.cfg
-    save_checkpoint(run.out, model, opt, state, cfg)
+    save_checkpoint(run.out, model, opt, state, cfg, adapter, optimizer)
     vocab.write(run.out, tokenizer, answer_tokens)  # the engine decodes over these (+ the prompt's)
     write_layout(run.out, cfg.prompt_layout)
-    metrics = finish(run.out, model, cfg, state, extra)
+    metrics = finish(run.out, model, cfg, state, extra, adapter)
     run.log(f"{state.status}: {state.step} steps, final loss {metrics['final_loss']:.4f}, "
             f"{metrics['tokens_per_second']:.0f} tokens/s; adapter in {run.out}")
     if cfg.push_to_hub:

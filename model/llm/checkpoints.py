@@ -201,17 +201,26 @@ def hub_download(repo_id: str, label: str, progress: Progress | None) -> Path:
     return path
 
 
-def nf4_config(compute_dtype: Any = None) -> BitsAndBytesConfig:
+def nf4_config(compute_dtype: Any = None, storage_dtype: Any = None) -> BitsAndBytesConfig:
     """4-bit NF4 weights with double quantization and `compute_dtype` arithmetic (a torch
-    dtype; bf16 by default) (bitsandbytes, CUDA)."""
+    dtype; bf16 by default) (bitsandbytes, CUDA).
+
+    `storage_dtype` (FSDP-QLoRA): the packed 4-bit weights are stored as this float type
+    instead of uint8, so that FSDP, which shards float tensors only, can shard them; compute
+    then happens in it too, and the model must be loaded in it (`dtype=`)."""
     import torch
     from transformers import BitsAndBytesConfig
 
+    extra: dict[str, Any] = {}
+    if storage_dtype is not None:
+        compute_dtype = storage_dtype
+        extra["bnb_4bit_quant_storage"] = storage_dtype
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16,
         bnb_4bit_use_double_quant=True,
+        **extra,
     )
 
 

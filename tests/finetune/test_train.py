@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -89,30 +88,10 @@ def test_data_parallel_ranks_split_the_data_and_end_with_the_same_weights(
     rows_file: Path, tmp_path: Path
 ) -> None:
     """What torchrun/accelerate launch start on several GPUs, on CPU: two processes (gloo)."""
-    import socket
+    from tiny import run_two_ranks
 
-    import torch.multiprocessing as mp
-    from tiny import data_parallel_rank
-
-    with socket.socket() as s:  # a free port for the process group
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    context = mp.get_context("spawn")
-    results = context.Queue()
     out = tmp_path / "run"
-    ranks = mp.start_processes(data_parallel_rank,
-                               args=(2, port, str(rows_file), str(out), results),
-                               nprocs=2, join=False, start_method="spawn")
-    try:
-        # read before joining: a process exits only once what it queued has been read
-        reports = {rank: (metrics, lora) for rank, metrics, lora in
-                   (results.get(timeout=120) for _ in range(2))}
-        deadline = time.monotonic() + 60
-        while not ranks.join(timeout=5):  # True once every rank has exited
-            assert time.monotonic() < deadline, "a rank did not exit"
-    finally:
-        for process in ranks.processes:
-            process.kill()
+    reports = run_two_ranks(rows_file, out)
     metrics = reports[0][0]
     # each rank took every other batch: 6 examples of batch 1 make 3 steps, not 6
     assert metrics["world_size"] == 2 and metrics["total_steps"] == metrics["steps"] == 3

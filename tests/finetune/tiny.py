@@ -73,23 +73,81 @@ def tiny_gemma(tokenizer: Any, kind: str = "gemma3", seed: int = 0) -> Any:
 
 
 def data_parallel_rank(rank: int, world: int, port: int, rows_file: str, out: str,
-                       results: Any) -> None:
-    """One process of a CPU data-parallel run (gloo), as torchrun would start it: trains the
-    tiny Gemma, then reports rank 0's metrics and its own final LoRA weights."""
+                       results: Any, overrides: dict[str, Any] | None = None,
+                       env: dict[str, str] | None = None) -> None:
+    """One process of a CPU data-parallel run (gloo), as torchrun (with `env`: accelerate
+    launch) would start it: trains the tiny Gemma (`overrides`: a `base` directory loads from
+    disk), then reports rank 0's metrics, its own final LoRA weights (whole: gathered under
+    FSDP) and how the loss module was wrapped."""
     import faulthandler
     import os
 
     faulthandler.dump_traceback_later(100, exit=True)  # a hung rank shows where, and ends
+    os.environ.update(env or {})
     os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    import finetune.train as train_mod
     from finetune.config import TrainConfig
-    from finetune.train import train
 
+    wrapping: dict[str, Any] = {}
+    real_answer_loss = train_mod.answer_loss
+
+    def recorded_answer_loss(model: Any, run: Any) -> Any:
+        loss_fn = real_answer_loss(model, run)
+        wrapping["loss_module"] = type(loss_fn).__name__
+        # each base weight: (rows this rank holds, rows in all, storage dtype)
+        wrapping["base_weights"] = [
+            (tuple(getattr(p, "_local_tensor", p).shape), tuple(p.shape), str(p.dtype))
+            for n, p in model.named_parameters() if n.endswith("q_proj.base_layer.weight")]
+        return loss_fn
+
+    train_mod.answer_loss = recorded_answer_loss
+    settings = dict(base="tiny", quant="none", data=rows_file, output=out, batch_size=1,
+                    grad_accum=1, epochs=1.0, lr=5e-3, warmup_steps=1, save_every=0,
+                    lora_r=4, lora_alpha=8, gradient_checkpointing=False, threads=1)
+    settings.update(overrides or {})
+    config = TrainConfig(**settings)
     tok = tiny_tokenizer()
-    model = tiny_gemma(tok)
-    config = TrainConfig(base="tiny", quant="none", data=rows_file, output=out, batch_size=1,
-                         grad_accum=1, epochs=1.0, lr=5e-3, warmup_steps=1, save_every=0,
-                         lora_r=4, lora_alpha=8, gradient_checkpointing=False, threads=1)
-    metrics = train(config, model, tok, say=lambda _: None)
-    lora = {n: p.detach().float().tolist() for n, p in model.named_parameters() if "lora_" in n}
-    results.put((rank, {k: v for k, v in metrics.items() if k != "history"}, lora))
+    model = tiny_gemma(tok) if config.base == "tiny" else None
+    lora: dict[str, list[float]] = {}
+    real_gather_shards = train_mod.gather_shards
+
+    def recorded_gather_shards(run: Any, trained: Any, opt: Any) -> Any:
+        from finetune.sharding import gather_adapter
+
+        # the whole LoRA weights on every rank (all-gathered under FSDP), as they are saved
+        lora.update({n: p.float().flatten().tolist()
+                     for n, p in gather_adapter(trained).items() if "lora_" in n})
+        return real_gather_shards(run, trained, opt)
+
+    train_mod.gather_shards = recorded_gather_shards
+    metrics = train_mod.train(config, model, tok, say=lambda _: None)
+    results.put((rank, {k: v for k, v in metrics.items() if k != "history"}, lora, wrapping,
+                 [h["loss"] for h in metrics.get("history", [])]))
+
+
+def run_two_ranks(rows_file: Any, out: Any, overrides: dict[str, Any] | None = None,
+                  env: dict[str, str] | None = None) -> dict[int, tuple[Any, ...]]:
+    """Two data_parallel_rank processes on CPU (gloo); each rank's report, by rank."""
+    import socket
+    import time
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:  # a free port for the process group
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.get_context("spawn").Queue()
+    ranks = mp.start_processes(data_parallel_rank,
+                               args=(2, port, str(rows_file), str(out), results, overrides, env),
+                               nprocs=2, join=False, start_method="spawn")
+    try:
+        # read before joining: a process exits only once what it queued has been read
+        reports = {r[0]: r[1:] for r in (results.get(timeout=120) for _ in range(2))}
+        deadline = time.monotonic() + 60
+        while not ranks.join(timeout=5):  # True once every rank has exited
+            assert time.monotonic() < deadline, "a rank did not exit"
+    finally:
+        for process in ranks.processes:
+            process.kill()
+    return reports
