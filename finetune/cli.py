@@ -1,4 +1,4 @@
-"""`gemma-sql finetune` (train, `prepare-spider`, `merge`) and `gemma-sql eval`, for typer.
+"""`gemma-sql finetune` (train, `prepare-spider`, `merge`, `export-gguf`) and `gemma-sql eval`.
 
 tui/cli.py mounts `app` as `gemma-sql finetune` and `eval_cmd` as `gemma-sql eval`, and takes
 `fail` and the option aliases its own commands share from here (tui may import finetune's CLI,
@@ -180,7 +180,7 @@ def print_summary(s: dict[str, Any]) -> None:
         typer.echo(f"gold queries failed {s['gold_failed']} (left out)")
 
 
-# --- finetune: train (the app's callback), prepare-spider, merge --------------------------
+# --- finetune: train (the app's callback), prepare-spider, merge, export-gguf -------------
 
 app = typer.Typer(
     invoke_without_command=True,
@@ -281,6 +281,32 @@ def merge_cmd(
             typer.echo(f"uploaded: {push_adapter(adapter, push_to_hub)}")
     except ExportError as e:
         raise fail(str(e), 1) from None
+
+
+@app.command("export-gguf")
+def export_gguf_cmd(
+    adapter: Annotated[Path, typer.Argument(help="Adapter directory from gemma-sql finetune.")],
+    out: Annotated[Path, typer.Argument(help="The GGUF file to write, e.g. gemma-sql.gguf.")],
+    base: Annotated[str | None, typer.Option(
+        help="Base model (default: the one the adapter names); the offline Gemma 3 270M only.")
+    ] = None,
+    kind: Annotated[str, typer.Option(
+        "--type", metavar="f16|bf16|q8_0|f32",
+        help="Weight type: f16, bf16 (the merged weights exactly), q8_0 (half the size), "
+             "f32.")] = "f16",
+    force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Merge ADAPTER into its base and write one GGUF file for llama.cpp and Ollama."""
+    from finetune.export import ExportError
+    from finetune.gguf_export import GGUF_TYPES, export_gguf
+
+    if kind not in GGUF_TYPES:  # a usage error, as typer's own are
+        raise fail(f"--type must be one of {', '.join(GGUF_TYPES)}, not {kind!r}")
+    try:
+        done = export_gguf(adapter, out, base, kind, force, say=lambda m: typer.echo(m, err=True))
+    except ExportError as e:
+        raise fail(str(e), 1) from None
+    typer.echo(f"gguf ({done.kind}, {done.size / 1e6:.0f} MB, {done.seconds:.0f} s): {done.path}")
 
 
 if __name__ == "__main__":  # torchrun/accelerate: `-m finetune.cli --flag value ...`
