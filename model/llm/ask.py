@@ -10,8 +10,8 @@ checked (`model.llm.review`: names misspelt are corrected, joins off the foreign
 when it passes with every value it compares found, it is run read-only, bounded, on the
 pipeline's own connection; if the model was sure of every token and it returns a row, it is
 taken; otherwise a few more answers are drawn on the same prompt and run the same way: the
-result most of them agree on wins (`model.llm.vote`). When the answer fails the check, compares a column
-with text no row holds, or neither it nor any answer drawn beside it returns anything, the
+result most of them agree on wins (`model.llm.vote`). When the answer fails the check,
+compares a column with text no row holds, or neither it nor any answer drawn beside it returns anything, the
 question is asked again with every table that fits; that answer is voted on with the answers
 drawn beside it in the same way. When none of those returns anything, the model's `beams` next
 most likely answers (beam search on the same prompt) are checked and the first that passes
