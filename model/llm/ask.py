@@ -10,13 +10,13 @@ checked (`model.llm.review`: names misspelt are corrected, joins off the foreign
 when it passes with every value it compares found, it is run read-only, bounded, on the
 pipeline's own connection; if the model was sure of every token and it returns a row, it is
 taken; otherwise a few more answers are drawn on the same prompt and run the same way: the
-result most of them agree on wins (`model.llm.vote`). When the answer fails the check,
-compares a column with text no row holds, or neither it nor any answer drawn beside it returns anything, the
-question is asked again with every table that fits; that answer is voted on with the answers
-drawn beside it in the same way. When none of those returns anything, the model's `beams` next
-most likely answers (beam search on the same prompt) are checked and the first that passes
-cleanly is taken; failing that, a failed question is asked again with the error attached (at
-most `max_repairs` times), and the last answer is voted on with the beams.
+result most of them agree on wins (`model.llm.vote`). When the answer fails the check, compares
+a column with text no row holds, or neither it nor any answer drawn beside it returns anything,
+the question is asked again with every table that fits; that answer is voted on with the
+answers drawn beside it in the same way. When none of those returns anything, the model's
+`beams` next most likely answers (beam search on the same prompt) are checked and the first
+that passes cleanly is taken; failing that, a failed question is asked again with the error
+attached (at most `max_repairs` times), and the last answer is voted on with the beams.
 
 Every step after the first answer (drawing and voting included) runs only while the
 question's time budget lasts, and replaces the answer only when it finishes in time
