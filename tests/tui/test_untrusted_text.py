@@ -174,6 +174,17 @@ async def test_control_characters_are_drawn_never_sent(chinook, make_app):
         assert_nothing_raw(app)
 
 
+async def test_bidirectional_controls_are_drawn_never_obeyed(chinook, make_app):
+    """RLO (U+202E) would show 'invoice_exe.txt' stored as 'invoice_\u202etxt.exe'."""
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, "SELECT 'invoice_'||char(8238)||'txt.exe' AS \"a"
+                                  + "\u2067" + "b\"")
+        assert labels(app) == ["a\ufffdb"]
+        assert [c.plain for c in row(app)] == ["invoice_\ufffdtxt.exe"]
+    assert shown("\u200f\u202a\u2069x", lines=True) == "\ufffd\ufffd\ufffdx"
+
+
 async def test_the_confirmation_draws_control_characters(chinook, make_app):
     app = make_app(chinook, write=True)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
