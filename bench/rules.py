@@ -8,9 +8,6 @@ ON.json is `gemma-sql eval DATA.jsonl --json` with every rule on (the shipped pi
 questions the rule can touch are asked again, with the rule off; the others would get the same
 answer (the pipeline is deterministic: greedy decoding, seeded samples):
 
-    trade   words of trade bring the tables of trade (`model.llm.context.speaks_of_trade`):
-            the questions that speak of trade in words their schema lacks
-    figure  a top N shows the figure it ranks by (`model.llm.ranking`): the answers that did
     mend    joins mended to the foreign keys (`model.llm.joins`): every question (a mended
             candidate may have been voted for)
     values  values the question names linked to their columns (`model.llm.values`): the
@@ -29,21 +26,18 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import model.llm.ask as pipeline  # noqa: E402
-import model.llm.context as context  # noqa: E402
 import model.llm.vote as vote  # noqa: E402
 from finetune.eval import evaluate, read_items  # noqa: E402
 from model.llm.checkpoints import DEFAULT_MODEL  # noqa: E402
 from model.llm.loading import load_engine  # noqa: E402
-from model.sqlite.db import Database  # noqa: E402
 
-RULES = ("trade", "figure", "mend", "values", "vote")
+RULES = ("mend", "values", "vote")
 
 
 class _NoValues:
@@ -53,22 +47,14 @@ class _NoValues:
 
 def switch_off(rule: str) -> None:
     """Replace the function that applies `rule` with one that does nothing."""
-    if rule == "trade":
-        context.speaks_of_trade = lambda schema, question: False  # type: ignore[assignment]
-    elif rule == "figure":
-        pipeline.show_ranked_figure = lambda sql: None  # type: ignore[assignment]
-    elif rule == "mend":
+    if rule == "mend":
         pipeline.mended = vote.mended = lambda *a, **k: None  # type: ignore[assignment]
     elif rule == "values":
         pipeline.value_index = lambda db: _NoValues()  # type: ignore[assignment]
 
 
-def touched(rule: str, record: dict[str, Any], question_db: Callable[[], Database]) -> bool:
+def touched(rule: str, record: dict[str, Any]) -> bool:
     """Whether the rule can change this question's answer."""
-    if rule == "trade":
-        return context.speaks_of_trade(question_db().schema(), record["question"])
-    if rule == "figure":
-        return bool(record["ranked"])
     if rule == "values":
         return bool(record["linked"])
     return True
@@ -88,13 +74,8 @@ def main() -> None:
     by_question = {(i.question, str(i.db)): i for i in items}
     subset = []
     for record in on:
-        item = by_question[(record["question"], record["db"])]
-
-        def open_db(path: Path = item.db) -> Database:
-            return Database.open(path)
-
-        if touched(args.off, record, open_db):
-            subset.append((record, item))
+        if touched(args.off, record):
+            subset.append((record, by_question[(record["question"], record["db"])]))
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "subset.jsonl"
         data.write_text("".join(json.dumps({"question": i.question, "sql": i.sql,

@@ -173,7 +173,7 @@ def print_summary(s: dict[str, Any]) -> None:
     if s["out_of_time"]:
         typer.echo(f"out of time         {s['out_of_time']} (the budget stopped the checks)")
     typer.echo(f"names corrected     {s['corrected']}; joins mended {s['mended']}; "
-               f"figures shown {s['ranked']}; repaired {s['repaired']}; "
+               f"repaired {s['repaired']}; "
                f"from the question's tables alone {s['focused']}; chosen by agreement "
                f"{s['voted']}; values found {s['linked']}")
     if s["gold_failed"]:

@@ -48,7 +48,6 @@ class Record:
     repaired: bool = False  # from another candidate or a repair attempt
     focused: bool = False  # from a prompt with the question's tables alone
     mended: bool = False  # its FROM clause was mended to the schema (model.llm.joins)
-    ranked: bool = False  # the figure its top N is ranked by was selected (model.llm.ranking)
     out_of_time: bool = False  # the time budget stopped the checks (model.llm.budget)
     top3: bool = False  # it or one of the next two alternatives is right
     voted: bool = False  # the agreement of the answers run chose another than the pipeline's
@@ -81,7 +80,6 @@ class EvalReport:
             "repaired": sum(r.repaired for r in self.records),
             "focused": sum(r.focused for r in self.records),
             "mended": sum(r.mended for r in self.records),
-            "ranked": sum(r.ranked for r in self.records),
             "out_of_time": sum(r.out_of_time for r in self.records),
             "voted": sum(r.voted for r in self.records),
             "linked": sum(bool(r.linked) for r in self.records),
@@ -267,8 +265,7 @@ def evaluate(
             others = [a.sql for a in answer.alternatives[1:3]]
             record = Record(item.question, item.sql, pred, correct, error, round(seconds, 3),
                             str(item.db), bool(answer.corrected), answer.repaired,
-                            answer.focused, bool(answer.mended), bool(answer.ranked_by),
-                            bool(answer.out_of_time),
+                            answer.focused, bool(answer.mended), bool(answer.out_of_time),
                             correct or any(compare(db, item.sql, sql)[0] for sql in others),
                             answer.voted, answer.agreed, answer.linked, [pred, *others])
             report.records.append(record)

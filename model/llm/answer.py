@@ -30,7 +30,6 @@ class Answer:
     repaired: bool = False  # the SQL comes from a repair attempt or another candidate
     corrected: list[str] = field(default_factory=list)  # names put right: "album → albums"
     mended: list[str] = field(default_factory=list)  # FROM clause remade: "player → match_season"
-    ranked_by: str = ""  # the aggregate added to the SELECT: the figure its top N is ranked by
     linked: list[str] = field(default_factory=list)  # values found: "'Prague' in customers.City"
     # The distinct results of the answers run, the chosen one first (empty: none were run).
     alternatives: list[Alternative] = field(default_factory=list)
@@ -65,8 +64,6 @@ class Answer:
             notes.append("names corrected: " + ", ".join(self.corrected))
         if self.mended:
             notes.append("joins mended to the schema: " + ", ".join(self.mended))
-        if self.ranked_by:
-            notes.append(f"shows {self.ranked_by}, the figure it ranks by")
         if self.out_of_time:
             notes.append(self.out_of_time)
         return notes
@@ -90,7 +87,6 @@ class Answer:
             "repaired": self.repaired,
             "corrected": self.corrected,
             "mended": self.mended,
-            "ranked_by": self.ranked_by,
             "linked": self.linked,
             "alternatives": [a.to_dict() for a in self.alternatives],
             "agreed": self.agreed,

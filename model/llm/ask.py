@@ -25,9 +25,8 @@ prompt head is read once and kept (`prompt_head`).
 
 The distinct results are kept as alternatives the user can turn to. `check_runs=False` runs
 nothing and draws nothing: the answer is the checked greedy one, a beam candidate or a repair,
-as before the vote. A top N ranked by an aggregate it does not select gets that figure as its
-last column (`model.llm.ranking`). The SQL is never run for the user here, nor on the user's
-connection: that is the caller's choice (`model.sqlite.db`).
+as before the vote. The SQL is never run for the user here, nor on the user's connection: that
+is the caller's choice (`model.sqlite.db`).
 """
 
 from __future__ import annotations
@@ -40,13 +39,10 @@ from typing import TYPE_CHECKING
 
 from model.llm.answer import Answer
 from model.llm.budget import DEFAULT_BUDGET_S, Budget, OutOfTime
-from model.llm.check import check
 from model.llm.context import Context, context_for, focused_context, rank_tables, schema_words
 from model.llm.extract import extract_sql
-from model.llm.parsing import pretty
 from model.llm.prompt import prompt_head, shared_prefix
 from model.llm.question_run import QuestionRun
-from model.llm.ranking import show_ranked_figure
 from model.llm.review import checked, mended
 from model.llm.values import value_index
 from model.llm.vote import SAMPLES, Candidate, Settled
@@ -116,10 +112,8 @@ def ask(
     except OutOfTime:
         answer.out_of_time = timer.note()
     answer.cancelled = answer.cancelled or run.cancelled
-    if answer.sql and not answer.cancelled:
-        if not answer.focused:
-            mend_last(answer, db)  # a no-op on an answer mended before its vote
-        show_figure(answer, db)
+    if answer.sql and not answer.cancelled and not answer.focused:
+        mend_last(answer, db)  # a no-op on an answer mended before its vote
     answer.seconds = clock() - timer.started
     return answer
 
@@ -273,15 +267,6 @@ def prepare(engine: TextEngine, db: Database) -> None:
     context = context_for(db.conn, db.schema(), "")
     if not context.pruned:
         engine.warm(shared_prefix(context.text, layout))
-
-
-def show_figure(answer: Answer, db: Database) -> None:
-    """Select the figure a passing top-N answer is ranked by, when it does not
-    (`model.llm.ranking`)."""
-    if answer.ok and (shown := show_ranked_figure(answer.sql)) is not None:
-        answer.sql = pretty(shown[0])
-        answer.problems = check(answer.sql, db.schema(), db.conn)
-        answer.ranked_by = shown[1]
 
 
 def take_candidate(

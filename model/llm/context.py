@@ -3,10 +3,9 @@ with rows, within a budget of tokens.
 
 A question's words are read against the schema once (`rank_tables`): each table scored by the
 words it shares with the question and the values it names that the table holds
-(`model.llm.values`), words of trade pointing at the tables of trade. Both of a
-question's contexts choose from that one ranking: the first, `focused_context`, only the
-likeliest tables; the fallback, `context_for`, as much of the schema as fits. The text of a
-context is `model.llm.prompt`'s (`render_context`).
+(`model.llm.values`). Both of a question's contexts choose from that one ranking: the first,
+`focused_context`, only the likeliest tables; the fallback, `context_for`, as much of the
+schema as fits. The text of a context is `model.llm.prompt`'s (`render_context`).
 """
 
 from __future__ import annotations
@@ -14,11 +13,10 @@ from __future__ import annotations
 import re
 import sqlite3
 from dataclasses import dataclass
-from itertools import combinations
 
 from model.llm.prompt import render_context
 from model.llm.values import ValueHit
-from model.sqlite.schema import Schema, Table, foreign_key_graph, join_path
+from model.sqlite.schema import Schema, Table
 
 # In estimated tokens (see estimate_tokens): 850 keep the whole prompt under ~1,000 real
 # tokens, which the 270M model reads in about a second on two CPU cores, and which fits the
@@ -90,41 +88,9 @@ def _column_words(table: Table) -> set[str]:
     return set().union(*(_words(c.name) for c in table.columns))
 
 
-# Words of buying and selling (stems, as `_words` gives them). A question asks for "sales" where
-# the schema keeps invoices or orders: Chinook's sales are its invoice_items. Such a word points
-# at the tables named for trade only when nothing in the schema is named by it (where a column
-# is called `revenue`, that column is what "revenue" means) and it is not quoted as a value.
-TRADE_WORDS = frozenset({
-    "sale", "sold", "sell", "selling", "revenue", "earning", "earned", "income", "spent",
-    "spend", "bought", "buy", "purchase", "purchased",
-})
-TRADE_TABLES = frozenset({"invoice", "order", "payment", "purchase", "transaction", "sale"})
-_QUOTED = re.compile(r"(?<!\w)'[^']*'(?!\w)|\"[^\"]*\"")  # a value: 'Sales Support Agent'
-
-
 def schema_words(schema: Schema) -> frozenset[str]:
     """The word stems of every table and column name."""
     return frozenset(set().union(*(_words(t.name) | _column_words(t) for t in schema.tables)))
-
-
-def speaks_of_trade(schema: Schema, question: str) -> bool:
-    """Whether the question asks about buying or selling in a word the schema has no name for."""
-    return bool((_words(_QUOTED.sub(" ", question)) & TRADE_WORDS) - schema_words(schema))
-
-
-def _trade_path(schema: Schema, chosen: list[str], room: int) -> list[str]:
-    """The tables on the shortest foreign-key path from `chosen` to a table of trade, that one
-    last; none when a table of trade is chosen already or none is within `room` steps."""
-    trade = [t.name.lower() for t in schema.tables if _words(t.name) & TRADE_TABLES]
-    start = [c.lower() for c in chosen]
-    if room <= 0 or not trade or set(trade) & set(start):
-        return []
-    graph = foreign_key_graph(schema)
-    paths = [p for t in trade if (p := join_path(graph, start, t, max_steps=room))]
-    if not paths:
-        return []
-    real = {t.name.lower(): t.name for t in schema.tables}
-    return [real[edge[2]] for edge in min(paths, key=len)]
 
 
 @dataclass(frozen=True)
@@ -132,7 +98,6 @@ class Ranking:
     """A question's words read against a schema, once: every table's score, best first."""
 
     schema: Schema
-    trading: bool  # `speaks_of_trade`
     scores: dict[str, int]  # by table name
     ranked: list[Table]  # best scored first; the schema's order among equals
     linked: tuple[ValueHit, ...] = ()  # values the question names, where they are stored
@@ -149,10 +114,8 @@ class Ranking:
         """The tables the question most likely needs, plus the tables that join them.
 
         Scored by words shared between the question and a table's name (weighted) and column
-        names; a word of trade that names nothing in the schema ("sales") names its tables of
-        trade, which join the best scored table with the tables between. Small schemas are
-        sent whole. Best first; the context renders tables in the schema's own order, whatever
-        this order.
+        names. Small schemas are sent whole. Best first; the context renders tables in the
+        schema's own order, whatever this order.
         """
         schema, scores, ranked = self.schema, self.scores, self.ranked
         if len(schema.tables) <= max_tables:
@@ -160,8 +123,6 @@ class Ranking:
         chosen = [t.name for t in ranked if scores[t.name] > 0][: max(1, max_tables // 2)]
         if not chosen:
             chosen = [ranked[0].name]
-        if self.trading:
-            chosen += _trade_path(schema, chosen, max_tables - len(chosen))
         # Add foreign-key neighbours (both directions) so joins between chosen tables exist.
         neighbours: list[str] = []
         for t in schema.tables:
@@ -184,19 +145,17 @@ class Ranking:
 
 
 def rank_tables(schema: Schema, question: str, linked: tuple[ValueHit, ...] = ()) -> Ranking:
-    """The schema's tables scored for the question: 3 a word shared with the table's name (or,
-    for a question of trade, for being a table of trade), 3 for holding a value the question
-    names (`linked`, from `model.llm.values`), 1 a word shared with its columns."""
+    """The schema's tables scored for the question: 3 a word shared with the table's name, 3 for
+    holding a value the question names (`linked`, from `model.llm.values`), 1 a word shared
+    with its columns."""
     q = _words(question)
-    trading = speaks_of_trade(schema, question)
     holders = {hit.table for hit in linked}
     scores: dict[str, int] = {}
     for t in schema.tables:
-        name_hits = len(q & _words(t.name)) + (trading and bool(_words(t.name) & TRADE_TABLES))
-        name_hits += t.name in holders
+        name_hits = len(q & _words(t.name)) + (t.name in holders)
         scores[t.name] = 3 * name_hits + len(q & _column_words(t))
     ranked = sorted(schema.tables, key=lambda t: -scores[t.name])
-    return Ranking(schema, trading, scores, ranked, linked)
+    return Ranking(schema, scores, ranked, linked)
 
 
 def prune(schema: Schema, question: str, max_tables: int = 6) -> list[str]:
@@ -260,29 +219,24 @@ def focused_context(
     tables = ranking.pick(max_tables)
     if len(tables) >= len(schema.tables):
         return None
-    # A question of trade reaches tables it does not name (albums' sales are invoice_items,
-    # through tracks), and only their rows say which holds the amounts: rows for as many tables
-    # as fit, the most text first. Otherwise the likeliest tables get rows first (measured: the
-    # most-text choice for every question turned 5 of the 960 held-out answers right, 7 wrong).
-    sampled = rows_that_fit(conn, schema, tables, budget_tokens, most_text=ranking.trading)
+    # The likeliest tables get rows first (measured: rows for the tables with the most text
+    # instead turned 5 of the 960 held-out answers right, 7 wrong).
+    sampled = rows_that_fit(conn, schema, tables, budget_tokens)
     return Context(render_context(conn, schema, tables, sampled=sampled, shown=ranking.shown),
                    tables, True)
 
 
 def rows_that_fit(conn: sqlite3.Connection | None, schema: Schema, tables: list[str],
-                  budget_tokens: int, most_text: bool = False) -> list[str]:
+                  budget_tokens: int) -> list[str]:
     """Which of `tables` get their rows in a context of `budget_tokens`: the longest run from
-    the first that fits, or with `most_text` as many tables as fit and of those sets the one
-    that shows the most rows' text (the first in `tables`' order on a tie).
+    the first that fits.
 
-    A table's rows cost the same tokens in any company, so sets are sized without rendering.
+    A table's rows cost the same tokens in any company, so runs are sized without rendering.
     """
     bare = estimate_tokens(render_context(None, schema, tables))
     cost = {t: estimate_tokens(render_context(conn, schema, [t])) -
             estimate_tokens(render_context(None, schema, [t])) for t in tables}
     for k in range(len(tables), 0, -1):
-        sets = combinations(tables, k) if most_text else [tables[:k]]
-        fitting = [s for s in sets if bare + sum(cost[t] for t in s) <= budget_tokens]
-        if fitting:
-            return list(max(fitting, key=lambda s: sum(cost[t] for t in s)))
+        if bare + sum(cost[t] for t in tables[:k]) <= budget_tokens:
+            return tables[:k]
     return []

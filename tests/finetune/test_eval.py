@@ -95,7 +95,6 @@ class FakeAnswer:
     repaired: bool = False
     focused: bool = False
     mended: tuple[str, ...] = ()
-    ranked_by: str = ""
     out_of_time: str = ""
     alternatives: tuple[Any, ...] = ()
     voted: bool = False

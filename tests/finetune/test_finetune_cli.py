@@ -117,8 +117,7 @@ def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
     fake_ask.ask = lambda engine, db, question, **kw: Answer(  # type: ignore[attr-defined]
         question,
         "SELECT count(*) FROM t" if "how many" in question else "SELECT x FROM t",
-        focused=kw["focused"], mended=["x → y"] if "how many" in question else [],
-        ranked_by="" if "how many" in question else "COUNT(*)")
+        focused=kw["focused"], mended=["x → y"] if "how many" in question else [])
     monkeypatch.setitem(sys.modules, "model.llm.ask", fake_ask)
     monkeypatch.setattr(model.llm.loading, "load_engine", lambda *a, **k: "engine")
     root = tmp_path / "dbs"
@@ -136,7 +135,7 @@ def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
     out = json.loads(result.stdout)
     assert out["n"] == 2 and out["execution_accuracy"] == 0.5 and out["valid_sql_rate"] == 0.5
     assert out["focused"] == 2  # the app's pipeline: the question's tables first
-    assert out["mended"] == 1 and out["ranked"] == 1
+    assert out["mended"] == 1
     result = runner.invoke(app, ["eval", str(data), "--db-root", str(root), "--json", "--no-focus"])
     assert json.loads(result.stdout)["focused"] == 0
     result = runner.invoke(app, ["eval", str(data), "--db-root", str(root), "--limit", "1"])

@@ -168,39 +168,7 @@ def test_plurals_in_ies_name_their_table(tmp_path: Path, question: str, table: s
     assert prune(db.schema(), question, max_tables=2)[0] == table
 
 
-def test_a_word_of_trade_that_names_nothing_brings_the_sales_and_the_tables_between() -> None:
-    """Chinook has no table or column called "sales": its sales are invoice_items, reached
-    from albums through tracks."""
-    schema = Database.open(CHINOOK).schema()
-    assert prune(schema, SEED_QUESTION, max_tables=3) == ["albums", "tracks", "invoice_items"]
-    assert "invoice" not in " ".join(prune(schema, "Name the albums", max_tables=3))
-
-
-def test_a_quoted_word_of_trade_is_a_value_not_a_table() -> None:
-    schema = Database.open(CHINOOK).schema()
-    tables = prune(schema, "Which employees have the title 'Sales Support Agent'?", max_tables=3)
-    assert tables[0] == "employees" and not {"invoices", "invoice_items"} & set(tables)
-
-
-def test_a_word_of_trade_the_schema_names_means_its_column(tmp_path: Path) -> None:
-    path = tmp_path / "companies.db"
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE manufacturers (code INTEGER PRIMARY KEY, name TEXT, revenue REAL)")
-    conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, "
-                 "maker INTEGER REFERENCES manufacturers (code))")
-    for name in ("products", "staff", "sites"):
-        conn.execute(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, name TEXT)")
-    conn.close()
-    schema = Database.open(path).schema()
-    assert prune(schema, "Which manufacturer has the highest revenue?", max_tables=1) == [
-        "manufacturers"]
-    assert prune(schema, "Which manufacturer has the most sales?", max_tables=2) == [
-        "manufacturers", "orders"]
-
-
-def test_rows_go_to_the_likeliest_tables_or_as_many_as_fit_with_most_text(
-    tmp_path: Path,
-) -> None:
+def test_rows_go_to_the_likeliest_tables_first(tmp_path: Path) -> None:
     path = tmp_path / "rows.db"
     conn = sqlite3.connect(path)
     for name, width in (("short", 1), ("middle", 8), ("long", 20)):
@@ -209,33 +177,19 @@ def test_rows_go_to_the_likeliest_tables_or_as_many_as_fit_with_most_text(
     conn.commit()
     conn.close()
     db = Database.open(path)
-    tables = ["short", "middle", "long"]
-    bare = estimate_tokens(render_context(None, db.schema(), tables))
+    likeliest = ["long", "middle", "short"]
+    bare = estimate_tokens(render_context(None, db.schema(), likeliest))
     cost = {t: estimate_tokens(render_context(db.conn, db.schema(), [t])) -
-            estimate_tokens(render_context(None, db.schema(), [t])) for t in tables}
+            estimate_tokens(render_context(None, db.schema(), [t])) for t in likeliest}
 
     def fit(budget: int) -> list[str]:
-        return rows_that_fit(db.conn, db.schema(), tables, bare + budget, most_text=True)
+        return rows_that_fit(db.conn, db.schema(), likeliest, bare + budget)
 
-    assert fit(sum(cost.values())) == tables
-    # Room for two of the three: the two that show the most, not the first two.
-    assert fit(cost["middle"] + cost["long"]) == ["middle", "long"]
-    assert fit(cost["short"] + cost["middle"]) == ["short", "middle"]
-    assert fit(cost["long"]) == ["short", "middle"]  # two tables' rows before one's
-    assert fit(cost["middle"]) == ["middle"]
-    assert fit(cost["short"] - 1) == []
-    # By default the likeliest tables' rows come first: the longest run from the first.
-    likeliest = ["long", "middle", "short"]
-    assert rows_that_fit(db.conn, db.schema(), likeliest, bare + cost["long"]) == ["long"]
-    assert rows_that_fit(db.conn, db.schema(), likeliest, bare + cost["long"] - 1) == []
-    assert rows_that_fit(db.conn, db.schema(), likeliest, bare + sum(cost.values())) == likeliest
-
-
-def test_the_seeds_focused_context_has_the_rows_of_the_sales_and_the_tracks() -> None:
-    db = Database.open(CHINOOK)
-    focus = focused_context(db.conn, db.schema(), SEED_QUESTION)
-    assert focus is not None and focus.tables == ["albums", "tracks", "invoice_items"]
-    assert 'INSERT INTO "invoice_items"' in focus.text and 'INSERT INTO "tracks"' in focus.text
+    # The longest run from the first that fits, even where other tables' rows would fit.
+    assert fit(sum(cost.values())) == likeliest
+    assert fit(cost["long"] + cost["middle"]) == ["long", "middle"]
+    assert fit(cost["long"]) == ["long"]
+    assert fit(cost["long"] - 1) == []
 
 
 def test_a_schema_of_few_tables_has_no_focused_context(tmp_path: Path) -> None:
