@@ -1,7 +1,8 @@
 """Write docs/screenshot.svg: the app on the bundled Chinook, a question answered and run.
 
     .venv/bin/python bench/screenshot.py [--out docs/screenshot.svg]
-    .venv/bin/python bench/screenshot.py --chart --out docs/chart.svg  # the seed's, charted
+    .venv/bin/python bench/screenshot.py --chart --out docs/chart.svg  # a total per group, charted
+    .venv/bin/python bench/screenshot.py --question "How many customers are from Brazil?"
 
 Drives the real app in Textual's pilot with the real default model (loading it takes ~30-60 s
 on a 2-core CPU, from the cached checkpoint), as a user would: types the question, waits for
@@ -21,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 QUESTION = "Which genre has the most tracks?"
-SEED_QUESTION = "Name the top 10 albums with the highest sales amount"
+CHART_QUESTION = "How many tracks does each genre have?"
 SIZE = (120, 36)
 
 
@@ -65,11 +66,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/screenshot.svg"))
     parser.add_argument("--chart", action="store_true",
-                        help="ask the seed's question and show its rows as a chart (F4)")
+                        help="show the rows as a chart (F4); the question defaults to a total "
+                             "per group")
+    parser.add_argument("--question", default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir:
         os.environ["GEMMA_SQL_DATA_DIR"] = data_dir  # keep the user's history untouched
-        question = SEED_QUESTION if args.chart else QUESTION
+        question = args.question or (CHART_QUESTION if args.chart else QUESTION)
         asyncio.run(shoot(args.out, question, chart=args.chart))
 
 
