@@ -38,6 +38,17 @@ async def settle(app: GemmaSqlApp, pilot: Any) -> None:
     await pilot.pause()
 
 
+async def counted(app: GemmaSqlApp, pilot: Any, label: Any, timeout: float = 10.0) -> str:
+    """The tree label `label()` once its row count is in: the count is asked for after the
+    tree's first refresh, which a busy machine may paint after `settle` returned."""
+    for _ in range(int(timeout / 0.05)):
+        if "  " in str(label()):
+            break
+        await pilot.pause(0.05)
+        await app.workers.wait_for_complete()
+    return str(label())
+
+
 async def run_sql(app: GemmaSqlApp, pilot: Any, sql: str) -> None:
     app.query_one(SqlEditor).text = sql
     await pilot.press("ctrl+j")
@@ -112,7 +123,7 @@ async def test_markup_in_names_everywhere(marked_up_db, make_app, tmp_path):
         assert status(app) == "[red]db[b].db (read-write) · F1 keys"
         tree = app.query_one(SchemaTree)
         table = tree.root.children[0]
-        assert str(table.label) == "[/t]  1"
+        assert await counted(app, pilot, lambda: table.label) == "[/t]  1"
         table.expand()
         await pilot.pause()
         assert [str(c.label) for c in table.children] == [
@@ -228,7 +239,7 @@ async def test_a_hostile_database_opens_and_shows(hostile_db, make_app):
         tree = app.query_one(SchemaTree)
         nodes = {node.data.name: node for node in tree.root.children}
         assert set(nodes) == {table, "T" * 10_000, f"[b]v[/b]{BEL}"}
-        assert str(nodes[table].label) == f"{shown(table)}  3"
+        assert await counted(app, pilot, lambda: nodes[table].label) == f"{shown(table)}  3"
         assert str(nodes[f"[b]v[/b]{BEL}"].label).startswith("[b]v[/b]␇ view")
         nodes[table].expand()
         await pilot.pause()
