@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 QUESTION = "Which genre has the most tracks?"
-CHART_QUESTION = "How many tracks does each genre have?"
+CHART_QUESTION = "How many tracks does each genre have? Give the genre name and the count."
 SIZE = (120, 36)
 
 
