@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from model.llm.context import CONTEXT_BUDGET_TOKENS, context_for
 from model.llm.prompt import QUESTION_FIRST, training_text
+from model.sqlite.files import file_problem
 
 GRETEL = "gretelai/synthetic_text_to_sql"
 IGNORE = -100  # label of positions that carry no loss (PyTorch cross_entropy's ignore_index)
@@ -80,6 +81,8 @@ def read_rows(source: str | Path, split: str = "train") -> Iterator[dict[str, An
     """Raw rows from a local .jsonl/.json/.parquet file, or a hub data set id."""
     path = Path(source).expanduser()
     if path.exists():
+        if (problem := file_problem(path)) is not None:  # a FIFO would block the run forever
+            raise DataError(f"{source}: {problem}")
         yield from _read_local(path)
         return
     if str(source).endswith((".jsonl", ".json", ".parquet")) or str(source).startswith(

@@ -250,12 +250,13 @@ def train(
         cfg = replace(cfg, parallel="fsdp")
     run = start(cfg, say)
     init_weights = read_init_adapter(cfg) if cfg.init_adapter else None
-    run.out.mkdir(parents=True, exist_ok=True)
 
-    # data: rows -> prompt/answer in THE prompt format -> tokens (bad rows counted)
+    # data: rows -> prompt/answer in THE prompt format -> tokens (bad rows counted); read
+    # before the output directory is made, so that bad data leaves nothing behind
     examples, report = load_examples(cfg.data)
     if cfg.limit:
         examples = examples[: cfg.limit]
+    run.out.mkdir(parents=True, exist_ok=True)
     if model is None:
         model, tokenizer = load_base(cfg, run.device, run.log)
     data = tokenize_all(tokenizer, examples, cfg.max_length, report, cfg.prompt_layout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import fields
@@ -76,6 +77,18 @@ def test_bad_data_and_bad_adapter_are_one_line_errors(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "not a PEFT adapter" in result.output
     result = runner.invoke(app, ["eval", str(tmp_path / "missing.jsonl")])
     assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_data_that_is_not_a_regular_file_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    """A FIFO given as --data used to block the run forever, after making its output dir."""
+    fifo, out = tmp_path / "rows.jsonl", tmp_path / "run"
+    os.mkfifo(fifo)
+    for data, problem in ((fifo, "is a FIFO (named pipe), not a file"),
+                          (tmp_path, "is a directory")):
+        result = runner.invoke(app, ["finetune", "--data", str(data), "--output", str(out)])
+        assert result.exit_code == 1, result.output
+        assert result.output.strip().endswith(f"{data}: {problem}")
+        assert not out.exists()
 
 
 def test_an_unknown_prompt_layout_is_one_line_and_writes_nothing(
