@@ -217,11 +217,15 @@ def read_candidates(texts: Sequence[str], db: Database, beams: int = 0) -> list[
 def run_checks(db: Database, candidates: Sequence[Candidate],
                budget_s: float = CHECK_BUDGET_S) -> None:
     """Run each candidate that passed the check, once a distinct SQL, within `budget_s` in all;
-    what is left when the budget is spent is not run."""
+    what is left when the budget is spent is not run, and what ran before (`sure_of`'s run of
+    the greedy answer) is not run again."""
     deadline = time.perf_counter() + budget_s
     done: dict[str, Candidate] = {}
     for candidate in candidates:
         if not candidate.sql or any(p.fatal for p in candidate.problems):
+            continue
+        if candidate.rows is not None or candidate.error:
+            done.setdefault(candidate.sql, candidate)
             continue
         same = done.get(candidate.sql)
         if same is not None:

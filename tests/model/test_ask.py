@@ -872,7 +872,9 @@ class SureSampler(ScriptedSampler):
         self.last_stats.min_logprob = self.min_logprob
 
 
-def test_an_answer_the_model_was_sure_of_is_taken_without_drawing(db: Database) -> None:
+def test_an_answer_the_model_was_sure_of_is_taken_without_drawing(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Drawing costs more than the answer: an answer whose every token was likely, and that
     returns a row, is run and taken alone. Below the line, or returning nothing, the others
     are drawn and voted on as before."""
@@ -891,7 +893,12 @@ def test_an_answer_the_model_was_sure_of_is_taken_without_drawing(db: Database) 
 
     nothing = " SELECT Title FROM albums WHERE AlbumId = 9999"
     empty = SureSampler(0.0, [nothing], nothing, " SELECT Title FROM albums WHERE AlbumId = 1")
+    ran: list[str] = []
+    run_bounded = Database.run_bounded
+    monkeypatch.setattr(Database, "run_bounded",
+                        lambda self, sql, *a: ran.append(sql) or run_bounded(self, sql, *a))
     answer = ask(empty, db, "Title of album 1?")
+    assert ran.count(ran[0]) == 1  # the sure answer's run is not repeated for its vote
     # sure, but of nothing: drawn; then sure of a row, from every table: taken alone
     assert empty.sample_prompts == empty.prompts[:1] and answer.widened
     assert db.conn.execute(answer.sql).fetchall() == [("For Those About To Rock We Salute You",)]
