@@ -3,7 +3,7 @@ rate, seconds per question (p50), model load time and peak memory.
 
     .venv/bin/python bench/ask.py [--model M] [--adapter DIR] [--device D] [--questions N]
                                   [--dtype auto|bf16|fp32|fp16] [--budget SECONDS]
-                                  [--no-check-runs]
+                                  [--draft-tokens N] [--no-check-runs]
 
 Prints figures, asserts nothing. Runs through `model.llm.ask.ask`, the pipeline the app uses, on
 the bundled Chinook sample. The machine's load average is printed too: on a shared 2-core
@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument("--dtype", default=None, help="default: the machine's (auto)")
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S,
                         help="seconds a question (0: no limit)")
+    parser.add_argument("--draft-tokens", type=int, default=None,
+                        help="guesses a greedy step checks (0: none; default: the engine's)")
     parser.add_argument("--no-check-runs", dest="check_runs", action="store_false",
                         help="draw no more answers and run none (the answer before the vote)")
     args = parser.parse_args()
@@ -76,6 +78,8 @@ def main() -> None:
     t0 = time.perf_counter()
     engine = load_engine(args.model, adapter=args.adapter, device=args.device, dtype=args.dtype)
     load_s = time.perf_counter() - t0
+    if args.draft_tokens is not None:
+        engine.draft_tokens = args.draft_tokens
     adapters = ", ".join(str(a) for a in engine.adapters) or "none"
     print(f"load {engine.name} on {engine.device} in {engine.dtype}: {load_s:.1f} s "
           f"(adapters: {adapters})")
@@ -118,7 +122,7 @@ def main() -> None:
         tokens = sum(s.tokens for s in answer.stats)
         read = first.prompt_tokens - first.cached_tokens
         rows.append((answer.seconds, first.first_token_s, last.tokens_per_s, first.prompt_tokens,
-                     read))
+                     read, tokens, sum(s.passes for s in answer.stats)))
         sql = " ".join(answer.sql.split()) or f"(no SQL: {answer.raw[:40]!r}…)"
         print(
             f"{answer.seconds:6.2f} {first.first_token_s:6.2f} {last.tokens_per_s:6.1f} "
@@ -152,7 +156,9 @@ def main() -> None:
         f"(min {min(prompts)}, max {max(prompts)}); read: median {statistics.median(read):.0f}"
     )
     print(f"time to first token    p50 {percentile(ttft, 0.5):.2f} s")
-    print(f"decoding               median {statistics.median(rates) if rates else 0:.1f} tok/s")
+    print(f"decoding               median {statistics.median(rates) if rates else 0:.1f} tok/s, "
+          f"{sum(r[5] for r in rows) / max(1, sum(r[6] for r in rows)):.2f} tokens a pass "
+          f"(drafts: {'on' if engine.answer_drafts and engine.draft_tokens else 'off'})")
     print(
         f"question to SQL        p50 {percentile(seconds, 0.5):.2f} s, "
         f"p90 {percentile(seconds, 0.9):.2f} s"

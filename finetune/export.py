@@ -6,7 +6,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from model.llm import checkpoints, prompt, vocab
+from model.llm import checkpoints, drafts, prompt, vocab
 from model.llm.checkpoints import ModelUnavailable
 
 
@@ -44,8 +44,8 @@ def merge(adapter: Path, out: Path, base: str | None = None,
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    # what the engine needs besides the weights: its decoding vocabulary, the prompt layout
-    for name in (vocab.FILE, prompt.LAYOUT_FILE):
+    # what the engine needs besides the weights: its decoding vocabulary and drafts, the layout
+    for name in (vocab.FILE, drafts.FILE, prompt.LAYOUT_FILE):
         if (adapter / name).is_file():
             shutil.copy(adapter / name, out / name)
     return out

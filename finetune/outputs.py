@@ -86,7 +86,9 @@ SQL, trained by `gemma-sql finetune` (the prompt format is `model/llm/prompt.py`
 | device | {metrics["device"]} |
 
 `answer_vocab.json` lists the tokens of the training answers: gemma-sql decodes over those and
-the prompt's words only (`model/llm/vocab.py`), a few thousand of the output layer's rows.
+the prompt's words only (`model/llm/vocab.py`), a few thousand of the output layer's rows;
+`answer_drafts.json`, which tokens followed which in them: greedy decoding checks its guesses
+several at a time (`model/llm/drafts.py`).
 
 ## Configuration
 

@@ -34,7 +34,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -67,7 +67,7 @@ from finetune.sharding import (
     launched_with_fsdp,
     launcher_settings,
 )
-from model.llm import vocab
+from model.llm import drafts, vocab
 from model.llm.checkpoints import causal_lm
 from model.llm.prompt import LAYOUTS, write_layout
 
@@ -285,8 +285,8 @@ def train(
     metrics: dict[str, Any] = {}
     adapter, optimizer = gather_shards(run, model, opt)
     if run.main:
-        answer_tokens = (t for d in data for t in d.labels if t != IGNORE)
-        metrics = save_run(run, state, model, opt, tokenizer, answer_tokens, {
+        answers = [[t for t in d.labels if t != IGNORE] for d in data]
+        metrics = save_run(run, state, model, opt, tokenizer, answers, {
             "examples": len(data), "data_hash": data_hash(examples), "data_report": report.line(),
             "device": str(run.device), "world_size": run.world, "total_steps": total,
             "parallel": cfg.parallel if run.world > 1 else "none",
@@ -413,14 +413,16 @@ def gather_shards(run: Run, model: nn.Module, opt: torch.optim.Optimizer
 
 
 def save_run(run: Run, state: TrainState, model: nn.Module, opt: torch.optim.Optimizer,
-             tokenizer: Any, answer_tokens: Iterable[int], extra: dict[str, Any],
+             tokenizer: Any, answers: list[list[int]], extra: dict[str, Any],
              adapter: dict[str, torch.Tensor] | None = None,
              optimizer: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The last checkpoint, the answer vocabulary, the prompt layout and finish's outputs;
+    """The last checkpoint, the answers' vocabulary and drafts (the training answers' token
+    ids), the prompt layout and finish's outputs;
     upload with --push-to-hub. Returns the metrics. `adapter`, `optimizer`: see gather_shards."""
     cfg = run.cfg
     save_checkpoint(run.out, model, opt, state, cfg, adapter, optimizer)
-    vocab.write(run.out, tokenizer, answer_tokens)  # the engine decodes over these (+ the prompt's)
+    vocab.write(run.out, tokenizer, (t for a in answers for t in a))  # decoding's rows
+    drafts.write(run.out, tokenizer, answers)  # guesses greedy decoding checks ahead
     write_layout(run.out, cfg.prompt_layout)
     metrics = finish(run.out, model, cfg, state, extra, adapter)
     run.log(f"{state.status}: {state.step} steps, final loss {metrics['final_loss']:.4f}, "

@@ -22,6 +22,7 @@ def test_adapter_is_shipped_as_package_data() -> None:
     assert (SHIPPED / "adapter_model.safetensors").is_file()
     assert (SHIPPED / "README.md").is_file()  # the model card: command, seed, data hash
     assert (SHIPPED / "answer_vocab.json").is_file()  # the tokens its training answers used
+    assert (SHIPPED / "answer_drafts.json").is_file()  # and which followed which
 
 
 @pytest.mark.slow

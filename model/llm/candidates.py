@@ -87,7 +87,7 @@ class CandidateDecoding:
                     break
                 step = torch.tensor([[a[-1]] for a in alive], device=self.device)
                 logits, cache = self._step(step, cache, allowed)
-                total = scores[:, None] + torch.log_softmax(logits.float(), dim=-1)
+                total = scores[:, None] + torch.log_softmax(logits[:, -1].float(), dim=-1)
                 parents, next_scores, next_alive = self._next_beams(
                     alive, total, n, allowed, length, finished)
                 finished.sort(key=lambda f: -f[0])
@@ -136,7 +136,7 @@ class CandidateDecoding:
                     break
                 step = torch.tensor([[answers[a][-1]] for a in going], device=self.device)
                 logits, cache = self._step(step, cache, allowed)
-                logp = torch.log_softmax(logits.float(), dim=-1)
+                logp = torch.log_softmax(logits[:, -1].float(), dim=-1)
                 drawn = _draw(logp, temperature, generator).tolist()
                 kept = []
                 for row, (a, column) in enumerate(zip(going, drawn, strict=True)):

@@ -28,6 +28,7 @@ from model.llm.checkpoints import (
     nf4_config,
 )
 from model.llm.cpu import set_threads
+from model.llm.drafts import AnswerDrafts
 from model.llm.dtype import resolve_dtype, torch_dtype
 from model.llm.engine import Engine
 from model.llm.progress import Progress, first_line, no_loading_bars, quiet_libraries, say
@@ -103,9 +104,10 @@ def load_engine(
     # What the training run wrote next to the weights; the last adapter's wins.
     sources = [*weights.adapters[::-1], path]
     vocab = next((v for d in sources if (v := AnswerVocab.read(d, tokenizer)) is not None), None)
+    drafts = next((x for d in sources if (x := AnswerDrafts.read(d, tokenizer)) is not None), None)
     layout = next((x for d in sources if (x := read_layout(d))), QUESTION_FIRST)
     engine = Engine(name, llm, tokenizer, device=device, adapters=weights.adapters,
-                    answer_vocab=vocab, prompt_layout=layout, dtype=dtype)
+                    answer_vocab=vocab, answer_drafts=drafts, prompt_layout=layout, dtype=dtype)
     engine.load_seconds = time.perf_counter() - started
     say(progress, f"{name} ready on {device} ({dtype}) in {engine.load_seconds:.1f} s")
     return engine

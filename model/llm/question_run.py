@@ -114,13 +114,14 @@ class QuestionRun:
         """`first` alone when the model was sure of it and it returns a row (`sure_of`);
         otherwise `settle`, as a step of its own: it starts only when the budget leaves time
         to draw the answers (DRAW_COST times the last answer's decoding), and its choice is
-        taken only when it ends in time."""
+        taken only when it ends in time. (Decoding one token a pass: the draws do, the greedy
+        answer may not, see `GenerationStats.one_token_seconds`.)"""
         if self.samples < 0 or self.cancelled:
             return Settled(first)
         last = self.answer.stats[-1] if self.answer.stats else None
         if (sure := sure_of(first, last, self.db)) is not None:
             return sure
-        decoding = last.seconds - last.first_token_s if last is not None else 0.0
+        decoding = last.one_token_seconds - last.first_token_s if last is not None else 0.0
         with self.step(needs=DRAW_COST * decoding):
             return self.settle(first)
 
@@ -134,7 +135,7 @@ class QuestionRun:
             return Settled(first)
         last = self.answer.stats[-1] if self.answer.stats else None
         tokens = last.tokens if last is not None else self.max_new_tokens
-        took = max(DRAW_MIN_S, DRAW_TIME_FACTOR * (last.seconds if last is not None else 0.0))
+        took = max(DRAW_MIN_S, DRAW_TIME_FACTOR * (last.one_token_seconds if last else 0.0))
         elapsed = self.budget.clock() - self.budget.started
         deadline = time.perf_counter() + min(took, DRAW_BUDGET_S - elapsed, self.budget.left())
         drawn = self.last_prompt in self.drawn_on  # the same seed would draw the same again

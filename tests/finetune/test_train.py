@@ -16,6 +16,7 @@ from finetune.config import TrainConfig
 from finetune.data import collate, tokenize
 from finetune.lora import add_lora
 from finetune.train import AnswerLoss, train
+from model.llm.drafts import AnswerDrafts, table
 
 
 def config(rows_file: Path, out: Path, **kw: Any) -> TrainConfig:
@@ -78,6 +79,10 @@ def test_loss_falls_and_outputs_are_written(tok: Any, rows_file: Path, tmp_path:
     answers = {t for row in ROWS for t in tokenize(tok, row).labels if t != -100}
     pieces = json.loads((out / "answer_vocab.json").read_text())
     assert set(tok.convert_tokens_to_ids(pieces)) == answers
+    # and the drafts' table of them: every training answer is guessed from its own runs
+    drafts = AnswerDrafts.read(out, tok)
+    labels = [[t for t in tokenize(tok, row).labels if t != -100] for row in ROWS]
+    assert drafts is not None and drafts.next_token == table(labels)
     from safetensors.torch import load_file
 
     assert {t.dtype for t in load_file(str(out / "adapter_model.safetensors")).values()} == {

@@ -929,3 +929,25 @@ def test_a_draw_that_cannot_end_within_the_budget_is_not_started(db: Database) -
     answer = ask(engine, db, "How many rock tracks?", budget=3.0 + DRAW_COST * 3.0 + 0.5,
                  clock=clock)
     assert engine.sample_prompts == engine.prompts and answer.voted
+
+
+def test_a_draw_is_weighed_against_decoding_at_one_token_a_pass(db: Database) -> None:
+    """A greedy answer decoded in 1.5 s by checking drafted guesses (3 passes for 7 tokens)
+    would have taken 3.5 s one token a pass, as the draw decodes: the draw is weighed against
+    that, and not started where only the drafted time would fit."""
+    from model.llm.vote import DRAW_COST
+
+    class Drafted(ScriptedSampler):
+        def stream(self, prompt: str, cancel: threading.Event | None = None,
+                   max_new_tokens: int = 256, shared: str = "") -> Generator[str, None, None]:
+            yield from super().stream(prompt, cancel, max_new_tokens, shared)
+            clock.tick(1.5)
+            self.last_stats.seconds, self.last_stats.first_token_s = 1.5, 0.0
+            self.last_stats.passes = 3
+
+    clock = FakeClock()
+    engine = Drafted([ROCK, ROCK], " SELECT count(*) FROM tracks")
+    answer = ask(engine, db, "How many rock tracks?", budget=1.5 + DRAW_COST * 1.5 + 0.5,
+                 clock=clock)
+    assert engine.last_stats.one_token_seconds == pytest.approx(3.5)
+    assert engine.sample_prompts == [] and not answer.voted

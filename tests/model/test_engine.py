@@ -26,6 +26,7 @@ from model.llm.checkpoints import (  # noqa: E402
     ensure_base_checkpoint,
 )
 from model.llm.context import context_for  # noqa: E402
+from model.llm.drafts import AnswerDrafts, table, write  # noqa: E402
 from model.llm.engine import Engine, _IncrementalDecoder  # noqa: E402
 from model.llm.gguf_base import END_OF_TURN_ID, EOS_ID  # noqa: E402
 from model.llm.loading import load_engine  # noqa: E402
@@ -356,6 +357,43 @@ def test_an_answer_vocab_that_holds_the_answer_gives_the_same_answer(kind: str, 
         full, clean_up_tokenization_spaces=False)
 
 
+@pytest.mark.parametrize("kind", ["gemma3", "gemma2"])
+def test_drafted_guesses_give_the_greedy_answer_in_fewer_passes(kind: str, tok: Any) -> None:
+    """Guesses the model agrees with are kept, the others cut from the cache: the answer is the
+    greedy one whether the guesses are right or wrong, past the sliding window (8) too."""
+    engine = Engine(kind, tiny_model(tok, kind=kind).float(), tok, device="cpu")
+    engine.stop_ids = set()  # random weights: run the full length
+    reference = new_ids(engine, n=24)
+    want = tok.decode(reference, clean_up_tokenization_spaces=False)
+    assert len(engine.encode(PROMPT)) + len(reference) > 3 * 8
+    assert engine.generate(PROMPT, max_new_tokens=24) == want  # no drafts: a pass a token
+    assert engine.last_stats.passes == 23
+
+    engine.answer_drafts = AnswerDrafts(table([reference, reference]))
+    engine._last_prefill = None
+    assert engine.generate(PROMPT, max_new_tokens=24) == want
+    right = engine.last_stats.passes
+    assert right <= 23 // 2
+
+    shuffled = [*reference[1:], reference[0]][::-1]  # guesses the model disagrees with
+    engine.answer_drafts = AnswerDrafts(table([shuffled, shuffled]))
+    assert engine.generate(PROMPT, max_new_tokens=24) == want
+    assert right < engine.last_stats.passes <= 23
+
+
+def test_drafts_are_saved_as_pieces_and_guess_by_the_longest_run(tok: Any, tmp_path: Path) -> None:
+    a, b, once = [301, 302, 303, 304], [308, 303, 306], [309, 303, 307]
+    write(tmp_path, tok, [a, a, a, b, b, once])
+    drafts = AnswerDrafts.read(tmp_path, tok)
+    assert drafts is not None and drafts.next_token == table([a, a, a, b, b, once])
+    assert drafts.guess([301], 5) == [302, 303, 304]  # chained, up to what the table knows
+    assert drafts.guess([303], 1) == [304]  # the most frequent follower (3 against 2 and 1)
+    assert drafts.guess([308, 303], 1) == [306]  # a longer run known twice wins
+    assert drafts.guess([309, 303], 1) == [304]  # ... one seen once is not kept
+    assert drafts.guess([305], 3) == []
+    assert AnswerDrafts.read(tmp_path / "none", tok) is None
+
+
 def test_answers_use_only_the_answer_vocab(tok: Any) -> None:
     engine = Engine("tiny", tiny_model(tok), tok, device="cpu", stop_ids=set())
     engine.answer_vocab = AnswerVocab(tok, [])  # printable characters and the prompt's words
@@ -502,9 +540,12 @@ def test_local_dir_with_adapter_is_merged(tmp_path: Path, tok: Any) -> None:
     base_dir = save_tiny(tmp_path, tok)
     adapter_dir = make_adapter(base_dir, tmp_path / "adapter")
 
+    write(adapter_dir, tok, [[5, 6, 7], [5, 6, 7]])  # as `gemma-sql finetune` writes it
     plain = load_engine(str(base_dir), device="cpu")
     tuned = load_engine(str(base_dir), adapter=adapter_dir, device="cpu")
     assert not hasattr(tuned.model, "peft_config")  # merged into plain Linear layers
+    assert plain.answer_drafts is None
+    assert tuned.answer_drafts is not None and tuned.answer_drafts.guess([5], 2) == [6, 7]
 
     reference = PeftModel.from_pretrained(
         AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.bfloat16), adapter_dir
