@@ -18,11 +18,11 @@ from model.llm.extract import is_echo
 from model.llm.prompt import build_prompt
 from model.llm.vote import (
     DRAW_BUDGET_S,
-    DRAW_COST,
     DRAW_MIN_S,
     DRAW_TIME_FACTOR,
     Candidate,
     Settled,
+    draw_cost,
     settle,
     sure_of,
 )
@@ -112,25 +112,29 @@ class QuestionRun:
 
     def vote(self, first: Candidate) -> Settled | None:
         """`first` alone when the model was sure of it and it returns a row (`sure_of`);
-        otherwise `settle`, as a step of its own: it starts only when the budget leaves time
-        to draw the answers (DRAW_COST times the last answer's decoding), and its choice is
-        taken only when it ends in time. (Decoding one token a pass: the draws do, the greedy
-        answer may not, see `GenerationStats.one_token_seconds`.)"""
+        otherwise `settle`, as a step of its own, drawing `samples` answers, or half as many
+        where only those fit in the budget (`draw_cost(n)` times the last answer's decoding,
+        at one token a pass as the draws decode: `GenerationStats.one_token_seconds`); none
+        where not even those fit. Its choice is taken only when it ends in time."""
         if self.samples < 0 or self.cancelled:
             return Settled(first)
         last = self.answer.stats[-1] if self.answer.stats else None
         if (sure := sure_of(first, last, self.db)) is not None:
             return sure
         decoding = last.one_token_seconds - last.first_token_s if last is not None else 0.0
-        with self.step(needs=DRAW_COST * decoding):
-            return self.settle(first)
+        n = self.samples
+        if self.budget.left() < draw_cost(n) * decoding:
+            n = max(1, n // 2)
+        with self.step(needs=draw_cost(n) * decoding):
+            return self.settle(first, n)
 
-    def settle(self, first: Candidate) -> Settled | None:
+    def settle(self, first: Candidate, n: int | None = None) -> Settled | None:
         """The answer the database agrees with, among `first` (the pipeline's own), the beams
-        read for the last prompt and `samples` drawn on it (`model.llm.vote.settle`); `first`
-        alone when nothing is to be run; None when none of them returned a row. Drawing takes
-        at most DRAW_TIME_FACTOR times the last answer's time, and ends by DRAW_BUDGET_S after
-        the question was asked, and by the end of its time budget."""
+        read for the last prompt and `n` (default: `samples`) drawn on it
+        (`model.llm.vote.settle`); `first` alone when nothing is to be run; None when none of
+        them returned a row. Drawing takes at most DRAW_TIME_FACTOR times the last answer's
+        time, and ends by DRAW_BUDGET_S after the question was asked, and by the end of its
+        time budget."""
         if self.samples < 0 or self.cancelled:
             return Settled(first)
         last = self.answer.stats[-1] if self.answer.stats else None
@@ -141,7 +145,7 @@ class QuestionRun:
         drawn = self.last_prompt in self.drawn_on  # the same seed would draw the same again
         self.drawn_on.add(self.last_prompt)
         return settle(self.engine, self.db, self.last_prompt, first, self.beam_texts,
-                      n=0 if drawn else self.samples,
+                      n=0 if drawn else self.samples if n is None else n,
                       max_new_tokens=min(self.max_new_tokens, tokens * 3 // 2 + 16),
                       shared=self.kept, cancel=self.cancel, on_chunk=self.on_chunk,
                       deadline=deadline, named=self.named)

@@ -34,17 +34,25 @@ if TYPE_CHECKING:
     from model.sqlite.db import Database
     from model.sqlite.schema import Schema
 
-SAMPLES = 4  # answers drawn beside the greedy one
+# Answers drawn beside the greedy one. 8 against 4 (eval, 2026-12-01): Chinook bf16 69.4 ->
+# 68.1 %, fp32 65.3 -> 69.4 %; Spider sample bf16 43.3 -> 45.8 %, fp32 49.2 -> 50.0 %; top-3 up
+# 2-6 points on each; 0.6-1.3 s more a drawn question (docs/experiments.md).
+SAMPLES = 8
 TEMPERATURE = 0.7
 # Drawing takes at most twice as long as the greedy answer took (at least a second), and ends
 # by 15 s after the question was asked; what has ended by then is voted on, so a slow or busy
 # machine gets fewer votes, not a longer wait. No draw runs past 1.5 times the greedy answer's
 # tokens and 16 more.
 DRAW_TIME_FACTOR = 2.0
-# Drawing the answers takes about this many times the greedy answer's decoding (a batch of
-# SAMPLES rows a step; the prompt's reading is kept): a draw that cannot end within the time
-# budget is not started (bench/README.md).
-DRAW_COST = 1.7
+
+
+def draw_cost(n: int) -> float:
+    """Drawing `n` answers (a batch of n rows a step; the prompt's reading kept), in units of the
+    greedy answer's decoding at one token a pass: measured 1.5-2.0x for 4 rows, 1.9-2.7x for 8
+    (bench/README.md). A draw that cannot end within the time budget is not started."""
+    return 1.1 + 0.15 * n
+
+
 DRAW_MIN_S = 1.0
 DRAW_BUDGET_S = 15.0
 # Beam candidates are near copies of the greedy answer, not draws from the model's

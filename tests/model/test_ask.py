@@ -905,10 +905,11 @@ def test_an_answer_the_model_was_sure_of_is_taken_without_drawing(
 
 
 def test_a_draw_that_cannot_end_within_the_budget_is_not_started(db: Database) -> None:
-    """The greedy answer took 3 s to decode; drawing would take DRAW_COST times that, more than
-    the 2 s the budget has left: nothing is drawn, the answer stands with the budget's note
-    at once, and with a longer budget the same draw runs."""
-    from model.llm.vote import DRAW_COST
+    """The greedy answer took 3 s to decode; drawing would take draw_cost(n) times that: with
+    2 s of the budget left not even half the answers fit, so nothing is drawn and the answer
+    stands with the budget's note at once; with time for half, half are drawn; with time for
+    all, all."""
+    from model.llm.vote import SAMPLES, draw_cost
 
     class Decoding(ScriptedSampler):
         def stream(self, prompt: str, cancel: threading.Event | None = None,
@@ -917,25 +918,30 @@ def test_a_draw_that_cannot_end_within_the_budget_is_not_started(db: Database) -
             clock.tick(3.0)
             self.last_stats.seconds, self.last_stats.first_token_s = 3.0, 0.0
 
-    clock = FakeClock()
+        def sample(self, prompt: str, n: int = 4, **kwargs: Any) -> list[Sampled]:
+            drawn.append(n)
+            return super().sample(prompt, n, **kwargs)
+
+    clock, drawn = FakeClock(), []
     engine = Decoding([ROCK, ROCK], " SELECT count(*) FROM tracks")
     answer = ask(engine, db, "How many rock tracks?", budget=5, clock=clock)
-    assert engine.sample_prompts == [] and clock.now - 100 == 3.0
+    assert drawn == [] and clock.now - 100 == 3.0
     assert answer.sql == "SELECT\n  COUNT(*)\nFROM tracks" and not answer.voted
     assert answer.notes == ["time budget of 5 s reached: further checks skipped"]
 
-    clock = FakeClock()
-    engine = Decoding([ROCK, ROCK], " SELECT count(*) FROM tracks")
-    answer = ask(engine, db, "How many rock tracks?", budget=3.0 + DRAW_COST * 3.0 + 0.5,
-                 clock=clock)
-    assert engine.sample_prompts == engine.prompts and answer.voted
+    for budget, want in [(3.0 + draw_cost(SAMPLES // 2) * 3.0 + 0.5, SAMPLES // 2),
+                         (3.0 + draw_cost(SAMPLES) * 3.0 + 0.5, SAMPLES)]:
+        clock, drawn = FakeClock(), []
+        engine = Decoding([ROCK, ROCK], " SELECT count(*) FROM tracks")
+        answer = ask(engine, db, "How many rock tracks?", budget=budget, clock=clock)
+        assert drawn == [want] and answer.voted
 
 
 def test_a_draw_is_weighed_against_decoding_at_one_token_a_pass(db: Database) -> None:
     """A greedy answer decoded in 1.5 s by checking drafted guesses (3 passes for 7 tokens)
     would have taken 3.5 s one token a pass, as the draw decodes: the draw is weighed against
     that, and not started where only the drafted time would fit."""
-    from model.llm.vote import DRAW_COST
+    from model.llm.vote import draw_cost
 
     class Drafted(ScriptedSampler):
         def stream(self, prompt: str, cancel: threading.Event | None = None,
@@ -947,7 +953,7 @@ def test_a_draw_is_weighed_against_decoding_at_one_token_a_pass(db: Database) ->
 
     clock = FakeClock()
     engine = Drafted([ROCK, ROCK], " SELECT count(*) FROM tracks")
-    answer = ask(engine, db, "How many rock tracks?", budget=1.5 + DRAW_COST * 1.5 + 0.5,
+    answer = ask(engine, db, "How many rock tracks?", budget=1.5 + draw_cost(2) * 1.5 + 0.5,
                  clock=clock)
     assert engine.last_stats.one_token_seconds == pytest.approx(3.5)
     assert engine.sample_prompts == [] and not answer.voted
