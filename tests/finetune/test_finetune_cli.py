@@ -62,6 +62,7 @@ def test_finetune_then_merge_a_local_base(tok: Any, rows_file: Path, tmp_path: P
     assert result.exit_code == 0, result.output
     assert (merged / "model.safetensors").is_file() and (merged / "tokenizer.json").is_file()
     assert (merged / "answer_vocab.json").read_text() == (out / "answer_vocab.json").read_text()
+    assert (merged / "answer_drafts.json").read_text() == (out / "answer_drafts.json").read_text()
     assert read_layout(merged) == "context-first"
     from transformers import AutoModelForCausalLM
 
