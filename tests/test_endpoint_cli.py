@@ -14,6 +14,7 @@ import pytest
 from scripted_server import Handler, answering, models, scripted_server
 from typer.testing import CliRunner
 
+from model.llm.vote import SAMPLES
 from tui.cli import app
 
 GEMMA_SQL = Path(sys.executable).parent / "gemma-sql"
@@ -34,7 +35,7 @@ def test_ask_json_through_an_endpoint_gives_the_local_fields(chinook: Path) -> N
                                                        [[347]], None)
     assert out["model"] == "gemma-sql"
     # the answers drawn to vote on came from the server too (one request with `n`)
-    assert [a["answers"] for a in out["alternatives"]] == [5]
+    assert [a["answers"] for a in out["alternatives"]] == [1 + SAMPLES]  # the greedy one too
     assert "How many albums are there?" in server.requests[-1].body["prompt"]
 
 
