@@ -359,7 +359,10 @@ class Engine(CandidateDecoding):
             cache.activate_past_recording()  # so the sliding-window layers can be cut back
         answer = [column]
         while True:
-            guesses = drafts.guess(ids + answer, self.draft_tokens) if drafts else []
+            guesses: list[int] = []
+            if drafts is not None:  # the table looks back `order` tokens at most
+                guesses = drafts.guess(ids[-drafts.order :] + answer[-drafts.order :],
+                                       self.draft_tokens)
             inputs = torch.tensor([[answer[-1], *guesses]], device=self.device)
             logits, cache = self._step(inputs, cache, allowed)
             stats.passes += 1
