@@ -904,6 +904,28 @@ def test_an_answer_the_model_was_sure_of_is_taken_without_drawing(
     assert db.conn.execute(answer.sql).fetchall() == [("For Those About To Rock We Salute You",)]
 
 
+class TimedSampler(ScriptedSampler):
+    """A scripted sampler whose greedy answer takes `seconds` of a fake clock to decode, in
+    `passes` forward passes (0: one token a pass), and which records how many it is asked to
+    draw."""
+
+    def __init__(self, clock: FakeClock, seconds: float, passes: int = 0) -> None:
+        super().__init__([ROCK, ROCK], " SELECT count(*) FROM tracks")
+        self.clock, self.seconds, self.passes = clock, seconds, passes
+        self.draw_sizes: list[int] = []
+
+    def stream(self, prompt: str, cancel: threading.Event | None = None,
+               max_new_tokens: int = 256, shared: str = "") -> Generator[str, None, None]:
+        yield from super().stream(prompt, cancel, max_new_tokens, shared)
+        self.clock.tick(self.seconds)
+        self.last_stats.seconds, self.last_stats.first_token_s = self.seconds, 0.0
+        self.last_stats.passes = self.passes
+
+    def sample(self, prompt: str, n: int = 4, **kwargs: Any) -> list[Sampled]:
+        self.draw_sizes.append(n)
+        return super().sample(prompt, n, **kwargs)
+
+
 def test_a_draw_that_cannot_end_within_the_budget_is_not_started(db: Database) -> None:
     """The greedy answer took 3 s to decode; drawing would take draw_cost(n) times that: with
     2 s of the budget left not even half the answers fit, so nothing is drawn and the answer
@@ -911,30 +933,19 @@ def test_a_draw_that_cannot_end_within_the_budget_is_not_started(db: Database) -
     all, all."""
     from model.llm.vote import SAMPLES, draw_cost
 
-    class Decoding(ScriptedSampler):
-        def stream(self, prompt: str, cancel: threading.Event | None = None,
-                   max_new_tokens: int = 256, shared: str = "") -> Generator[str, None, None]:
-            yield from super().stream(prompt, cancel, max_new_tokens, shared)
-            clock.tick(3.0)
-            self.last_stats.seconds, self.last_stats.first_token_s = 3.0, 0.0
-
-        def sample(self, prompt: str, n: int = 4, **kwargs: Any) -> list[Sampled]:
-            drawn.append(n)
-            return super().sample(prompt, n, **kwargs)
-
-    clock, drawn = FakeClock(), []
-    engine = Decoding([ROCK, ROCK], " SELECT count(*) FROM tracks")
+    clock = FakeClock()
+    engine = TimedSampler(clock, 3.0)
     answer = ask(engine, db, "How many rock tracks?", budget=5, clock=clock)
-    assert drawn == [] and clock.now - 100 == 3.0
+    assert engine.draw_sizes == [] and clock.now - 100 == 3.0
     assert answer.sql == "SELECT\n  COUNT(*)\nFROM tracks" and not answer.voted
     assert answer.notes == ["time budget of 5 s reached: further checks skipped"]
 
     for budget, want in [(3.0 + draw_cost(SAMPLES // 2) * 3.0 + 0.5, SAMPLES // 2),
                          (3.0 + draw_cost(SAMPLES) * 3.0 + 0.5, SAMPLES)]:
-        clock, drawn = FakeClock(), []
-        engine = Decoding([ROCK, ROCK], " SELECT count(*) FROM tracks")
+        clock = FakeClock()
+        engine = TimedSampler(clock, 3.0)
         answer = ask(engine, db, "How many rock tracks?", budget=budget, clock=clock)
-        assert drawn == [want] and answer.voted
+        assert engine.draw_sizes == [want] and answer.voted
 
 
 def test_a_draw_is_weighed_against_decoding_at_one_token_a_pass(db: Database) -> None:
@@ -943,16 +954,8 @@ def test_a_draw_is_weighed_against_decoding_at_one_token_a_pass(db: Database) ->
     that, and not started where only the drafted time would fit."""
     from model.llm.vote import draw_cost
 
-    class Drafted(ScriptedSampler):
-        def stream(self, prompt: str, cancel: threading.Event | None = None,
-                   max_new_tokens: int = 256, shared: str = "") -> Generator[str, None, None]:
-            yield from super().stream(prompt, cancel, max_new_tokens, shared)
-            clock.tick(1.5)
-            self.last_stats.seconds, self.last_stats.first_token_s = 1.5, 0.0
-            self.last_stats.passes = 3
-
     clock = FakeClock()
-    engine = Drafted([ROCK, ROCK], " SELECT count(*) FROM tracks")
+    engine = TimedSampler(clock, 1.5, passes=3)
     answer = ask(engine, db, "How many rock tracks?", budget=1.5 + draw_cost(2) * 1.5 + 0.5,
                  clock=clock)
     assert engine.last_stats.one_token_seconds == pytest.approx(3.5)
