@@ -114,10 +114,14 @@ def models(*names: str) -> Reply:
     return lambda h, body: h.json({"object": "list", "data": [{"id": n} for n in names]})
 
 
-def answering(pieces: list[str]) -> Reply:
-    """A completions route that streams `pieces`, then the finishing event and [DONE]; asked
-    for `n` answers without streaming (the candidates, the vote's draws), `n` times the same."""
+def answering(pieces: list[str], logprob: float | None = None) -> Reply:
+    """A completions route that streams `pieces` (each token with `logprob`, when given), then
+    the finishing event and [DONE]; asked for `n` answers without streaming (the candidates,
+    the vote's draws), `n` times the same."""
     events: list[Any] = [completion(p) for p in pieces]
+    if logprob is not None:
+        for event in events:
+            event["choices"][0]["logprobs"] = {"token_logprobs": [logprob]}
 
     def reply(h: Handler, body: dict[str, Any]) -> None:
         if body.get("stream", True):

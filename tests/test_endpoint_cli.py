@@ -39,6 +39,17 @@ def test_ask_json_through_an_endpoint_gives_the_local_fields(chinook: Path) -> N
     assert "How many albums are there?" in server.requests[-1].body["prompt"]
 
 
+def test_an_answer_the_served_model_is_sure_of_is_taken_without_a_draw(chinook: Path) -> None:
+    # as with a local model (model.llm.vote.sure_of): every token at p > 0.5, and a row
+    with scripted_server({"/v1/models": models("gemma-sql"),
+                          "/v1/completions": answering(COUNT_ALBUMS, logprob=-0.1)}) as server:
+        result = CliRunner().invoke(app, ["ask", str(chinook), "How many albums are there?",
+                                          "--endpoint", server.url, "--json"])
+    assert result.exit_code == 0, result.output
+    assert [a["answers"] for a in json.loads(result.stdout)["alternatives"]] == [1]
+    assert [r.body["stream"] for r in server.requests if r.path == "/v1/completions"] == [True]
+
+
 def test_the_endpoint_may_come_from_the_environment(chinook: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     with scripted_server({"/v1/models": models("gemma-sql"),

@@ -49,6 +49,7 @@ from model.llm.wire import (
     parse_json,
     reason,
     server_message,
+    token_logprobs,
 )
 
 ENDPOINT_ENV = "GEMMA_SQL_ENDPOINT"
@@ -121,6 +122,7 @@ class EndpointEngine:
         self.timeout = timeout
         self.route: str | None = None  # COMPLETIONS or CHAT, once a request has found which
         self.samples: bool | None = None  # whether one request gets `n` answers
+        self.scores: bool | None = None  # whether it takes `logprobs` with a streamed answer
         self._local = threading.local()
         self._latest = GenerationStats()
 
@@ -152,19 +154,24 @@ class EndpointEngine:
         max_new_tokens: int = 256,
         shared: str = "",
     ) -> Generator[str, None, None]:
-        """The greedy answer to `prompt`, streamed as the server sends it (see `TextEngine`)."""
+        """The greedy answer to `prompt`, streamed as the server sends it (see `TextEngine`);
+        its least likely token's log-probability kept where the server reports them (vLLM,
+        llama-server), so that an answer the model was sure of is taken without a draw."""
         stats = GenerationStats(stop="length")
         self.last_stats = stats
         started = time.perf_counter()
         options = {"max_tokens": max_new_tokens, "temperature": 0, "stream": True}
         finished = False  # the server said the answer is complete
         try:
-            with self._answer(prompt, options, cancel) as (route, response):
+            with self._scored_answer(prompt, options, cancel) as (route, response):
                 for event in events(response, lambda: _is_set(cancel)):
                     if event == DONE:
                         finished = True
                         break
-                    text, finish, usage = self._read_event(event, route)
+                    text, finish, usage, logprobs = self._read_event(event, route)
+                    if logprobs:
+                        stats.min_logprob = min(logprobs if stats.min_logprob is None
+                                                else [stats.min_logprob, *logprobs])
                     if usage:
                         stats.prompt_tokens = int(usage.get("prompt_tokens") or 0)
                         stats.tokens = int(usage.get("completion_tokens") or stats.tokens)
@@ -312,6 +319,27 @@ class EndpointEngine:
                             f"({'; '.join(missing)}): is it an OpenAI-compatible API's root?")
 
     @contextmanager
+    def _scored_answer(self, prompt: str, options: dict[str, Any], cancel: threading.Event | None
+                       ) -> Iterator[tuple[str, http.client.HTTPResponse]]:
+        """`_answer` with the tokens' log-probabilities asked for, unless the server refused
+        them: a first refusal (an error status, not a missing route's or a key's) is asked
+        again without them, and they are not asked for again."""
+        if self.scores is not False:
+            opened = False
+            try:
+                with self._answer(prompt, options, cancel, logprobs=True) as answer:
+                    opened = True
+                    yield answer
+                self.scores = True
+                return
+            except _Refused as e:
+                if opened or self.scores or e.status in (401, 403, *_MISSING_ROUTE):
+                    raise
+                self.scores = False
+        with self._answer(prompt, options, cancel) as answer:
+            yield answer
+
+    @contextmanager
     def _exchange(self, method: str, route: str, body: dict[str, Any] | None,
                   cancel: threading.Event | None) -> Iterator[http.client.HTTPResponse]:
         """One request on a connection of its own, shut down when `cancel` is set and closed
@@ -346,8 +374,8 @@ class EndpointEngine:
             conn.close()
 
     def _read_event(self, event: Any, route: str
-                    ) -> tuple[str, str | None, dict[str, Any] | None]:
-        """(text, finish reason, usage) of one streamed event."""
+                    ) -> tuple[str, str | None, dict[str, Any] | None, list[float]]:
+        """(text, finish reason, usage, its tokens' log-probabilities) of one streamed event."""
         if not isinstance(event, dict):
             raise Malformed(repr(event)[:80])
         if "error" in event:
@@ -358,11 +386,12 @@ class EndpointEngine:
         if not isinstance(choices, list):
             raise Malformed(json.dumps(event)[:80])
         if not choices:  # a usage-only event
-            return "", None, usage
+            return "", None, usage, []
         choice = choices[0]
         if not isinstance(choice, dict):
             raise Malformed(json.dumps(event)[:80])
-        return choice_text(choice, route), choice.get("finish_reason"), usage
+        return choice_text(choice, route), choice.get("finish_reason"), usage, \
+            token_logprobs(choice)
 
     def _refused(self, error: _Refused) -> EndpointError:
         if error.status in (401, 403):

@@ -98,16 +98,23 @@ def choice_text(choice: dict[str, Any], route: str) -> str:
     return text
 
 
-def mean_logprob(choice: dict[str, Any]) -> float | None:
-    """The mean log-probability of a choice's tokens (completions' `token_logprobs`, chat's
-    `content[].logprob`); None when the server reports none."""
+def token_logprobs(choice: dict[str, Any]) -> list[float]:
+    """The log-probabilities of a choice's tokens (completions' `token_logprobs`, chat's
+    `content[].logprob`), streamed or whole; [] when the server reports none."""
     logprobs = choice.get("logprobs")
     if not isinstance(logprobs, dict):
-        return None
+        return []
     values = logprobs.get("token_logprobs")
     if values is None and isinstance(logprobs.get("content"), list):
         values = [t.get("logprob") for t in logprobs["content"] if isinstance(t, dict)]
-    numbers = [v for v in values or [] if isinstance(v, int | float)]
+    if not isinstance(values, list):
+        return []
+    return [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+
+
+def mean_logprob(choice: dict[str, Any]) -> float | None:
+    """The mean log-probability of a choice's tokens; None when the server reports none."""
+    numbers = token_logprobs(choice)
     return sum(numbers) / len(numbers) if numbers else None
 
 

@@ -50,9 +50,54 @@ def test_streams_our_prompt_from_the_completions_route() -> None:
         assert list(engine.stream(PROMPT, max_new_tokens=40)) == PIECES
     body = server.requests[-1].body
     assert body == {"model": "gemma-sql", "prompt": PROMPT, "max_tokens": 40, "temperature": 0,
-                    "stream": True, "stop": ["<end_of_turn>"]}
+                    "stream": True, "stop": ["<end_of_turn>"], "logprobs": 1}
     stats = engine.last_stats
     assert (stats.tokens, stats.stop) == (4, "eos") and stats.seconds >= stats.first_token_s > 0
+    assert stats.min_logprob is None  # none reported: the answer is not taken as sure
+
+
+def scored(event: dict[str, Any], logprobs: list[float], chat: bool = False) -> dict[str, Any]:
+    """A streamed event with its tokens' log-probabilities, as vLLM sends them."""
+    event["choices"][0]["logprobs"] = (
+        {"content": [{"token": "t", "logprob": lp} for lp in logprobs]} if chat
+        else {"tokens": ["t"] * len(logprobs), "token_logprobs": logprobs})
+    return event
+
+
+def test_the_least_likely_streamed_token_is_kept() -> None:
+    lps = [[-0.01], [-0.2, -0.05], [-0.6], [-0.1]]
+
+    def complete(h: Handler, body: dict[str, Any]) -> None:
+        h.sse([*(scored(completion(p), lp) for p, lp in zip(PIECES, lps, strict=True)),
+               completion(finish="stop"), "data: [DONE]\n\n"])
+
+    def chat(h: Handler, body: dict[str, Any]) -> None:
+        h.sse([*(scored(chat_delta(p), lp, chat=True) for p, lp in zip(PIECES, lps, strict=True)),
+               chat_delta(finish="stop")])
+
+    for route, reply in (("/v1/completions", complete), ("/v1/chat/completions", chat)):
+        with scripted_server({"/v1/models": models("gemma-sql"), route: reply}) as server:
+            engine = connect(server.url)
+            assert list(engine.stream(PROMPT)) == PIECES
+        assert engine.last_stats.min_logprob == -0.6
+        assert server.requests[-1].body["logprobs"] in (1, True)
+
+
+def test_a_server_refusing_logprobs_on_a_stream_answers_without_them() -> None:
+    def fussy(h: Handler, body: dict[str, Any]) -> None:
+        if "logprobs" in body:
+            h.json({"error": {"message": "logprobs is not supported with stream"}}, 400)
+            return
+        answering(PIECES)(h, body)
+
+    with scripted_server({"/v1/models": models("gemma-sql"),
+                          "/v1/completions": fussy}) as server:
+        engine = connect(server.url)
+        assert list(engine.stream(PROMPT)) == PIECES
+        assert list(engine.stream(PROMPT)) == PIECES
+    asked = [r.body for r in server.requests if r.path == "/v1/completions"]
+    assert ["logprobs" in body for body in asked] == [True, False, False]  # asked once only
+    assert engine.last_stats.min_logprob is None
 
 
 def test_a_server_without_completions_gets_the_question_turn_as_chat() -> None:
