@@ -9,8 +9,9 @@ them so `--help` stays instant.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
@@ -32,6 +33,10 @@ from finetune.cli import (
     open_engine,
 )
 from model.llm.budget import DEFAULT_BUDGET_S
+
+if TYPE_CHECKING:
+    from model.llm.answer import Answer
+    from model.sqlite.db import Database
 
 
 class DefaultOpenGroup(TyperGroup):
@@ -118,8 +123,7 @@ def ask(
     """Write SQL for QUESTION about DB; print it (and with --run, its result)."""
     import json
 
-    from model.sqlite.db import Database, DatabaseError, shown_number
-    from tui.safe_text import shown
+    from model.sqlite.db import Database, DatabaseError
 
     if chart is not None and chart.suffix.lower() != ".png":
         raise fail(f"{chart}: --chart writes a .png")
@@ -140,66 +144,91 @@ def ask(
     except ModelUnavailable as e:  # a server that failed mid-answer
         raise fail(str(e), 1) from None
     error = answer.error or (None if answer.sql else "the model wrote no SQL")
-    columns: list[str] = []
-    rows: list[list[object]] = []
-    more = False
+    result = Ran()
     if run and error is None:
-        try:
-            result = database.execute(answer.sql)
-            columns = result.columns
-            fetched = database.fetch(result, 101)  # one extra row tells whether there is more
-            result.close()
-        except DatabaseError as e:
-            error = str(e)
-        else:
-            more = len(fetched) > 100
-            # Blobs as hex, as the exports write them.
-            rows = [[v.hex() if isinstance(v, bytes) else v for v in r] for r in fetched[:100]]
-            if chart is not None:
-                error = draw_chart(chart, answer.sql, columns, fetched[:100], more)
+        result = run_answer(database, answer.sql, chart)
+        error = result.error
     database.close()
 
     if as_json:
         typer.echo(json.dumps({
-            "question": question, "sql": answer.sql, "columns": columns, "rows": rows,
-            "error": error, "model": engine.name, "dtype": engine.dtype,
+            "question": question, "sql": answer.sql, "columns": result.columns,
+            "rows": result.rows, "error": error, "model": engine.name, "dtype": engine.dtype,
             "seconds": round(answer.seconds, 3),
             "alternatives": [a.to_dict() for a in answer.alternatives],
         }, ensure_ascii=False))
     else:
-        if answer.sql:
-            typer.echo(answer.sql.rstrip(";") + ";")
-        for note in answer.notes:  # they quote names from the database
-            typer.echo(f"gemma-sql: note: {shown(note)}", err=True)
-        if (others := len(answer.alternatives) - 1) > 0:
-            typer.echo(f"gemma-sql: note: {others} more answer{'s' * (others != 1)} with "
-                       "other results (--json lists them)", err=True)
-        for p in answer.problems:
-            if not p.fatal:
-                typer.echo(f"gemma-sql: warning: {shown(p.message)}", err=True)
-        if columns:
-            # A table for reading: names and values with their control characters drawn
-            # (tui/safe_text.py), never sent to the terminal. --json is the raw form.
-            columns = [shown(c) for c in columns]
-            text = [["NULL" if v is None else shown_number(v) if isinstance(v, int | float)
-                     else shown(str(v)[:40]) for v in r] for r in rows]
-            widths = [max([len(c), *(len(r[i]) for r in text)]) for i, c in enumerate(columns)]
-            # Numbers line up on the right, as in the app's results table.
-            right = [bool(rows) and all(isinstance(r[i], int | float) or r[i] is None
-                                        for r in rows) for i in range(len(columns))]
-
-            def line(cells: list[str]) -> str:
-                return "  ".join(v.rjust(w) if r else v.ljust(w)
-                                 for v, w, r in zip(cells, widths, right, strict=True)).rstrip()
-
-            typer.echo()
-            typer.echo(line(columns))
-            typer.echo(line(["-" * w for w in widths]))
-            for r in text:
-                typer.echo(line(r))
-            typer.echo(f"({len(rows)} rows{', more not shown' if more else ''})")
+        print_answer(answer, result)
     if error is not None:
         raise fail(error, 1)
+
+
+@dataclass
+class Ran:
+    """What `ask --run` read of the answer's rows: the first 100, blobs as hex."""
+
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[object]] = field(default_factory=list)
+    more: bool = False  # rows past the first 100
+    error: str | None = None
+
+
+def run_answer(database: Database, sql: str, chart: Path | None) -> Ran:
+    """`ask --run`: the answer's first rows (and with --chart, their chart drawn)."""
+    from model.sqlite.db import DatabaseError
+
+    try:
+        result = database.execute(sql)
+        columns = result.columns
+        fetched = database.fetch(result, 101)  # one extra row tells whether there is more
+        result.close()
+    except DatabaseError as e:
+        return Ran(error=str(e))
+    more = len(fetched) > 100
+    # Blobs as hex, as the exports write them.
+    rows = [[v.hex() if isinstance(v, bytes) else v for v in r] for r in fetched[:100]]
+    error = draw_chart(chart, sql, columns, fetched[:100], more) if chart is not None else None
+    return Ran(columns, rows, more, error)
+
+
+def print_answer(answer: Answer, result: Ran) -> None:
+    """`ask` without --json: the SQL on stdout, notes on stderr, and the rows as a table."""
+    from model.sqlite.db import shown_number
+    from tui.safe_text import shown
+
+    if answer.sql:
+        typer.echo(answer.sql.rstrip(";") + ";")
+    for note in answer.notes:  # they quote names from the database
+        typer.echo(f"gemma-sql: note: {shown(note)}", err=True)
+    if (others := len(answer.alternatives) - 1) > 0:
+        typer.echo(f"gemma-sql: note: {others} more answer{'s' * (others != 1)} with "
+                   "other results (--json lists them)", err=True)
+    for p in answer.problems:
+        if not p.fatal:
+            typer.echo(f"gemma-sql: warning: {shown(p.message)}", err=True)
+    if not result.columns:
+        return
+    # A table for reading: names and values with their control characters drawn
+    # (tui/safe_text.py), never sent to the terminal. --json is the raw form.
+    rows = result.rows
+    columns = [shown(c) for c in result.columns]
+    text = [["NULL" if v is None else shown_number(v) if isinstance(v, int | float)
+             else shown(str(v)[:40]) for v in r] for r in rows]
+    widths = [max([len(c), *(len(r[i]) for r in text)]) for i, c in enumerate(columns)]
+    # Numbers line up on the right, as in the app's results table.
+    right = [bool(rows) and all(isinstance(r[i], int | float) or r[i] is None for r in rows)
+             for i in range(len(columns))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(v.rjust(w) if r else v.ljust(w)
+                         for v, w, r in zip(cells, widths, right, strict=True)).rstrip()
+
+    typer.echo()
+    typer.echo(line(columns))
+    typer.echo(line(["-" * w for w in widths]))
+    for r in text:
+        typer.echo(line(r))
+    typer.echo(f"({len(rows)} rows{', more not shown' if result.more else ''})")
 
 
 def draw_chart(path: Path, sql: str, columns: list[str], rows: list[tuple[object, ...]],
