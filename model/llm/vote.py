@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from model.llm.engine import GenerationStats
     from model.llm.protocol import TextEngine
     from model.sqlite.db import Database
-    from model.sqlite.schema import Schema, Table
+    from model.sqlite.schema import Schema
 
 # Answers drawn beside the greedy one. 8 against 4 (eval, 2026-12-01): Chinook bf16 69.4 ->
 # 68.1 %, fp32 65.3 -> 69.4 %; Spider sample bf16 43.3 -> 45.8 %, fp32 49.2 -> 50.0 %; top-3 up
@@ -66,11 +66,6 @@ UNNAMED_WEIGHT = 0.5
 # same value, multiplying its counts and sums: the small model writes such joins where no
 # question asks for them. It counts for less.
 SELF_PAIRING_WEIGHT = 0.5
-# An answer that joins two tables on columns neither of which is its table's key, and that no
-# foreign key pairs (`customers JOIN employees ON T1.City = T2.City`), pairs rows many to many:
-# 44 of Spider's 6,904 training queries do (0.6 %), against OFF_KEY_SHARE of the model's
-# drawn answers. It counts for less; a self-pairing join is one too, and counts for less twice.
-OFF_KEY_WEIGHT = 0.5
 _LITERAL = re.compile(r"'((?:[^']|'')*)'|\"((?:[^\"]|\"\")*)\"")
 VOTE_MARKER = "\n-- {n} more answers drawn: comparing what each returns\n"
 
@@ -178,7 +173,11 @@ def settle(engine: TextEngine, db: Database, prompt: str, first: Candidate,
         on_chunk(VOTE_MARKER.format(n=len(drawn)))
     texts = [*extra, *(d.text for d in drawn)]
     candidates = [first, *read_candidates(texts, db, len(extra))]
-    weigh(candidates, db.schema(), named)
+    for candidate in candidates:
+        if named and not mentions(candidate.sql, named):
+            candidate.weight *= UNNAMED_WEIGHT
+        if pairs_rows_by_value(candidate.sql, db.schema()):
+            candidate.weight *= SELF_PAIRING_WEIGHT
     run_checks(db, candidates)
     if first.timed_out:
         return Settled(first)
@@ -200,20 +199,6 @@ def sure_of(first: Candidate, stats: GenerationStats | None, db: Database) -> Se
     if not first.usable:
         return None
     return Settled(first, alternatives([[first]]), "1 of 1")
-
-
-def weigh(candidates: Sequence[Candidate], schema: Schema, named: Sequence[str] = ()) -> None:
-    """Each candidate's weight in the vote lowered for what right answers rarely do: use none
-    of the values the question `named` (UNNAMED_WEIGHT), join a table to itself on a shared
-    value (SELF_PAIRING_WEIGHT) or two tables off their keys (OFF_KEY_WEIGHT)."""
-    for candidate in candidates:
-        if named and not mentions(candidate.sql, named):
-            candidate.weight *= UNNAMED_WEIGHT
-        pairs = join_pairs(candidate.sql, schema)
-        if any(_self_pairing(*pair) for pair in pairs):
-            candidate.weight *= SELF_PAIRING_WEIGHT
-        if any(_off_key(*pair, schema) for pair in pairs):
-            candidate.weight *= OFF_KEY_WEIGHT
 
 
 def read_candidates(texts: Sequence[str], db: Database, beams: int = 0) -> list[Candidate]:
@@ -298,73 +283,37 @@ def mentions(sql: str, named: Sequence[str]) -> bool:
                for said in named)
 
 
-# Two columns a join's ON equates, each with its table (None: not one of the query's tables).
-JoinPair = tuple[exp.Column, "Table | None", exp.Column, "Table | None"]
-
-
-def join_pairs(sql: str, schema: Schema) -> list[JoinPair]:
-    """The column pairs `sql`'s joins equate (`ON T1.a = T2.b`), each column with its table."""
-    try:
-        trees = [t for t in parse(sql) if t is not None]
-    except (ParseError, TokenError):
-        return []
-    pairs = []
-    for tree in trees:
-        for select in tree.find_all(exp.Select):
-            sources = [select.args.get("from_"), *(select.args.get("joins") or [])]
-            tables = {t.alias_or_name.lower(): t.name for src in sources
-                      if src is not None and isinstance(t := src.this, exp.Table)}
-            for join in select.args.get("joins") or []:
-                for eq in join.find_all(exp.EQ):
-                    left, right = eq.this, eq.expression
-                    if isinstance(left, exp.Column) and isinstance(right, exp.Column):
-                        pairs.append((left, _table(left, tables, schema),
-                                      right, _table(right, tables, schema)))
-    return pairs
-
-
-def _table(column: exp.Column, tables: dict[str, str], schema: Schema) -> Table | None:
-    name = tables.get(column.table.lower()) if column.table else None
-    return schema.table(name) if name else None
-
-
 def pairs_rows_by_value(sql: str, schema: Schema) -> bool:
     """Whether `sql` joins a table to itself on a column of the same name that is not the
     table's primary key (see SELF_PAIRING_WEIGHT)."""
-    return any(_self_pairing(*pair) for pair in join_pairs(sql, schema))
-
-
-def joins_off_key(sql: str, schema: Schema) -> bool:
-    """Whether `sql` joins on two columns neither of which is its table's primary key and no
-    foreign key pairs (see OFF_KEY_WEIGHT). Tables without a declared key are not judged."""
-    return any(_off_key(*pair, schema) for pair in join_pairs(sql, schema))
-
-
-def _self_pairing(left: exp.Column, a: Table | None, right: exp.Column, b: Table | None) -> bool:
-    if a is None or a is not b or left.table.lower() == right.table.lower():
+    try:
+        trees = [t for t in parse(sql) if t is not None]
+    except (ParseError, TokenError):
         return False
-    if left.name.lower() != right.name.lower():
+    for tree in trees:
+        for select in tree.find_all(exp.Select):
+            sources = [select.args.get("from_"), *(select.args.get("joins") or [])]
+            tables = {t.alias_or_name.lower(): t.name.lower() for src in sources
+                      if src is not None and isinstance(t := src.this, exp.Table)}
+            for join in select.args.get("joins") or []:
+                for eq in join.find_all(exp.EQ):
+                    if _self_pairing(eq, tables, schema):
+                        return True
+    return False
+
+
+def _self_pairing(eq: exp.EQ, tables: dict[str, str], schema: Schema) -> bool:
+    left, right = eq.this, eq.expression
+    if not (isinstance(left, exp.Column) and isinstance(right, exp.Column)):
         return False
-    column = a.column(left.name)
+    a, b = left.table.lower(), right.table.lower()
+    if not a or a == b or left.name.lower() != right.name.lower():
+        return False
+    if a not in tables or tables.get(b) != tables[a]:
+        return False
+    table = schema.table(tables[a])
+    column = table.column(left.name) if table is not None else None
     return column is not None and not column.primary_key
-
-
-def _off_key(left: exp.Column, a: Table | None, right: exp.Column, b: Table | None,
-             schema: Schema) -> bool:
-    if a is None or b is None:
-        return False
-    x, y = a.column(left.name), b.column(right.name)
-    if x is None or y is None or x.primary_key or y.primary_key:
-        return False
-    if not any(c.primary_key for c in a.columns) or not any(c.primary_key for c in b.columns):
-        return False
-    return not (_references(a, x.name, b, y.name) or _references(b, y.name, a, x.name))
-
-
-def _references(a: Table, column: str, b: Table, ref: str) -> bool:
-    """Whether a foreign key of `a` on `column` points at `b`'s `ref`."""
-    return any(fk.column.lower() == column.lower() and fk.ref_table.lower() == b.name.lower()
-               and fk.ref_column.lower() == ref.lower() for fk in a.foreign_keys)
 
 
 def result_key(rows: list[tuple[Any, ...]]) -> tuple[str, ...]:

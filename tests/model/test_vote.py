@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,14 +12,12 @@ from model.llm.vote import (
     CHECK_BUDGET_S,
     Candidate,
     differences,
-    joins_off_key,
     mentions,
     pairs_rows_by_value,
     read_candidates,
     result_key,
     run_checks,
     vote,
-    weigh,
 )
 from model.sqlite.db import Database
 
@@ -122,45 +119,3 @@ def test_a_table_joined_to_itself_on_a_shared_value_is_spotted(db: Database) -> 
                                    " ON e.ReportsTo = m.EmployeeId", schema)
     assert not pairs_rows_by_value("SELECT * FROM invoices AS i JOIN customers AS c"
                                    " ON i.CustomerId = c.CustomerId", schema)
-
-
-def test_a_join_off_the_keys_is_spotted(db: Database, tmp_path: Path) -> None:
-    schema = db.schema()
-    # neither column a key, no foreign key between them: every customer meets every employee
-    # of the same city; a self-pairing join is one too
-    assert joins_off_key("SELECT T1.City FROM customers AS T1 JOIN employees AS T2"
-                         " ON T1.City = T2.City", schema)
-    assert joins_off_key("SELECT sum(T2.Total) FROM invoices AS T1 JOIN invoices AS T2"
-                         " ON T1.BillingCity = T2.BillingCity", schema)
-    # along a foreign key, either way round, or on a key
-    assert not joins_off_key("SELECT T2.City FROM customers AS T1 JOIN employees AS T2"
-                             " ON T1.SupportRepId = T2.EmployeeId", schema)
-    assert not joins_off_key("SELECT T2.City FROM employees AS T2 JOIN customers AS T1"
-                             " ON T2.EmployeeId = T1.SupportRepId", schema)
-    assert not joins_off_key("SELECT * FROM invoices AS i JOIN customers AS c"
-                             " ON i.CustomerId = c.CustomerId", schema)
-    # tables without a declared key: which column is the key is not known
-    path = tmp_path / "keyless.db"
-    with sqlite3.connect(path) as conn:
-        conn.executescript("CREATE TABLE list (name TEXT, classroom INT);"
-                           "CREATE TABLE teachers (name TEXT, classroom INT);")
-    conn.close()
-    other = Database.open(path)
-    assert not joins_off_key("SELECT T2.name FROM list AS T1 JOIN teachers AS T2"
-                             " ON T1.classroom = T2.classroom", other.schema())
-    other.close()
-
-
-def test_answers_joined_off_their_keys_are_outvoted(db: Database) -> None:
-    # the 270M model's answers to "What is the total sales amount of invoices billed to
-    # Germany?": three that pair each invoice with every one of its city agree, the plain sum
-    # alone is right
-    paired = ("SELECT SUM(T{}.Total) FROM invoices AS T1 JOIN invoices AS T2"
-              " ON T1.BillingCity = T2.BillingCity WHERE T1.BillingCountry = 'Germany'")
-    right = "SELECT SUM(Total) FROM invoices WHERE BillingCountry = 'Germany'"
-    candidates = ran(db, "SELECT SUM(Total) FROM invoices WHERE BillingCity = 'Germany'",
-                     paired.format(1), paired.format(2), paired.format(1), right)
-    assert not candidates[0].usable  # no city of that name: the greedy answer drops out
-    assert vote(candidates)[0][0].sql == candidates[1].sql  # counted alike, three beat one
-    weigh(candidates, db.schema())
-    assert vote(candidates)[0][0].sql == candidates[4].sql
