@@ -128,15 +128,12 @@ class QuestionRun:
         with self.step(needs=draw_cost(n) * decoding):
             return self.settle(first, n)
 
-    def settle(self, first: Candidate, n: int | None = None) -> Settled | None:
+    def settle(self, first: Candidate, n: int) -> Settled | None:
         """The answer the database agrees with, among `first` (the pipeline's own), the beams
-        read for the last prompt and `n` (default: `samples`) drawn on it
-        (`model.llm.vote.settle`); `first` alone when nothing is to be run; None when none of
-        them returned a row. Drawing takes at most DRAW_TIME_FACTOR times the last answer's
+        read for the last prompt and `n` drawn on it (`model.llm.vote.settle`); None when none
+        of them returned a row. Drawing takes at most DRAW_TIME_FACTOR times the last answer's
         time, and ends by DRAW_BUDGET_S after the question was asked, and by the end of its
         time budget."""
-        if self.samples < 0 or self.cancelled:
-            return Settled(first)
         last = self.answer.stats[-1] if self.answer.stats else None
         tokens = last.tokens if last is not None else self.max_new_tokens
         took = max(DRAW_MIN_S, DRAW_TIME_FACTOR * (last.one_token_seconds if last else 0.0))
@@ -145,7 +142,7 @@ class QuestionRun:
         drawn = self.last_prompt in self.drawn_on  # the same seed would draw the same again
         self.drawn_on.add(self.last_prompt)
         return settle(self.engine, self.db, self.last_prompt, first, self.beam_texts,
-                      n=0 if drawn else self.samples if n is None else n,
+                      n=0 if drawn else n,
                       max_new_tokens=min(self.max_new_tokens, tokens * 3 // 2 + 16),
                       shared=self.kept, cancel=self.cancel, on_chunk=self.on_chunk,
                       deadline=deadline, named=self.named)
