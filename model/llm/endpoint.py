@@ -23,7 +23,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +146,13 @@ class EndpointEngine:
     def warm(self, shared: str) -> None:
         """Nothing to send ahead: a server keeps a prompt's shared beginning itself (vLLM's
         automatic prefix caching, llama-server's prompt cache)."""
+
+    def review(self, question: str, sqls: Sequence[str],
+               cancel: threading.Event | None = None) -> list[float]:
+        """[]: reading a question back takes the log-probabilities of a prompt's own tokens,
+        which the chat API cannot ask for and servers' completions give each their own way
+        (and the served model is the fine-tune, not its base)."""
+        return []
 
     def stream(
         self,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,8 @@ from model.llm.checkpoints import causal_lm
 from model.llm.cpu import cpu_kernels
 from model.llm.drafts import AnswerDrafts
 from model.llm.dtype import dtype_name
-from model.llm.prompt import QUESTION_FIRST
+from model.llm.prompt import QUESTION_FIRST, review_prompt
+from model.llm.unadapted import Deltas, lora_deltas, without_adapters
 from model.llm.vocab import AnswerVocab
 
 if TYPE_CHECKING:
@@ -174,6 +175,7 @@ class Engine(CandidateDecoding):
         self._last_prefill: tuple[list[int], Any, Any] | None = None  # see _prefill
         self._shared: tuple[list[int], Any] | None = None  # see _prefill
         self._last_rows: tuple[list[int], AnswerVocab, OutputRows] | None = None
+        self._merged: list[Deltas] | None = None  # the merged adapters' deltas, read on first use
 
     def encode(self, prompt: str) -> list[int]:
         """Token ids with <bos> exactly once, whether or not the prompt text starts with it."""
@@ -231,6 +233,37 @@ class Engine(CandidateDecoding):
         logits, cache = self._read(ids[start:], cache)
         self._last_prefill = (ids, logits, copy.deepcopy(cache))
         return logits, cache, reused
+
+    def review(self, question: str, sqls: Sequence[str],
+               cancel: threading.Event | None = None) -> list[float]:
+        """How well each SQL accounts for the question: the log-probability of the question
+        after it (`model.llm.prompt.REVIEW`), under the base model, the fine-tune's adapters
+        taken out (`model.llm.unadapted`): trained to write SQL from questions, the adapted
+        model reads them back less well (docs/experiments.md, "Reading the question back").
+        One forward pass an SQL; [] when `cancel` is set before the last."""
+        import torch
+
+        with self._lock:
+            if self._merged is None:
+                like = next(self.model.parameters())
+                merged = not hasattr(self.model, "disable_adapter")
+                self._merged = [lora_deltas(a, like) for a in self.adapters] if merged else []
+            scores = []
+            with torch.inference_mode(), without_adapters(self.model, self._merged):
+                for sql in sqls:
+                    if cancel is not None and cancel.is_set():
+                        return []
+                    head, question_text = review_prompt(sql, question)
+                    ids = self.encode(head)
+                    asked = self.tokenizer(question_text, add_special_tokens=False)["input_ids"]
+                    inputs = torch.tensor([ids + asked], device=self.device)
+                    with cpu_kernels(self.device, rows=inputs.shape[1]):
+                        logits = self.model(input_ids=inputs, use_cache=False,
+                                            logits_to_keep=len(asked) + 1).logits[0, :-1]
+                    logp = torch.log_softmax(logits.float(), dim=-1)
+                    target = torch.tensor(asked, device=self.device)[:, None]
+                    scores.append(float(logp.gather(1, target).sum()))
+            return scores
 
     def warm(self, shared: str) -> None:
         """Read a shared prompt beginning ahead of the question (while the user types).

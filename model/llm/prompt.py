@@ -46,6 +46,11 @@ LAYOUT_FILE = "prompt_layout.json"
 # belongs to the answer so that it tokenizes as Gemma's usual " SELECT".
 ANSWER = " {sql} " + END_OF_TURN
 
+# The model reading a question back from an answer (`Engine.review`): the answer's SQL, then
+# the question, whose log-probability after it is the answer's score. A plain layout, not the
+# fine-tune's: the base model, which reads it, was never trained on ours.
+REVIEW = "SQL: {sql}\nQuestion:"
+
 SAMPLE_ROWS = 3
 MAX_VALUE_CHARS = 40
 
@@ -53,6 +58,11 @@ MAX_VALUE_CHARS = 40
 def one_line(text: str) -> str:
     """Collapse all whitespace (including stray \\r) to single spaces."""
     return re.sub(r"\s+", " ", text).strip()
+
+
+def review_prompt(sql: str, question: str) -> tuple[str, str]:
+    """The text an answer's review reads (`REVIEW`), and the question as it follows it."""
+    return REVIEW.format(sql=one_line(sql)), " " + one_line(question)
 
 
 def shared_prefix(context: str, layout: str = QUESTION_FIRST) -> str:

@@ -7,7 +7,7 @@ Nothing here imports torch, so the app and the tests type against it without loa
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -71,4 +71,10 @@ class TextEngine(Protocol):
 
     def warm(self, shared: str) -> None:
         """Read a prompt beginning ahead of the question (while the user types)."""
+        ...
+
+    def review(self, question: str, sqls: Sequence[str],
+               cancel: threading.Event | None = None) -> list[float]:
+        """How well each SQL accounts for `question`: the log-probability of the question read
+        back from it (higher: better); [] when the engine cannot tell, or on `cancel`."""
         ...

@@ -20,6 +20,8 @@ from model.llm.vote import (
     DRAW_BUDGET_S,
     DRAW_MIN_S,
     DRAW_TIME_FACTOR,
+    REVIEW_READ_COST,
+    REVIEWED,
     Candidate,
     Settled,
     draw_cost,
@@ -114,8 +116,9 @@ class QuestionRun:
         """`first` alone when the model was sure of it and it returns a row (`sure_of`);
         otherwise `settle`, as a step of its own, drawing `samples` answers, or half as many
         where only those fit in the budget (`draw_cost(n)` times the last answer's decoding,
-        at one token a pass as the draws decode: `GenerationStats.one_token_seconds`); none
-        where not even those fit. Its choice is taken only when it ends in time."""
+        at one token a pass as the draws decode: `GenerationStats.one_token_seconds`, and the
+        reading back, `review_seconds`); none where not even those fit. Its choice is taken
+        only when it ends in time."""
         if self.samples < 0 or self.cancelled:
             return Settled(first)
         last = self.answer.stats[-1] if self.answer.stats else None
@@ -123,10 +126,17 @@ class QuestionRun:
             return sure
         decoding = last.one_token_seconds - last.first_token_s if last is not None else 0.0
         n = self.samples
-        if self.budget.left() < draw_cost(n) * decoding:
+        review = self.review_seconds(first)
+        if self.budget.left() < draw_cost(n) * decoding + review:
             n = max(1, n // 2)
-        with self.step(needs=draw_cost(n) * decoding):
+        with self.step(needs=draw_cost(n) * decoding + review):
             return self.settle(first, n)
+
+    def review_seconds(self, first: Candidate) -> float:
+        """What reading the question back from the REVIEWED best answers is expected to take,
+        answers like `first`, at the last prompt's reading rate (REVIEW_READ_COST)."""
+        chars = REVIEWED * (len(first.sql) + len(self.answer.question))
+        return REVIEW_READ_COST * self.read_rate * chars
 
     def settle(self, first: Candidate, n: int) -> Settled | None:
         """The answer the database agrees with, among `first` (the pipeline's own), the beams
@@ -138,11 +148,12 @@ class QuestionRun:
         tokens = last.tokens if last is not None else self.max_new_tokens
         took = max(DRAW_MIN_S, DRAW_TIME_FACTOR * (last.one_token_seconds if last else 0.0))
         elapsed = self.budget.clock() - self.budget.started
-        deadline = time.perf_counter() + min(took, DRAW_BUDGET_S - elapsed, self.budget.left())
+        left = self.budget.left() - self.review_seconds(first)
+        deadline = time.perf_counter() + min(took, DRAW_BUDGET_S - elapsed, left)
         drawn = self.last_prompt in self.drawn_on  # the same seed would draw the same again
         self.drawn_on.add(self.last_prompt)
         return settle(self.engine, self.db, self.last_prompt, first, self.beam_texts,
                       n=0 if drawn else n,
                       max_new_tokens=min(self.max_new_tokens, tokens * 3 // 2 + 16),
                       shared=self.kept, cancel=self.cancel, on_chunk=self.on_chunk,
-                      deadline=deadline, named=self.named)
+                      deadline=deadline, named=self.named, question=self.answer.question)

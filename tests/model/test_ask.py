@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,10 @@ class ScriptedEngine:
 
     def warm(self, shared: str) -> None:
         pass
+
+    def review(self, question: str, sqls: Sequence[str],
+               cancel: threading.Event | None = None) -> list[float]:
+        return []
 
 
 class ScriptedBeamEngine(ScriptedEngine):
@@ -748,6 +752,50 @@ def test_the_result_most_answers_agree_on_wins(db: Database) -> None:
     assert answer.to_dict()["alternatives"][0]["votes"] == 2
 
 
+class ScriptedReviewer(ScriptedSampler):
+    """A scripted sampler that reads questions back with the given scores, by SQL text."""
+
+    def __init__(self, scores: dict[str, float], drawn: list[str], *answers: str) -> None:
+        super().__init__(drawn, *answers)
+        self.scores = scores
+        self.reviewed: list[tuple[str, list[str]]] = []
+
+    def review(self, question: str, sqls: Sequence[str],
+               cancel: threading.Event | None = None) -> list[float]:
+        self.reviewed.append((question, list(sqls)))
+        return [self.scores[" ".join(sql.split())] for sql in sqls] if self.scores else []
+
+
+ALL_TRACKS = "SELECT COUNT(*) FROM tracks"
+LONG_TRACKS = "SELECT COUNT(*) FROM tracks WHERE Milliseconds > 300000"
+
+
+@pytest.mark.parametrize(("long_score", "wins", "read_back"), [
+    (-18.0, LONG_TRACKS, [-18.0, -20.0]), (-19.5, ALL_TRACKS, [-20.0, -19.5])])
+def test_a_runner_up_that_reads_the_question_back_better_overtakes(
+        db: Database, long_score: float, wins: str, read_back: list[float]) -> None:
+    """Two answers agree on every track's count, one counts the long ones: 2 votes against
+    1. Read back, the question is e^2 times likelier after the long ones' SQL: 1 x 1 beats
+    2 x e^-2, and it wins; at e^0.5, 2 x e^-0.5 still beats 1 and the vote stands."""
+    engine = ScriptedReviewer({ALL_TRACKS: -20.0, LONG_TRACKS: long_score},
+                              [" " + ALL_TRACKS, " " + LONG_TRACKS], " " + ALL_TRACKS)
+    answer = ask(engine, db, "How many tracks last over 300000 ms?")
+    assert [(a.answers, a.votes) for a in answer.alternatives] in (
+        [(2, 2), (1, 1)], [(1, 1), (2, 2)])
+    assert " ".join(answer.sql.split()) == wins and answer.voted == (wins == LONG_TRACKS)
+    question, sqls = engine.reviewed[0]
+    assert question == "How many tracks last over 300000 ms?" and len(sqls) == 2
+    assert [a.read_back for a in answer.alternatives] == read_back
+    assert answer.to_dict()["alternatives"][0]["read_back"] == answer.alternatives[0].read_back
+
+
+def test_an_engine_that_cannot_read_back_leaves_the_vote_as_it_is(db: Database) -> None:
+    engine = ScriptedReviewer({}, [" " + ALL_TRACKS, " " + LONG_TRACKS], " " + ALL_TRACKS)
+    answer = ask(engine, db, "How many tracks last over 300000 ms?")
+    assert " ".join(answer.sql.split()) == ALL_TRACKS and len(engine.reviewed) == 1
+    assert [a.read_back for a in answer.alternatives] == [None, None]
+
+
 def test_on_a_tie_the_greedy_answer_wins(db: Database) -> None:
     engine = ScriptedSampler([ROCK], " SELECT count(*) FROM tracks")
     answer = ask(engine, db, "How many tracks?")
@@ -909,16 +957,17 @@ class TimedSampler(ScriptedSampler):
     `passes` forward passes (0: one token a pass), and which records how many it is asked to
     draw."""
 
-    def __init__(self, clock: FakeClock, seconds: float, passes: int = 0) -> None:
+    def __init__(self, clock: FakeClock, seconds: float, passes: int = 0,
+                 reading: float = 0.0) -> None:
         super().__init__([ROCK, ROCK], " SELECT count(*) FROM tracks")
-        self.clock, self.seconds, self.passes = clock, seconds, passes
+        self.clock, self.seconds, self.passes, self.reading = clock, seconds, passes, reading
         self.draw_sizes: list[int] = []
 
     def stream(self, prompt: str, cancel: threading.Event | None = None,
                max_new_tokens: int = 256, shared: str = "") -> Generator[str, None, None]:
         yield from super().stream(prompt, cancel, max_new_tokens, shared)
         self.clock.tick(self.seconds)
-        self.last_stats.seconds, self.last_stats.first_token_s = self.seconds, 0.0
+        self.last_stats.seconds, self.last_stats.first_token_s = self.seconds, self.reading
         self.last_stats.passes = self.passes
 
     def sample(self, prompt: str, n: int = 4, **kwargs: Any) -> list[Sampled]:
@@ -945,6 +994,24 @@ def test_a_draw_that_cannot_end_within_the_budget_is_not_started(db: Database) -
         clock = FakeClock()
         engine = TimedSampler(clock, 3.0)
         answer = ask(engine, db, "How many rock tracks?", budget=budget, clock=clock)
+        assert engine.draw_sizes == [want] and answer.voted
+
+
+def test_a_draw_leaves_the_budget_time_to_read_the_question_back(db: Database) -> None:
+    """Reading the question back from the two best answers is expected to take
+    REVIEW_READ_COST times reading their text at the prompt's rate: a budget with room for
+    every draw but not for that too draws half; with room for both, every one."""
+    from model.llm.vote import REVIEW_READ_COST, REVIEWED, SAMPLES, draw_cost
+
+    question, first = "How many rock tracks?", "SELECT\n  COUNT(*)\nFROM tracks"
+    probe = TimedSampler(FakeClock(), 3.0, reading=1.0)
+    ask(probe, db, question, budget=0)
+    review = REVIEW_READ_COST / len(probe.prompts[0]) * REVIEWED * (len(first) + len(question))
+    for room, want in [(0.5, SAMPLES // 2), (1.5, SAMPLES)]:
+        clock = FakeClock()
+        engine = TimedSampler(clock, 3.0, reading=1.0)
+        budget = 3.0 + draw_cost(SAMPLES) * 2.0 + room * review
+        answer = ask(engine, db, question, budget=budget, clock=clock)
         assert engine.draw_sizes == [want] and answer.voted
 
 

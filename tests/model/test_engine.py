@@ -30,7 +30,7 @@ from model.llm.drafts import AnswerDrafts, table, write  # noqa: E402
 from model.llm.engine import Engine, _IncrementalDecoder  # noqa: E402
 from model.llm.gguf_base import END_OF_TURN_ID, EOS_ID  # noqa: E402
 from model.llm.loading import load_engine  # noqa: E402
-from model.llm.prompt import build_prompt  # noqa: E402
+from model.llm.prompt import build_prompt, review_prompt  # noqa: E402
 from model.llm.vocab import AnswerVocab  # noqa: E402
 
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
@@ -560,6 +560,39 @@ def test_local_dir_with_adapter_is_merged(tmp_path: Path, tok: Any) -> None:
     assert tuned.generate(PROMPT, max_new_tokens=4)
 
 
+def test_review_reads_the_question_back_with_the_adapters_taken_out(
+        tmp_path: Path, tok: Any) -> None:
+    """The review scores the question after each SQL under the base model: a merged adapter
+    is taken back out for it (and stays in for answers), one on top is switched off."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base_dir = save_tiny(tmp_path, tok)
+    adapter_dir = make_adapter(base_dir, tmp_path / "adapter")
+    plain = load_engine(str(base_dir), device="cpu", dtype="fp32")
+    merged = load_engine(str(base_dir), adapter=adapter_dir, device="cpu", dtype="fp32")
+    on_top = Engine("tiny", PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32), adapter_dir),
+        tok, adapters=[adapter_dir])
+    question, sqls = "How many albums?", ["SELECT count(*) FROM albums", "SELECT Name FROM artists"]
+
+    want = plain.review(question, sqls)
+    head, asked = review_prompt(sqls[1], question)
+    ids, tokens = plain.encode(head), tok(asked, add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        logits = plain.model(input_ids=torch.tensor([ids + tokens])).logits[0].float()
+    logp = torch.log_softmax(logits, dim=-1)
+    assert want[1] == pytest.approx(sum(float(logp[len(ids) - 1 + i, t])
+                                        for i, t in enumerate(tokens)), abs=1e-4)
+
+    answered = merged.generate(PROMPT, max_new_tokens=6)
+    assert merged.review(question, sqls) == pytest.approx(want, abs=1e-4)
+    assert on_top.review(question, sqls) == pytest.approx(want, abs=1e-4)
+    as_tuned = Engine("tiny", merged.model, tok).review(question, sqls)  # the adapter left in
+    assert as_tuned != pytest.approx(want, abs=1e-2)
+    assert merged.generate(PROMPT, max_new_tokens=6) == answered  # the adapter is back in
+
+
 def test_adapter_only_dir_loads_its_base(tmp_path: Path, tok: Any) -> None:
     base_dir = save_tiny(tmp_path, tok)
     adapter_dir = make_adapter(base_dir, tmp_path / "adapter")
@@ -852,6 +885,22 @@ def test_real_generates_for_a_chinook_question(real_engine: Engine, chinook: Pat
     assert stats.tokens <= 24 and stats.first_token_s > 0
     assert not any(t in "".join(pieces) for t in ("<end_of_turn>", "\ufffd"))
     db.close()
+
+
+@pytest.mark.slow
+def test_real_review_reads_a_question_back_best_from_the_sql_that_holds_it(
+        real_engine: Engine) -> None:
+    """The question is far likelier after the SQL that filters as it asks (15 nats on fp32
+    and bf16 alike, far from any kernel's rounding) than after one that leaves the filter out;
+    and reading it back leaves the engine's own answers as they were."""
+    question = "What is the total sales amount of invoices billed to Germany?"
+    prompt = "<start_of_turn>user How many albums? <end_of_turn>\n\n<start_of_turn> model"
+    before = real_engine.generate(prompt, max_new_tokens=8)
+    filtered, unfiltered = real_engine.review(question, [
+        "SELECT SUM(Total) FROM invoices WHERE BillingCountry = 'Germany'",
+        "SELECT SUM(Total) FROM invoices"])
+    assert filtered > unfiltered + 5
+    assert real_engine.generate(prompt, max_new_tokens=8) == before
 
 
 @pytest.mark.slow

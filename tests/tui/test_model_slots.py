@@ -10,7 +10,7 @@ import asyncio
 import threading
 import time
 import types
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,10 @@ class FakeEngine:
 
     def warm(self, shared: str) -> None:
         pass
+
+    def review(self, question: str, sqls: Sequence[str],
+               cancel: threading.Event | None = None) -> list[float]:
+        return []
 
 
 def fake_ask(engine: FakeEngine, db: Any, question: str,
