@@ -783,6 +783,9 @@ def test_a_runner_up_that_reads_the_question_back_better_overtakes(
     assert [(a.answers, a.votes) for a in answer.alternatives] in (
         [(2, 2), (1, 1)], [(1, 1), (2, 2)])
     assert " ".join(answer.sql.split()) == wins and answer.voted == (wins == LONG_TRACKS)
+    preferred = ("preferred to the 2 answers that agree on another result: the question reads"
+                 " back likelier from this SQL")
+    assert (preferred in answer.notes) == (wins == LONG_TRACKS)
     question, sqls = engine.reviewed[0]
     assert question == "How many tracks last over 300000 ms?" and len(sqls) == 2
     assert [a.read_back for a in answer.alternatives] == read_back
