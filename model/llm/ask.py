@@ -102,8 +102,7 @@ def ask(
         focus = focused_context(db.conn, schema, question, ranking=ranking)
     run = QuestionRun(engine, db, answer, on_chunk, cancel, max_new_tokens, timer,
                       kept=shared or prompt_head(engine.prompt_layout),
-                      samples=samples if check_runs else -1,
-                      named=list(dict.fromkeys(hit.said for hit in linked)))
+                      samples=samples if check_runs else -1)
     try:
         if focus is None or not ask_focused(run, focus):
             settled = ask_with_repairs(run, context, max_repairs, beams, widen=focus is not None)

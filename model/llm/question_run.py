@@ -49,7 +49,6 @@ class QuestionRun:
     budget: Budget
     kept: str = ""  # the beginning of its prompts whose reading the engine keeps
     samples: int = -1  # answers drawn beside the greedy one; -1: none, and nothing run
-    named: list[str] = field(default_factory=list)  # the question's words for values found
     read_rate: float = 0.0  # seconds the last prompt took to read, a character of it
     last_prompt: str = ""
     beam_texts: list[str] = field(default_factory=list)  # of the last prompt, when read
@@ -156,4 +155,4 @@ class QuestionRun:
                       n=0 if drawn else n,
                       max_new_tokens=min(self.max_new_tokens, tokens * 3 // 2 + 16),
                       shared=self.kept, cancel=self.cancel, on_chunk=self.on_chunk,
-                      deadline=deadline, named=self.named, question=self.answer.question)
+                      deadline=deadline, question=self.answer.question)

@@ -17,7 +17,6 @@ an alternative the user can turn to in the app.
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
     from model.llm.engine import GenerationStats
     from model.llm.protocol import TextEngine
     from model.sqlite.db import Database
-    from model.sqlite.schema import Schema
 
 # Answers drawn beside the greedy one. 8 against 4 (eval, 2026-12-01): Chinook bf16 69.4 ->
 # 68.1 %, fp32 65.3 -> 69.4 %; Spider sample bf16 43.3 -> 45.8 %, fp32 49.2 -> 50.0 %; top-3 up
@@ -63,14 +61,6 @@ DRAW_BUDGET_S = 15.0
 # Beam candidates are near copies of the greedy answer, not draws from the model's
 # distribution: they count for less in the vote.
 BEAM_WEIGHT = 0.5
-# An answer that uses none of the values the question names (found in the data: 'UCLA',
-# 'Prague') leaves out part of the question, most often its filter: it counts for less.
-UNNAMED_WEIGHT = 0.5
-# An answer that joins a table to itself on a column that is not its key (`invoices AS T1 JOIN
-# invoices AS T2 ON T1.BillingCity = T2.BillingCity`) pairs every row with every other of the
-# same value, multiplying its counts and sums: the small model writes such joins where no
-# question asks for them. It counts for less.
-SELF_PAIRING_WEIGHT = 0.5
 # The two best supported results are read back (`reviewed`); each one's support is multiplied by
 # exp(REVIEW_WEIGHT x its log-probability of the question, less the better one's). Replayed on
 # every recorded vote (docs/experiments.md, "Reading the question back"): the held-out 960
@@ -81,7 +71,6 @@ REVIEW_WEIGHT = 1.0
 # pass over a few dozen tokens, the output layer at each of the question's): 3.6-6.1 measured
 # in fp32, bf16 and emulated-AVX2 fp32 on 2 cores. A draw leaves that much of the budget to it.
 REVIEW_READ_COST = 6.0
-_LITERAL = re.compile(r"'((?:[^']|'')*)'|\"((?:[^\"]|\"\")*)\"")
 VOTE_MARKER = "\n-- {n} more answers drawn: comparing what each returns\n"
 
 # A greedy answer none of whose tokens the model chose with a log-probability below this, and
@@ -171,12 +160,11 @@ def settle(engine: TextEngine, db: Database, prompt: str, first: Candidate,
            extra: Sequence[str] = (), n: int = SAMPLES, max_new_tokens: int = 128,
            shared: str = "", cancel: threading.Event | None = None,
            on_chunk: Callable[[str], None] | None = None,
-           deadline: float = float("inf"), named: Sequence[str] = (),
-           question: str = "") -> Settled | None:
+           deadline: float = float("inf"), question: str = "") -> Settled | None:
     """`first` (the pipeline's answer), the `extra` answers already read (beam candidates) and
     `n` drawn on `prompt` (those that end by `deadline`, a `time.perf_counter()` time), run and
-    voted on; those that use none of the values the question `named` count for less; the two
-    best supported read back against `question` (`reviewed`; not after a `cancel`).
+    voted on; the two best supported read back against `question` (`reviewed`; not after a
+    `cancel`).
     `first` alone when the database is too slow to judge by running it (its run was cut off)
     or the user cancelled; None when none returned anything."""
     drawn = []
@@ -191,11 +179,6 @@ def settle(engine: TextEngine, db: Database, prompt: str, first: Candidate,
         on_chunk(VOTE_MARKER.format(n=len(drawn)))
     texts = [*extra, *(d.text for d in drawn)]
     candidates = [first, *read_candidates(texts, db, len(extra))]
-    for candidate in candidates:
-        if named and not mentions(candidate.sql, named):
-            candidate.weight *= UNNAMED_WEIGHT
-        if pairs_rows_by_value(candidate.sql, db.schema()):
-            candidate.weight *= SELF_PAIRING_WEIGHT
     run_checks(db, candidates)
     if first.timed_out:
         return Settled(first)
@@ -312,48 +295,6 @@ def alternatives(groups: list[list[Candidate]]) -> list[Alternative]:
     return [Alternative(c.sql, len(c.rows or []), sum(m.weight for m in group), len(group),
                         differences(chosen[0].sql, c.sql) if i else [])
             for i, (c, group) in enumerate(zip(chosen, groups, strict=True))]
-
-
-def mentions(sql: str, named: Sequence[str]) -> bool:
-    """Whether `sql` uses any of the question's values (lower-cased): in a string (`= 'Rock'`,
-    `LIKE '2012%'`), or a number as a number (`= 2012`)."""
-    literals = [(m.group(1) or m.group(2) or "").lower() for m in _LITERAL.finditer(sql)]
-    return any(any(said in text for text in literals)
-               or (said.isdigit() and re.search(rf"\b{said}\b", sql) is not None)
-               for said in named)
-
-
-def pairs_rows_by_value(sql: str, schema: Schema) -> bool:
-    """Whether `sql` joins a table to itself on a column of the same name that is not the
-    table's primary key (see SELF_PAIRING_WEIGHT)."""
-    try:
-        trees = [t for t in parse(sql) if t is not None]
-    except (ParseError, TokenError):
-        return False
-    for tree in trees:
-        for select in tree.find_all(exp.Select):
-            sources = [select.args.get("from_"), *(select.args.get("joins") or [])]
-            tables = {t.alias_or_name.lower(): t.name.lower() for src in sources
-                      if src is not None and isinstance(t := src.this, exp.Table)}
-            for join in select.args.get("joins") or []:
-                for eq in join.find_all(exp.EQ):
-                    if _self_pairing(eq, tables, schema):
-                        return True
-    return False
-
-
-def _self_pairing(eq: exp.EQ, tables: dict[str, str], schema: Schema) -> bool:
-    left, right = eq.this, eq.expression
-    if not (isinstance(left, exp.Column) and isinstance(right, exp.Column)):
-        return False
-    a, b = left.table.lower(), right.table.lower()
-    if not a or a == b or left.name.lower() != right.name.lower():
-        return False
-    if a not in tables or tables.get(b) != tables[a]:
-        return False
-    table = schema.table(tables[a])
-    column = table.column(left.name) if table is not None else None
-    return column is not None and not column.primary_key
 
 
 def result_key(rows: list[tuple[Any, ...]]) -> tuple[str, ...]:

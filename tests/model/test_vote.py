@@ -12,8 +12,6 @@ from model.llm.vote import (
     CHECK_BUDGET_S,
     Candidate,
     differences,
-    mentions,
-    pairs_rows_by_value,
     read_candidates,
     result_key,
     run_checks,
@@ -94,28 +92,3 @@ def test_differences_name_the_clauses(db: Database) -> None:
     assert differences(first, "SELECT Title FROM albums") == ["columns", "tables", "WHERE"]
     assert differences(first, "SELECT Name FROM artists WHERE ArtistId = 1 LIMIT 3") == [
         "LIMIT"]
-
-
-def test_an_answer_mentions_a_value_in_a_string_or_as_a_number() -> None:
-    assert mentions("SELECT * FROM t WHERE city = 'Prague'", ["prague"])
-    assert mentions('SELECT * FROM t WHERE name LIKE "%Rock%"', ["rock"])
-    assert mentions("SELECT * FROM t WHERE strftime('%Y', d) = '2012'", ["2012"])
-    assert mentions("SELECT * FROM t WHERE year = 2012", ["2012"])
-    assert not mentions("SELECT * FROM t WHERE year = 20121", ["2012"])
-    assert not mentions("SELECT Prague FROM t", ["prague"])  # a name, not a value
-
-
-def test_a_table_joined_to_itself_on_a_shared_value_is_spotted(db: Database) -> None:
-    schema = db.schema()
-    assert pairs_rows_by_value("SELECT sum(T2.Total) FROM invoices AS T1 JOIN invoices AS T2"
-                               " ON T1.BillingCity = T2.BillingCity", schema)
-    assert pairs_rows_by_value("SELECT T2.FirstName FROM employees AS T1 JOIN employees AS T2"
-                               " ON T1.ReportsTo = T2.ReportsTo WHERE T1.LastName = 'Peacock'",
-                               schema)
-    # on its key: each row meets itself alone; through the foreign key: a manager
-    assert not pairs_rows_by_value("SELECT T1.Total FROM invoices AS T1 JOIN invoices AS T2"
-                                   " ON T1.InvoiceId = T2.InvoiceId", schema)
-    assert not pairs_rows_by_value("SELECT m.LastName FROM employees AS e JOIN employees AS m"
-                                   " ON e.ReportsTo = m.EmployeeId", schema)
-    assert not pairs_rows_by_value("SELECT * FROM invoices AS i JOIN customers AS c"
-                                   " ON i.CustomerId = c.CustomerId", schema)
