@@ -109,6 +109,7 @@ def main() -> None:
         return stream(prompt, **kwargs)
 
     rows = []
+    read_back: list[tuple[str, list[str]]] = []  # each question, its two best answers' SQL
     print(f"\n{'s':>6} {'ttft':>6} {'tok/s':>6} {'tok':>4} {'read':>4} {'all':>3} {'try':>3}"
           f" {'ok':>3} {'alt':>3}  question -> sql")
     for question in QUESTIONS[: args.questions]:
@@ -118,6 +119,8 @@ def main() -> None:
                      budget=args.budget, check_runs=args.check_runs)
         engine.stream = stream  # type: ignore[method-assign]
         del first_prompts[n + 1 :]
+        best = [a.sql for a in answer.alternatives[:2]] or [answer.sql]
+        read_back.append((question, (best * 2)[:2]))
         first, last = answer.stats[0], answer.stats[-1]
         tokens = sum(s.tokens for s in answer.stats)
         read = first.prompt_tokens - first.cached_tokens
@@ -144,6 +147,13 @@ def main() -> None:
         one_attempt.append(time.perf_counter() - t0)
     engine.stop_ids = stops
     db.close()
+    # The vote's last step, timed on its own: the question read back from two answers (a vote
+    # reads back only when two results ran; here every question, its answer twice if alone).
+    reviews = []
+    for question, sqls in read_back:
+        t0 = time.perf_counter()
+        engine.review(question, sqls)
+        reviews.append(time.perf_counter() - t0)
 
     seconds = [r[0] for r in rows]
     ttft = [r[1] for r in rows]
@@ -167,6 +177,8 @@ def main() -> None:
         f"one attempt, {args.answer_tokens}-token answer  p50 "
         f"{percentile(one_attempt, 0.5):.2f} s, p90 {percentile(one_attempt, 0.9):.2f} s"
     )
+    print(f"read back, two answers p50 {percentile(reviews, 0.5):.2f} s, "
+          f"p90 {percentile(reviews, 0.9):.2f} s")
     print(f"peak RSS               {peak_rss_mib():.0f} MiB")
     if engine.device.startswith("cuda"):
         print(f"peak GPU memory        {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")

@@ -60,7 +60,8 @@ class Answer:
                          else "the first answer failed the check; this is the next most likely")
         if self.voted:
             notes.append(f"{self.agreed} answers agree on this result; the first differs")
-        if len(self.alternatives) > 1 and self.alternatives[1].votes > self.alternatives[0].votes:
+        if len(self.alternatives) > 1 and \
+                self.alternatives[1].answers > self.alternatives[0].answers:
             notes.append(f"preferred to the {self.alternatives[1].answers} answers that agree on "
                          "another result: the question reads back likelier from this SQL")
         if self.corrected:

@@ -58,13 +58,10 @@ def draw_cost(n: int) -> float:
 
 DRAW_MIN_S = 1.0
 DRAW_BUDGET_S = 15.0
-# Beam candidates are near copies of the greedy answer, not draws from the model's
-# distribution: they count for less in the vote.
-BEAM_WEIGHT = 0.5
-# The two best supported results are read back (`reviewed`); each one's support is multiplied by
-# exp(REVIEW_WEIGHT x its log-probability of the question, less the better one's). Replayed on
-# every recorded vote (docs/experiments.md, "Reading the question back"): the held-out 960
-# 423 -> 439, Chinook 50 -> 51, Spider sample 60 -> 65; reading back more than two: no better.
+# The two best supported results are read back (`reviewed`); each one's count of answers is
+# multiplied by exp(REVIEW_WEIGHT x its log-probability of the question, less the better one's).
+# Replayed on every recorded vote (docs/experiments.md, "Reading the question back"): the
+# held-out 960 423 -> 438, Chinook 50 -> 51, Spider sample 60 -> 65; more than two: no better.
 REVIEWED = 2
 REVIEW_WEIGHT = 1.0
 # Reading back costs this many times reading as many characters of a long prompt (one forward
@@ -99,7 +96,6 @@ class Candidate:
     corrected: list[str] = field(default_factory=list)
     mended: list[str] = field(default_factory=list)
     origin: str = "sample"  # "greedy" (the pipeline's own answer), "beam" or "sample"
-    weight: float = 1.0
     rows: list[tuple[Any, ...]] | None = None  # None: not run, or failed
     error: str = ""
     timed_out: bool = False
@@ -119,7 +115,6 @@ class Alternative:
 
     sql: str
     rows: int  # rows its check run returned (CHECK_ROWS: at least that many)
-    votes: float  # the weight of the answers that agree with it
     answers: int = 1  # how many answers returned this result
     differs: list[str] = field(default_factory=list)  # clauses unlike the first alternative's
     read_back: float | None = None  # log-probability of the question read back; None: not read
@@ -131,7 +126,7 @@ class Alternative:
         return f"{self.rows:,}{more} row{'s' * (self.rows != 1)}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sql": self.sql, "rows": self.rows, "votes": self.votes, "answers": self.answers,
+        return {"sql": self.sql, "rows": self.rows, "answers": self.answers,
                 "summary": self.summary, "differs": self.differs, "read_back": self.read_back}
 
 
@@ -220,10 +215,8 @@ def read_candidates(texts: Sequence[str], db: Database, beams: int = 0) -> list[
                 sql_, problems, changes = mend
             seen[sql] = Candidate(sql_, text, problems, corrected, changes)
         known = seen[sql]
-        beam = i < beams
         candidates.append(Candidate(known.sql, text, known.problems, known.corrected,
-                                    known.mended, origin="beam" if beam else "sample",
-                                    weight=BEAM_WEIGHT if beam else 1.0))
+                                    known.mended, origin="beam" if i < beams else "sample"))
     return candidates
 
 
@@ -267,13 +260,13 @@ def vote(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
     for candidate in candidates:
         if candidate.usable:
             groups.setdefault(result_key(candidate.rows or []), []).append(candidate)
-    return sorted(groups.values(), key=lambda g: (-sum(c.weight for c in g),
-                                                  not any(c.origin == "greedy" for c in g)))
+    return sorted(groups.values(),
+                  key=lambda g: (-len(g), not any(c.origin == "greedy" for c in g)))
 
 
 def reviewed(engine: TextEngine, question: str, groups: list[list[Candidate]],
              cancel: threading.Event | None = None) -> tuple[list[list[Candidate]], list[float]]:
-    """`groups` with the REVIEWED best supported in the order of their support times
+    """`groups` with the REVIEWED best supported in the order of their answers' count times
     exp(REVIEW_WEIGHT x how much less likely than the best they make the question) (on a tie,
     as they came), and their scores in that order; as they came, and no scores, when there is
     one, the engine cannot tell, or on `cancel`."""
@@ -284,7 +277,7 @@ def reviewed(engine: TextEngine, question: str, groups: list[list[Candidate]],
     if len(scores) != len(head):
         return groups, []
     best = max(scores)
-    order = sorted(range(len(head)), key=lambda i: -sum(c.weight for c in head[i])
+    order = sorted(range(len(head)), key=lambda i: -len(head[i])
                    * math.exp(REVIEW_WEIGHT * (scores[i] - best)))
     return [head[i] for i in order] + groups[len(head):], [scores[i] for i in order]
 
@@ -292,7 +285,7 @@ def reviewed(engine: TextEngine, question: str, groups: list[list[Candidate]],
 def alternatives(groups: list[list[Candidate]]) -> list[Alternative]:
     """One alternative a group: its first candidate, its result's size and its support."""
     chosen = [group[0] for group in groups]
-    return [Alternative(c.sql, len(c.rows or []), sum(m.weight for m in group), len(group),
+    return [Alternative(c.sql, len(c.rows or []), len(group),
                         differences(chosen[0].sql, c.sql) if i else [])
             for i, (c, group) in enumerate(zip(chosen, groups, strict=True))]
 
