@@ -9,9 +9,9 @@ wins, the greedy answer's group on a tie. A 270M model's answers are right or wr
 different ways, and right in fewer: agreement marks the right one more often than the greedy
 answer alone does. The two best supported results are then read back: the base model's
 likelihood of the question after each one's SQL (`TextEngine.review`) weighs its support, so a
-runner-up that accounts for the question much better overtakes (an answer that selects ids
-where names were asked, or leaves out the question's filter, reads back poorly). Each group is
-an alternative the user can turn to in the app.
+runner-up that accounts for the question much better overtakes (an answer that leaves out the
+question's filter reads back poorly). Each group is an alternative the user can turn to in the
+app.
 """
 
 from __future__ import annotations
