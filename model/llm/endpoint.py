@@ -147,11 +147,8 @@ class EndpointEngine:
         """Nothing to send ahead: a server keeps a prompt's shared beginning itself (vLLM's
         automatic prefix caching, llama-server's prompt cache)."""
 
-    def review(self, question: str, sqls: Sequence[str],
-               cancel: threading.Event | None = None) -> list[float]:
-        """[]: reading a question back takes the log-probabilities of a prompt's own tokens,
-        which the chat API cannot ask for and servers' completions give each their own way
-        (and the served model is the fine-tune, not its base)."""
+    def review(self, question: str, sqls: Sequence[str], cancel: Any = None) -> list[float]:
+        """[]: no portable API gives a prompt's own log-probabilities, under the base model."""
         return []
 
     def stream(
