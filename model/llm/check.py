@@ -3,7 +3,8 @@
 `check` parses the SQL with sqlglot, resolves every table and column against the live schema
 (`model.llm.names`), and asks SQLite to prepare it (`EXPLAIN`), which fails on exactly what
 running it would fail on, without reading a row. Then it looks for comparisons that can never
-be true or match no row (`model.llm.probes`).
+be true or match no row (`model.llm.probes`) and columns an aggregate query takes from an
+arbitrary row (`model.llm.grouping`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import replace
 
 from sqlglot.errors import ParseError, TokenError
 
+from model.llm.grouping import check_grouping
 from model.llm.names import check_names
 from model.llm.parsing import parse, scopes_of
 from model.llm.probes import check_values
@@ -44,6 +46,7 @@ def check(sql: str, schema: Schema, conn: sqlite3.Connection | None = None) -> l
     problems: list[Problem] = []
     for tree, scopes in scoped:
         problems.extend(check_names(tree, scopes, schema))
+        problems.extend(check_grouping(scopes))
     if conn is None:
         return problems
     error = explain_error(sql, conn)

@@ -283,3 +283,33 @@ def test_values_are_not_searched_in_big_tables(db: Database, monkeypatch) -> Non
     monkeypatch.setattr(model.llm.probes, "VALUE_PROBE_ROWS", 3503)
     assert [p.kind for p in problems(db, "SELECT count(*) FROM tracks WHERE Name = 'AC/DC'")] == [
         "value"]
+
+
+@pytest.mark.parametrize(("sql", "column"), [
+    ("SELECT genres.Name, count(*) FROM genres JOIN tracks ON genres.GenreId = tracks.GenreId",
+     "genres.Name"),
+    ("SELECT count(*), Name FROM (SELECT Name, sum(Milliseconds) FROM tracks GROUP BY Name)",
+     "Name"),
+    ("SELECT Name, max(Milliseconds), min(Milliseconds) FROM tracks", "Name"),
+    ("SELECT Milliseconds / 60000 + sum(Bytes) FROM tracks", "Milliseconds"),
+])
+def test_a_column_beside_an_aggregate_without_group_by_is_a_warning(
+        db: Database, sql: str, column: str) -> None:
+    [found] = problems(db, sql)
+    assert (found.kind, found.fatal, found.name) == ("grouping", False, column)
+    assert found.message.startswith(f"{column} is neither grouped nor aggregated beside ")
+    assert found.message.endswith(": SQLite takes it from an arbitrary row")
+    assert sql[found.start:found.end] == column.rsplit(".", 1)[-1]
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT genres.Name, count(*) FROM genres JOIN tracks ON genres.GenreId = tracks.GenreId "
+    "GROUP BY genres.GenreId",
+    "SELECT Name, max(Milliseconds) FROM tracks",  # SQLite's rule: the longest track's name
+    "SELECT Name, (SELECT count(*) FROM genres) FROM tracks",  # the aggregate is the subquery's
+    "SELECT Name, count(*) OVER () FROM tracks",  # a window: every row stays
+    "SELECT sum(Bytes) / count(*), 'total' FROM tracks",
+    "SELECT Name FROM tracks WHERE Milliseconds = (SELECT max(Milliseconds) FROM tracks)",
+])
+def test_grouped_or_aggregated_columns_are_not_flagged(db: Database, sql: str) -> None:
+    assert problems(db, sql) == []

@@ -56,6 +56,17 @@ def test_a_tie_goes_to_the_greedy_answer(db: Database) -> None:
     assert groups[0][0].origin == "greedy"
 
 
+def test_an_answer_taking_a_column_from_an_arbitrary_row_counts_half(db: Database) -> None:
+    loose = "SELECT genres.Name, count(*) FROM genres JOIN tracks USING (GenreId)"  # one row
+    grouped = ("SELECT genres.Name, count(*) FROM genres JOIN tracks USING (GenreId) "
+               "GROUP BY genres.GenreId")
+    candidates = ran(db, loose, grouped)  # greedy loose, as many answers: half of one
+    assert [p.kind for p in candidates[0].problems] == ["grouping"]
+    assert [c.sql for c in vote(candidates)[0]] == [candidates[1].sql]
+    outvoted = ran(db, loose, grouped, loose, loose)  # three halves against one
+    assert vote(outvoted)[0][0].origin == "greedy"
+
+
 def test_results_agree_whatever_their_column_order(db: Database) -> None:
     a = db.conn.execute("SELECT Name, GenreId FROM genres").fetchall()
     b = db.conn.execute("SELECT GenreId, Name FROM genres ORDER BY Name").fetchall()
