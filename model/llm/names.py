@@ -9,7 +9,14 @@ from collections.abc import Iterable
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope
 
-from model.llm.parsing import DIALECT, IMPLICIT_COLUMNS, select_aliases, span, visible_sources
+from model.llm.parsing import (
+    DIALECT,
+    IMPLICIT_COLUMNS,
+    own_columns,
+    select_aliases,
+    span,
+    visible_sources,
+)
 from model.llm.problem import Problem
 from model.sqlite.schema import Schema
 
@@ -94,18 +101,12 @@ def _source_columns(source: object, schema: Schema) -> list[str] | None:
 
 def _check_columns(scopes: list[Scope], schema: Schema) -> list[Problem]:
     problems: list[Problem] = []
-    owned: set[int] = set()
-    # traverse_scope yields inner scopes first: a column belongs to the first scope listing it
-    # (an outer scope also lists its subqueries' correlated columns).
-    for scope in scopes:
-        aliases = select_aliases(scope)
-        for column in scope.columns:
-            if id(column) in owned or isinstance(column.this, exp.Star):
-                continue
-            owned.add(id(column))
-            problem = check_column(column, scope, schema, aliases)
-            if problem is not None:
-                problems.append(problem)
+    for scope, column in own_columns(scopes):
+        if isinstance(column.this, exp.Star):
+            continue
+        problem = check_column(column, scope, schema, select_aliases(scope))
+        if problem is not None:
+            problems.append(problem)
     return problems
 
 

@@ -6,7 +6,7 @@ that would keep it busy for minutes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import sqlglot
 from sqlglot import exp
@@ -72,6 +72,57 @@ def scopes_of(tree: exp.Expression) -> list[Scope]:
         return list(traverse_scope(tree))
     except Exception:
         return []
+
+
+def own_columns(scopes: list[Scope]) -> Iterator[tuple[Scope, exp.Column]]:
+    """Each column reference once, with its scope: `scopes` come inner first (`scopes_of`), and
+    an outer scope also lists its subqueries' unqualified (maybe correlated) columns."""
+    owned: set[int] = set()
+    for scope in scopes:
+        for column in scope.columns:
+            if id(column) not in owned:
+                owned.add(id(column))
+                yield scope, column
+
+
+def unaliased(sql: str) -> str:
+    """`sql` on one line with each table alias replaced by its table's name where the table
+    appears once in its SELECT (`SELECT albums.Title FROM albums JOIN artists ...` for
+    `SELECT T1.Title FROM albums AS T1 JOIN artists AS T2 ...`): the way a reader, or a
+    language model reading the question back, takes it in. Unchanged when it does not parse."""
+    try:
+        trees = [t for t in parse(sql) if t is not None]
+    except (ParseError, TokenError):
+        return sql
+    for tree in trees:
+        for select in list(tree.find_all(exp.Select)):
+            tables = _direct_tables(select)
+            once = [t.name.lower() for t in tables.values()]
+            named = {t.alias.lower(): t for t in tables.values()
+                     if t.alias and once.count(t.name.lower()) == 1
+                     and t.name.lower() not in tables}
+            for column in list(select.find_all(exp.Column)):
+                table = named.get(column.table.lower())
+                if table is not None and _defined_in(column, column.table.lower()) is select:
+                    column.set("table", exp.to_identifier(table.name))
+            for table in named.values():
+                table.set("alias", None)
+    return " ".join(t.sql(DIALECT) for t in trees)
+
+
+def _direct_tables(select: exp.Select) -> dict[str, exp.Table]:
+    """The tables of the SELECT's own FROM and JOINs, by the name its columns use for them."""
+    sources = [select.args.get("from_"), *(select.args.get("joins") or [])]
+    tables = [s.this for s in sources if s is not None and isinstance(s.this, exp.Table)]
+    return {t.alias_or_name.lower(): t for t in tables}
+
+
+def _defined_in(column: exp.Column, name: str) -> exp.Select | None:
+    """The innermost SELECT around `column` whose own FROM or JOINs define `name`."""
+    select = column.find_ancestor(exp.Select)
+    while select is not None and name not in _direct_tables(select):
+        select = select.find_ancestor(exp.Select)
+    return select
 
 
 def select_aliases(scope: Scope) -> set[str]:

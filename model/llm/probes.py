@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope
 
 from model.llm.names import check_column
-from model.llm.parsing import DIALECT, select_aliases, span, visible_sources
+from model.llm.parsing import DIALECT, own_columns, select_aliases, span, visible_sources
 from model.llm.problem import Problem
 from model.sqlite.schema import Column, Schema, Table, quote
 
@@ -51,34 +53,55 @@ def check_values(scopes: list[Scope], schema: Schema, conn: sqlite3.Connection) 
     """
     problems: list[Problem] = []
     searchable: dict[str, bool] = {}  # table -> small enough to search (counted once)
-    for scope in scopes:
-        for column in scope.columns:
-            parent = column.parent
-            if isinstance(parent, exp.EQ | exp.NEQ):
-                values = [parent.expression if parent.this is column else parent.this]
-            elif isinstance(parent, exp.In) and parent.this is column:
-                values = list(parent.expressions)
-            else:
-                continue
-            texts = [_text(v, scope, schema) for v in values]
-            found = _resolve(column, scope, schema)
-            if not texts or None in texts or found is None or found[0].kind == "view":
-                continue  # not all text, or not a table's column (probing a view runs it)
-            table, col = found
-            start, end = span(column.this)
-            name = column.sql(dialect=DIALECT)
-            text = str(texts[0])
-            if (not any(_NUMBER.fullmatch(str(t)) for t in texts)
-                    and affinity(col.type) not in ("TEXT", "BLOB")
-                    and _holds_only_numbers(conn, table.name, col.name)):
-                problems.append(Problem(
-                    f"{col.name} holds numbers, so it never equals the text '{text}'",
-                    "type", True, start, end, name))
-            elif isinstance(parent, exp.EQ) and _never_holds(conn, table.name, col.name, text,
-                                                             searchable):
-                problems.append(Problem(f"no row of {table.name} has {col.name} = '{text}'",
-                                        "value", False, start, end, name))
+    for compared in text_comparisons(scopes, schema):
+        column, table, col = compared.column, compared.table, compared.target
+        start, end = span(column.this)
+        name = column.sql(dialect=DIALECT)
+        text = compared.texts[0]
+        if never_equal(conn, compared):
+            problems.append(Problem(
+                f"{col.name} holds numbers, so it never equals the text '{text}'",
+                "type", True, start, end, name))
+        elif isinstance(compared.operator, exp.EQ) and _never_holds(
+                conn, table.name, col.name, text, searchable):
+            problems.append(Problem(f"no row of {table.name} has {col.name} = '{text}'",
+                                    "value", False, start, end, name))
     return problems
+
+
+@dataclass
+class TextComparison:
+    """A table's column compared with text: `column = 'x'`, `column <> 'x'`, `column IN (...)`."""
+
+    column: exp.Column
+    operator: exp.Expression  # the EQ, NEQ or In node
+    texts: list[str]
+    table: Table
+    target: Column  # the schema's column it reads
+
+
+def text_comparisons(scopes: list[Scope], schema: Schema) -> Iterator[TextComparison]:
+    """Every comparison of a table's column (not a view's: probing a view runs it) with text
+    alone, in the scope the column belongs to."""
+    for scope, column in own_columns(scopes):
+        parent = column.parent
+        if isinstance(parent, exp.EQ | exp.NEQ):
+            values = [parent.expression if parent.this is column else parent.this]
+        elif isinstance(parent, exp.In) and parent.this is column:
+            values = list(parent.expressions)
+        else:
+            continue
+        texts = [_text(v, scope, schema) for v in values]
+        found = _resolve(column, scope, schema)
+        if texts and None not in texts and found is not None and found[0].kind != "view":
+            yield TextComparison(column, parent, [str(t) for t in texts], *found)
+
+
+def never_equal(conn: sqlite3.Connection, compared: TextComparison) -> bool:
+    """Whether the texts, none of them a number, are compared with a column of numbers."""
+    return (not any(_NUMBER.fullmatch(t) for t in compared.texts)
+            and affinity(compared.target.type) not in ("TEXT", "BLOB")
+            and holds_only_numbers(conn, compared.table.name, compared.target.name))
 
 
 def _text(node: exp.Expression, scope: Scope, schema: Schema) -> str | None:
@@ -124,7 +147,7 @@ def _never_holds(conn: sqlite3.Connection, table: str, column: str, value: str,
     return found is None
 
 
-def _holds_only_numbers(conn: sqlite3.Connection, table: str, column: str) -> bool:
+def holds_only_numbers(conn: sqlite3.Connection, table: str, column: str) -> bool:
     """Numbers and no text in the column's first TEXT_PROBE_ROWS rows (NULLs aside)."""
     probe = (f"SELECT max(typeof(v) IN ('integer', 'real')), max(typeof(v) IN ('text', 'blob')) "
              f"FROM (SELECT {quote(column)} AS v FROM {quote(table)} LIMIT {TEXT_PROBE_ROWS})")

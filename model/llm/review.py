@@ -1,6 +1,7 @@
 """An answer's SQL made ready for the user: pretty-printed, checked against the schema and the
-data (`model.llm.check`), near-miss names corrected (`model.llm.names`), its FROM clause
-mended to the foreign keys (`model.llm.joins`). Each step is kept only when the SQL then
+data (`model.llm.check`), near-miss names corrected (`model.llm.names`), text compared to a
+key moved to the column that holds it (`model.llm.literals`), its FROM clause mended to the
+foreign keys (`model.llm.joins`). Each step is kept only when the SQL then
 passes the check."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from model.llm.check import check
 from model.llm.joins import mend_joins
+from model.llm.literals import mend_literals
 from model.llm.names import apply_suggestions
 from model.llm.parsing import pretty
 from model.llm.problem import Problem
@@ -37,12 +39,20 @@ def correct_names(
 
 
 def checked(sql: str, db: Database) -> tuple[str, list[Problem], list[str]]:
-    """(sql, problems, corrections): pretty-printed, checked, near-miss names corrected."""
+    """(sql, problems, corrections): pretty-printed, checked, near-miss names corrected, text
+    compared to a column of numbers read where the data holds it."""
     sql = pretty(sql) if sql else ""
     problems = check(sql, db.schema(), db.conn)
-    if any(p.fatal for p in problems):
-        return correct_names(sql, problems, db)
-    return sql, problems, []
+    if not any(p.fatal for p in problems):
+        return sql, problems, []
+    sql, problems, corrected = correct_names(sql, problems, db)
+    if any(p.kind == "type" for p in problems) and \
+            (mend := mend_literals(sql, db.schema(), db.conn)) is not None:
+        fixed = pretty(mend[0])
+        fixed_problems = check(fixed, db.schema(), db.conn)
+        if not any(p.fatal for p in fixed_problems):
+            return fixed, fixed_problems, corrected + mend[1]
+    return sql, problems, corrected
 
 
 def mended(sql: str, db: Database, doubts: bool = True

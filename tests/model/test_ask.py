@@ -266,9 +266,19 @@ def test_a_candidate_with_misspelt_names_is_corrected_and_taken(db: Database) ->
 def test_a_comparison_that_is_never_true_fails_the_check(db: Database) -> None:
     right = (" SELECT count(*) FROM tracks JOIN genres ON tracks.GenreId = genres.GenreId"
              " WHERE genres.Name = 'Rock'")
-    engine = ScriptedBeamEngine([right], " SELECT count(*) FROM tracks WHERE GenreId = 'Rock'")
+    engine = ScriptedBeamEngine([right], " SELECT count(*) FROM tracks WHERE GenreId = 'Polka'")
     answer = ask_every_table(engine, db, "How many rock tracks?", beams=4)
     assert answer.ok and answer.repaired and "genres.Name = 'Rock'" in answer.sql
+
+
+def test_a_key_compared_with_the_name_it_stands_for_is_read_where_the_data_holds_it(
+        db: Database) -> None:
+    engine = ScriptedEngine(" SELECT count(*) FROM tracks WHERE GenreId = 'Rock'")
+    answer = ask_every_table(engine, db, "How many rock tracks?")
+    assert answer.ok and not answer.repaired and len(engine.prompts) == 1
+    assert answer.corrected == ["GenreId = 'Rock' → genres.Name"]
+    assert answer.notes == ["names corrected: GenreId = 'Rock' → genres.Name"]
+    assert db.conn.execute(answer.sql).fetchall() == [(1297,)]
 
 
 def test_text_no_row_holds_sends_for_a_candidate_that_matches(db: Database) -> None:
@@ -1017,3 +1027,13 @@ def test_a_draw_is_weighed_against_decoding_at_one_token_a_pass(db: Database) ->
                  clock=clock)
     assert engine.last_stats.one_token_seconds == pytest.approx(3.5)
     assert engine.sample_prompts == [] and not answer.voted
+
+
+def test_the_question_is_read_back_after_the_sql_with_its_tables_named(db: Database) -> None:
+    aliased = " SELECT COUNT(*) FROM tracks AS T1 WHERE T1.Milliseconds > 300000"
+    named = "SELECT COUNT(*) FROM tracks WHERE tracks.Milliseconds > 300000"
+    engine = ScriptedReviewer({ALL_TRACKS: -20.0, named: -18.0},
+                              [" " + ALL_TRACKS, aliased], " " + ALL_TRACKS)
+    answer = ask(engine, db, "How many tracks last over 300000 ms?")
+    assert engine.reviewed[0][1] == [ALL_TRACKS, named]
+    assert answer.voted and "T1.Milliseconds > 300000" in answer.sql  # shown as written

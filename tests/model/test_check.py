@@ -11,7 +11,7 @@ import pytest
 from model.llm.check import check
 from model.llm.extract import extract_sql
 from model.llm.names import apply_suggestions
-from model.llm.parsing import pretty
+from model.llm.parsing import pretty, unaliased
 from model.llm.problem import Problem
 from model.llm.prompt import PROMPT
 from model.sqlite.db import Database
@@ -78,6 +78,25 @@ def test_pretty() -> None:
     )
     assert pretty("SELECT FROM WHERE nonsense (") == "SELECT FROM WHERE nonsense ("
     assert pretty("") == ""
+
+
+@pytest.mark.parametrize(("sql", "named"), [
+    ("SELECT T1.Title FROM albums AS T1 JOIN artists AS T2 ON T1.ArtistId = T2.ArtistId "
+     "WHERE T2.Name = 'AC/DC'",
+     "SELECT albums.Title FROM albums JOIN artists ON albums.ArtistId = artists.ArtistId "
+     "WHERE artists.Name = 'AC/DC'"),
+    # a table joined to itself keeps its aliases; a subquery's own alias is its own
+    ("SELECT T1.FirstName FROM employees AS T1 JOIN employees AS T2 ON T1.ReportsTo = "
+     "T2.EmployeeId", "SELECT T1.FirstName FROM employees AS T1 JOIN employees AS T2 ON "
+     "T1.ReportsTo = T2.EmployeeId"),
+    ("SELECT T1.Name FROM artists AS T1 WHERE T1.ArtistId IN (SELECT T1.ArtistId FROM albums "
+     "AS T1)", "SELECT artists.Name FROM artists WHERE artists.ArtistId IN (SELECT "
+     "albums.ArtistId FROM albums)"),
+    ("SELECT\n  COUNT(*)\nFROM tracks", "SELECT COUNT(*) FROM tracks"),
+    ("SELECT (", "SELECT ("),
+])
+def test_unaliased_names_each_table_used_once(sql: str, named: str) -> None:
+    assert unaliased(sql) == named
 
 
 def test_pretty_keeps_meaning(db: Database) -> None:
