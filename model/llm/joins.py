@@ -24,10 +24,15 @@ from __future__ import annotations
 import difflib
 
 from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
 from sqlglot.optimizer.scope import Scope
 
-from model.llm.parsing import DIALECT, IMPLICIT_COLUMNS, parse, scopes_of, select_aliases
+from model.llm.parsing import (
+    DIALECT,
+    IMPLICIT_COLUMNS,
+    scopes_of,
+    select_aliases,
+    single_statement,
+)
 from model.sqlite.schema import Edge, Schema, Table, foreign_key_graph, join_path
 
 # Joins added to reach a column, at most: a longer path is a guess, not a mend.
@@ -37,13 +42,9 @@ MAX_BRIDGE = 2
 def mend_joins(sql: str, schema: Schema) -> tuple[str, list[str]] | None:
     """(sql, what changed) with the FROM clauses mended as the module says; None when the SQL
     has nothing this can mend (or more than one statement)."""
-    try:
-        trees = [t for t in parse(sql) if t is not None]
-    except (ParseError, TokenError):
+    tree = single_statement(sql)
+    if tree is None:
         return None
-    if len(trees) != 1:
-        return None
-    tree = trees[0]
     graph = foreign_key_graph(schema)
     changes: list[str] = []
     owned: set[int] = set()  # columns of the scopes seen: inner first, as model.llm.names

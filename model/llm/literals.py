@@ -14,9 +14,8 @@ from __future__ import annotations
 import sqlite3
 
 from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
 
-from model.llm.parsing import DIALECT, parse, scopes_of
+from model.llm.parsing import DIALECT, scopes_of, single_statement
 from model.llm.probes import VALUE_PROBE_ROWS, affinity, never_equal, text_comparisons
 from model.sqlite.schema import Schema, Table, quote
 
@@ -26,14 +25,11 @@ def mend_literals(sql: str, schema: Schema, conn: sqlite3.Connection
     """(sql, what changed: "GenreId = 'Rock' → genres.Name") with each `=` or `IN` of a column
     of numbers with text moved to a column that holds the text; None when none could be (or
     the SQL is more than one statement)."""
-    try:
-        trees = [t for t in parse(sql) if t is not None]
-    except (ParseError, TokenError):
-        return None
-    if len(trees) != 1:
+    tree = single_statement(sql)
+    if tree is None:
         return None
     changes: list[str] = []
-    for compared in list(text_comparisons(scopes_of(trees[0]), schema)):
+    for compared in list(text_comparisons(scopes_of(tree), schema)):
         if isinstance(compared.operator, exp.NEQ) or not never_equal(conn, compared):
             continue
         said, column, texts = compared.operator.sql(DIALECT), compared.column, compared.texts
@@ -58,7 +54,7 @@ def mend_literals(sql: str, schema: Schema, conn: sqlite3.Connection
                 changes.append(f"{said} → {compared.table.name}.{holder}")
     if not changes:
         return None
-    return trees[0].sql(DIALECT), changes
+    return tree.sql(DIALECT), changes
 
 
 def _matching(column: exp.Column, texts: list[str]) -> exp.Expression:

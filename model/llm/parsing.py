@@ -46,6 +46,15 @@ def _bare_join_run(sql: str) -> int:
     return longest
 
 
+def single_statement(sql: str) -> exp.Expression | None:
+    """The one statement `sql` parses into; None when it does not parse or holds several."""
+    try:
+        trees = [t for t in parse(sql) if t is not None]
+    except (ParseError, TokenError):
+        return None
+    return trees[0] if len(trees) == 1 else None
+
+
 def parses(sql: str) -> bool:
     """Whether sqlglot parses `sql` into at least one statement."""
     try:

@@ -294,6 +294,13 @@ def test_text_no_row_holds_is_a_warning(db: Database) -> None:
     assert problems(db, "SELECT count(*) FROM tracks WHERE Name LIKE 'AC/DC'") == []
 
 
+def test_a_subquerys_column_is_probed_in_its_own_table_only(db: Database) -> None:
+    inner = "SELECT count(*) FROM tracks WHERE GenreId IN (SELECT GenreId FROM genres WHERE {})"
+    assert problems(db, inner.format("Name = 'Rock'")) == []  # tracks has a Name too
+    assert [p.message for p in problems(db, inner.format("Name = 'Polka'"))] == [
+        "no row of genres has Name = 'Polka'"]
+
+
 def test_values_are_not_searched_in_big_tables(db: Database, monkeypatch) -> None:
     import model.llm.probes
 
