@@ -5,7 +5,8 @@ table (other databases refuse it), so `SELECT genres.Name, count(*) FROM genres 
 for "how many tracks does each genre have" names one genre beside the count of every track.
 In Spider's 7,000 training queries it occurs 9 times, 5 of them SQLite's documented exception:
 one lone min() or max(), whose row the other columns then come from; in the model's drawn
-answers it marked 62 results, none of them right (docs/experiments.md, "Loose grouping").
+answers it marked 62 results, none of them right (docs/experiments.md, "Keys read as names,
+loose grouping").
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 The small model often compares a key with the name it stands for: `GenreId = 'Rock'` for
 "tracks in the Rock genre", `ArtistId = 'AC/DC'`. Such a comparison is never true (the check
 says so, `model.llm.probes`), and the data says what was meant: the text is a value of the
-table the key refers to (`GenreId IN (SELECT GenreId FROM genres WHERE Name = 'Rock')`), or
-of another column of the same table (`artists.Name = 'AC/DC'` for `artists.ArtistId`). Only a
+table the key refers to (`GenreId IN (SELECT genres.GenreId FROM genres WHERE genres.Name =
+'Rock')`), or of another column of the same table (`artists.Name = 'AC/DC'` for
+`artists.ArtistId`). Only a
 column that holds every compared text is taken, and only declared foreign keys are followed.
 The caller checks the result as it checks any answer.
 """
