@@ -279,15 +279,30 @@ async def test_a_mended_join_is_in_the_editor_and_said_under_it(chinook, make_ap
 
 
 async def test_a_comparison_that_is_never_true_is_flagged_not_run(chinook, make_app):
+    engine = FakeEngine([" SELECT count(*) FROM tracks WHERE GenreId = 'Polka' <end_of_turn>"])
+    app = make_app(chinook, engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await ask(app, pilot, "How many polka tracks are there?")
+        assert "GenreId = 'Polka'" in app.query_one(SqlEditor).text  # no table holds 'Polka'
+        notes = str(app.query_one("#sql-notes").render())
+        assert "asked again: the first answer failed the check" in notes
+        assert "✗ GenreId holds numbers, so it never equals the text 'Polka'" in notes
+        assert app.query_one("#results").row_count == 0  # nothing ran
+
+
+async def test_a_key_compared_with_a_name_is_read_where_the_name_is(chinook, make_app):
     engine = FakeEngine([" SELECT count(*) FROM tracks WHERE GenreId = 'Rock' <end_of_turn>"])
     app = make_app(chinook, engine=engine)
     async with app.run_test(size=SIZE) as pilot:
         await ask(app, pilot, "How many rock tracks are there?")
-        assert "GenreId = 'Rock'" in app.query_one(SqlEditor).text
+        assert "genres.Name = 'Rock'" in app.query_one(SqlEditor).text
         notes = str(app.query_one("#sql-notes").render())
-        assert "asked again: the first answer failed the check" in notes
-        assert "✗ GenreId holds numbers, so it never equals the text 'Rock'" in notes
-        assert app.query_one("#results").row_count == 0  # nothing ran
+        assert "names corrected: GenreId = 'Rock' → genres.Name" in notes
+        assert app.query_one("#results").row_count == 0  # shown, not run
+        await pilot.press("ctrl+j")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.query_one("#results").get_cell_at((0, 0)).plain == "1297"
 
 
 async def test_f7_turns_the_editor_to_the_other_answers(chinook, make_app):
