@@ -5,9 +5,8 @@ The small model often compares a key with the name it stands for: `GenreId = 'Ro
 says so, `model.llm.probes`), and the data says what was meant: the text is a value of the
 table the key refers to (`GenreId IN (SELECT genres.GenreId FROM genres WHERE genres.Name =
 'Rock')`), or of another column of the same table (`artists.Name = 'AC/DC'` for
-`artists.ArtistId`). Only a
-column that holds every compared text is taken, and only declared foreign keys are followed.
-The caller checks the result as it checks any answer.
+`artists.ArtistId`). Only a column that holds every compared text is taken, and only declared
+foreign keys are followed. The caller checks the result as it checks any answer.
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ import sqlite3
 from sqlglot import exp
 
 from model.llm.parsing import DIALECT, scopes_of, single_statement
-from model.llm.probes import VALUE_PROBE_ROWS, affinity, never_equal, text_comparisons
-from model.sqlite.schema import Schema, Table, quote
+from model.llm.probes import affinity, holds, never_equal, small_enough, text_comparisons
+from model.sqlite.schema import Schema, Table
 
 
 def mend_literals(sql: str, schema: Schema, conn: sqlite3.Connection
@@ -70,14 +69,11 @@ def _holder(conn: sqlite3.Connection, table: Table, texts: list[str]) -> str | N
     """The first text column of `table` that holds every one of `texts` (None when the table
     is too big to search quickly)."""
     try:
-        (rows,) = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {quote(table.name)} "
-                               f"LIMIT {VALUE_PROBE_ROWS + 1})").fetchone()
-        if rows > VALUE_PROBE_ROWS:
+        if not small_enough(conn, table.name):
             return None
         for col in table.columns:
             if affinity(col.type) == "TEXT" and all(
-                    conn.execute(f"SELECT 1 FROM {quote(table.name)} WHERE {quote(col.name)} = ? "
-                                 "LIMIT 1", (text,)).fetchone() for text in texts):
+                    holds(conn, table.name, col.name, text) for text in texts):
                 return col.name
     except sqlite3.Error:
         return None

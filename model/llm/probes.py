@@ -135,16 +135,23 @@ def _never_holds(conn: sqlite3.Connection, table: str, column: str, value: str,
     `searchable` remembers each table's size verdict across the calls for one statement."""
     try:
         if table not in searchable:
-            (rows,) = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {quote(table)} "
-                                   f"LIMIT {VALUE_PROBE_ROWS + 1})").fetchone()
-            searchable[table] = rows <= VALUE_PROBE_ROWS
-        if not searchable[table]:
-            return False
-        found = conn.execute(f"SELECT 1 FROM {quote(table)} WHERE {quote(column)} = ? LIMIT 1",
-                             (value,)).fetchone()
+            searchable[table] = small_enough(conn, table)
+        return searchable[table] and not holds(conn, table, column, value)
     except sqlite3.Error:
         return False
-    return found is None
+
+
+def small_enough(conn: sqlite3.Connection, table: str) -> bool:
+    """Whether `table` has at most VALUE_PROBE_ROWS rows, to be searched for a value."""
+    (rows,) = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {quote(table)} "
+                           f"LIMIT {VALUE_PROBE_ROWS + 1})").fetchone()
+    return bool(rows <= VALUE_PROBE_ROWS)
+
+
+def holds(conn: sqlite3.Connection, table: str, column: str, value: str) -> bool:
+    """Whether a row of `table` has `column` = `value`."""
+    return conn.execute(f"SELECT 1 FROM {quote(table)} WHERE {quote(column)} = ? LIMIT 1",
+                        (value,)).fetchone() is not None
 
 
 def holds_only_numbers(conn: sqlite3.Connection, table: str, column: str) -> bool:

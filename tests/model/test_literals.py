@@ -69,7 +69,7 @@ def test_what_cannot_be_read_elsewhere_is_left(db: Database, sql: str) -> None:
 
 
 def test_big_tables_are_not_searched(db: Database, monkeypatch) -> None:
-    import model.llm.literals
+    import model.llm.probes
 
-    monkeypatch.setattr(model.llm.literals, "VALUE_PROBE_ROWS", 24)  # genres has 25 rows
+    monkeypatch.setattr(model.llm.probes, "VALUE_PROBE_ROWS", 24)  # genres has 25 rows
     assert mended(db, "SELECT count(*) FROM tracks WHERE GenreId = 'Rock'") is None
