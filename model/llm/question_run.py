@@ -5,6 +5,7 @@ answer the steps fill in, and the time budget every step after the first answer 
 from __future__ import annotations
 
 import copy
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -142,13 +143,16 @@ class QuestionRun:
         read for the last prompt and `n` drawn on it (`model.llm.vote.settle`); None when none
         of them returned a row. Drawing takes at most DRAW_TIME_FACTOR times the last answer's
         time, and ends by DRAW_BUDGET_S after the question was asked, and by the end of its
-        time budget."""
+        time budget. Without a budget (`eval`) every draw ends: what is voted on, and so the
+        answer, does not depend on the machine's speed or load."""
         last = self.answer.stats[-1] if self.answer.stats else None
         tokens = last.tokens if last is not None else self.max_new_tokens
-        took = max(DRAW_MIN_S, DRAW_TIME_FACTOR * (last.one_token_seconds if last else 0.0))
-        elapsed = self.budget.clock() - self.budget.started
-        left = self.budget.left() - self.review_seconds(first)
-        deadline = time.perf_counter() + min(took, DRAW_BUDGET_S - elapsed, left)
+        deadline = math.inf
+        if self.budget.seconds > 0:
+            took = max(DRAW_MIN_S, DRAW_TIME_FACTOR * (last.one_token_seconds if last else 0.0))
+            elapsed = self.budget.clock() - self.budget.started
+            left = self.budget.left() - self.review_seconds(first)
+            deadline = time.perf_counter() + min(took, DRAW_BUDGET_S - elapsed, left)
         drawn = self.last_prompt in self.drawn_on  # the same seed would draw the same again
         self.drawn_on.add(self.last_prompt)
         return settle(self.engine, self.db, self.last_prompt, first, self.beam_texts,

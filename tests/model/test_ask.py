@@ -1029,6 +1029,22 @@ def test_a_draw_is_weighed_against_decoding_at_one_token_a_pass(db: Database) ->
     assert engine.sample_prompts == [] and not answer.voted
 
 
+def test_without_a_budget_every_draw_ends_however_slow_the_machine(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`eval` runs without a budget so that its accuracy does not hang on the machine's speed:
+    there the draw's own time limits do not apply, and all the answers asked for are voted on."""
+    import model.llm.question_run
+    from model.llm.vote import SAMPLES
+
+    monkeypatch.setattr(model.llm.question_run, "DRAW_BUDGET_S", 0.0)
+    monkeypatch.setattr(model.llm.question_run, "DRAW_MIN_S", 0.0)
+    monkeypatch.setattr(model.llm.question_run, "DRAW_TIME_FACTOR", 0.0)
+    engine = TimedSampler(FakeClock(), 30.0)
+    answer = ask(engine, db, "How many rock tracks?", budget=0)
+    assert engine.draw_sizes == [SAMPLES] and answer.voted and "Rock" in answer.sql
+
+
 def test_the_question_is_read_back_after_the_sql_with_its_tables_named(db: Database) -> None:
     aliased = " SELECT COUNT(*) FROM tracks AS T1 WHERE T1.Milliseconds > 300000"
     named = "SELECT COUNT(*) FROM tracks WHERE tracks.Milliseconds > 300000"
