@@ -56,14 +56,15 @@ def test_a_tie_goes_to_the_greedy_answer(db: Database) -> None:
     assert groups[0][0].origin == "greedy"
 
 
-def test_an_answer_taking_a_column_from_an_arbitrary_row_counts_half(db: Database) -> None:
+def test_an_answer_taking_a_column_from_an_arbitrary_row_counts_a_quarter(db: Database) -> None:
     loose = "SELECT genres.Name, count(*) FROM genres JOIN tracks USING (GenreId)"  # one row
     grouped = ("SELECT genres.Name, count(*) FROM genres JOIN tracks USING (GenreId) "
                "GROUP BY genres.GenreId")
-    candidates = ran(db, loose, grouped)  # greedy loose, as many answers: half of one
+    candidates = ran(db, loose, grouped)  # greedy loose, as many answers: a quarter of one
     assert [p.kind for p in candidates[0].problems] == ["grouping"]
     assert [c.sql for c in vote(candidates)[0]] == [candidates[1].sql]
-    outvoted = ran(db, loose, grouped, loose, loose)  # three halves against one
+    assert vote(ran(db, grouped, loose, loose, loose, loose))[0][0].origin == "greedy"  # 1 > 4/4
+    outvoted = ran(db, loose, grouped, loose, loose, loose, loose)  # five quarters against one
     assert vote(outvoted)[0][0].origin == "greedy"
 
 
