@@ -121,8 +121,8 @@ def eval_cmd(
     check_runs: CheckRunsOpt = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     dtype: DtypeOpt = None,
-    # No limit by default: accuracy should not depend on the machine's speed and load. With
-    # --budget 8 (the app's default) it scores what the app answers on this machine.
+    # No limit by default (every draw ends too): accuracy does not depend on the machine's
+    # speed and load. With --budget 6 (the app's default) it scores what the app answers here.
     budget: BudgetOpt = 0.0,
 ) -> None:
     """Execution accuracy of a model on DATA (through the same pipeline as the app)."""
