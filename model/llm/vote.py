@@ -46,8 +46,7 @@ TEMPERATURE = 0.7
 # Under a time budget, drawing takes at most twice as long as the greedy answer took (at least
 # a second), and ends by 15 s after the question was asked; what has ended by then is voted on,
 # so a slow or busy machine gets fewer votes, not a longer wait. Without one (`eval`), every
-# draw ends. No draw runs past 1.5 times the greedy answer's
-# tokens and 16 more.
+# draw ends. No draw runs past 1.5 times the greedy answer's tokens and 16 more.
 DRAW_TIME_FACTOR = 2.0
 
 
