@@ -37,8 +37,12 @@ class Budget:
         if math.isnan(self.started):
             self.started = self.clock()
 
+    @property
+    def limited(self) -> bool:
+        return self.seconds > 0
+
     def left(self) -> float:
-        if self.seconds <= 0:
+        if not self.limited:
             return math.inf
         return self.seconds - (self.clock() - self.started)
 

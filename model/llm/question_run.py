@@ -148,7 +148,7 @@ class QuestionRun:
         last = self.answer.stats[-1] if self.answer.stats else None
         tokens = last.tokens if last is not None else self.max_new_tokens
         deadline = math.inf
-        if self.budget.seconds > 0:
+        if self.budget.limited:
             took = max(DRAW_MIN_S, DRAW_TIME_FACTOR * (last.one_token_seconds if last else 0.0))
             elapsed = self.budget.clock() - self.budget.started
             left = self.budget.left() - self.review_seconds(first)

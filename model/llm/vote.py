@@ -69,9 +69,9 @@ REVIEW_WEIGHT = 1.0
 # An answer that selects a column beside an aggregate without GROUP BY (`model.llm.grouping`)
 # counts this much of an answer. Replayed on every recorded vote, with the read-back: the
 # held-out 960 438 -> 441, Chinook 51 -> 52, Spider sample 65 -> 66 at 0.5; with the SQL read
-# back with its tables named, 0.25 (= 0.1 = 0) one more on the 960 and the sample, where a half
-# let four loose answers outweigh three grouped ones (docs/experiments.md). Of 62 such results
-# in the recorded votes none was right.
+# back with its tables named, 0.25 (= 0.1 = 0) one more on the 960 and the sample, none fewer;
+# in bf16 a half let four loose answers outweigh three grouped ones on Chinook
+# (docs/experiments.md). Of 62 such results in the recorded votes none was right.
 LOOSE_WEIGHT = 0.25
 # Reading back costs this many times reading as many characters of a long prompt (one forward
 # pass over a few dozen tokens, the output layer at each of the question's): 3.6-6.1 measured
