@@ -5,7 +5,7 @@ rate, seconds per question (p50), model load time and peak memory.
                                   [--dtype auto|bf16|fp32|fp16] [--budget SECONDS]
                                   [--draft-tokens N] [--no-check-runs]
 
-Prints figures, asserts nothing. Runs through `model.llm.ask.ask`, the pipeline the app uses, on
+Prints figures, asserts nothing. Runs through `pipeline.ask.ask`, the pipeline the app uses, on
 the bundled Chinook sample. The machine's load average is printed too: on a shared 2-core
 CPU it moves these figures more than anything in the code does.
 """
@@ -23,10 +23,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model.llm.ask import ask  # noqa: E402
-from model.llm.budget import DEFAULT_BUDGET_S  # noqa: E402
-from model.llm.checkpoints import DEFAULT_MODEL, cache_root, ensure_base_checkpoint  # noqa: E402
-from model.llm.loading import load_engine  # noqa: E402
+from model.llm.decoding.loading import load_engine  # noqa: E402
+from model.llm.pipeline.ask import ask  # noqa: E402
+from model.llm.pipeline.budget import DEFAULT_BUDGET_S  # noqa: E402
+from model.llm.weights.registry import DEFAULT_MODEL, cache_root, ensure_base_checkpoint  # noqa: E402
 from model.samples import CHINOOK  # noqa: E402
 from model.sqlite.db import Database  # noqa: E402
 

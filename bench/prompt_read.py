@@ -28,19 +28,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# First: it sets OMP_WAIT_POLICY before anything loads torch (model.llm.attention does).
-from model.llm.cpu import set_threads  # noqa: E402, I001
-from model.llm.attention import use_decode_attention  # noqa: E402
-from model.llm.checkpoints import (  # noqa: E402
+# First: it sets OMP_WAIT_POLICY before anything loads torch (model.llm.decoding.attention does).
+from model.llm.weights.cpu import set_threads  # noqa: E402, I001
+from model.llm.decoding.attention import use_decode_attention  # noqa: E402
+from model.llm.weights.registry import (  # noqa: E402
     DEFAULT_MODEL,
     MODELS,
     ensure_merged_checkpoint,
     load_tokenizer,
 )
-from model.llm.context import context_for, focused_context, rank_tables  # noqa: E402
-from model.llm.engine import Engine  # noqa: E402
-from model.llm.prompt import build_prompt  # noqa: E402
-from model.llm.vocab import AnswerVocab  # noqa: E402
+from model.llm.prompting.context import context_for, focused_context, rank_tables  # noqa: E402
+from model.llm.decoding.engine import Engine  # noqa: E402
+from model.llm.prompting.prompt import build_prompt  # noqa: E402
+from model.llm.decoding.vocab import AnswerVocab  # noqa: E402
 from model.samples import CHINOOK  # noqa: E402
 from model.sqlite.db import Database  # noqa: E402
 
@@ -132,7 +132,7 @@ def main() -> None:
             list(engine.stream(texts["focused"], max_new_tokens=args.decode))
             engine.stop_ids = stops
             rates.append(f"{name} {n}t {engine.last_stats.tokens_per_s:.1f} tok/s")
-        print(f"decoding {args.decode} tokens (one-row steps: one thread, model.llm.cpu): "
+        print(f"decoding {args.decode} tokens (one-row steps: one thread, model.llm.weights.cpu): "
               f"{'; '.join(rates)}; load {loads()}")
     torch.set_num_threads(own)
 

@@ -8,9 +8,9 @@ ON.json is `gemma-sql eval DATA.jsonl --json` with every rule on (the shipped pi
 questions the rule can touch are asked again, with the rule off; the others would get the same
 answer (the pipeline is deterministic: greedy decoding, seeded samples):
 
-    mend    joins mended to the foreign keys (`model.llm.joins`): every question (a mended
+    mend    joins mended to the foreign keys (`model.llm.sql.joins`): every question (a mended
             candidate may have been voted for)
-    values  values the question names linked to their columns (`model.llm.values`): the
+    values  values the question names linked to their columns (`model.llm.prompting.values`): the
             questions where some were found
     vote    answers drawn and run to choose by agreement (`--no-check-runs`): every question
 
@@ -31,11 +31,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import model.llm.ask as pipeline  # noqa: E402
-import model.llm.vote as vote  # noqa: E402
+import model.llm.pipeline.ask as pipeline  # noqa: E402
+import model.llm.pipeline.vote as vote  # noqa: E402
 from finetune.eval import evaluate, read_items  # noqa: E402
-from model.llm.checkpoints import DEFAULT_MODEL  # noqa: E402
-from model.llm.loading import load_engine  # noqa: E402
+from model.llm.decoding.loading import load_engine  # noqa: E402
+from model.llm.weights.registry import DEFAULT_MODEL  # noqa: E402
 
 RULES = ("mend", "values", "vote")
 

@@ -8,7 +8,7 @@ and p50/p90 seconds a question.
 `--serve` starts `transformers serve` with the shipped model (the adapter merged into the 270M
 base) on a free loopback port, as the slow tests do (tests/served.py; needs the dev extras'
 transformers[serving]). Both sides answer the same Chinook questions through
-`model.llm.ask.ask`, the app's pipeline. The in-process engine decodes one answer at a time (a
+`pipeline.ask.ask`, the app's pipeline. The in-process engine decodes one answer at a time (a
 second waits for its lock), so its clients queue; a server batches or queues as it does.
 Candidates differ: the local engine has beam search, a server without `n` gives none. Prints
 figures, asserts nothing; the load average is printed too (a shared CPU moves these figures).
@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ask import QUESTIONS, percentile  # noqa: E402
-from model.llm.ask import Answer, ask  # noqa: E402
+from model.llm.pipeline.ask import Answer, ask  # noqa: E402
 from model.llm.protocol import TextEngine  # noqa: E402
 from model.samples import CHINOOK  # noqa: E402
 from model.sqlite.db import Database  # noqa: E402
@@ -78,14 +78,14 @@ def main() -> None:
 
     from contextlib import ExitStack
 
-    from model.llm.endpoint import connect
+    from model.llm.server.endpoint import connect
 
     with ExitStack() as stack:
         url = args.endpoint
         if args.serve:
             import tempfile
 
-            from model.llm.checkpoints import PACKAGED_ADAPTERS, ensure_merged_checkpoint
+            from model.llm.weights.registry import PACKAGED_ADAPTERS, ensure_merged_checkpoint
             from tests.served import transformers_serve
 
             weights = ensure_merged_checkpoint(PACKAGED_ADAPTERS / "gemma-3-270m-sql")
@@ -96,7 +96,7 @@ def main() -> None:
         remote = connect(url, args.endpoint_model)
         engines: list[tuple[str, TextEngine]] = [(f"endpoint {remote.name[:25]}", remote)]
         if not args.no_local:
-            from model.llm.loading import load_engine
+            from model.llm.decoding.loading import load_engine
 
             local = load_engine()
             engines.append((f"in-process {local.name} ({local.device})", local))

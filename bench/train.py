@@ -58,7 +58,7 @@ def load(tiny: bool) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from model.llm.checkpoints import ensure_base_checkpoint
+    from model.llm.weights.registry import ensure_base_checkpoint
 
     path = ensure_base_checkpoint(lambda m: print(m, file=sys.stderr))
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16), \
@@ -105,7 +105,7 @@ def trl(args: argparse.Namespace, examples: list[Any], checkpointing: bool) -> d
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from model.llm.prompt import END_OF_TURN, training_text
+    from model.llm.prompting.prompt import END_OF_TURN, training_text
 
     model, tok = load(args.tiny)
     pairs = [training_text(e.question, e.context, e.sql) for e in batch_order(tok, examples, args)]
@@ -196,7 +196,7 @@ def main() -> None:
 def _tokenizer() -> Any:
     from transformers import AutoTokenizer
 
-    from model.llm.checkpoints import ensure_base_checkpoint
+    from model.llm.weights.registry import ensure_base_checkpoint
 
     return AutoTokenizer.from_pretrained(ensure_base_checkpoint(None))
 

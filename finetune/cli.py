@@ -23,8 +23,8 @@ from model.sqlite.files import file_problem
 
 if TYPE_CHECKING:
     from model.llm.protocol import TextEngine
-from model.llm.dtype import ENV_VAR as DTYPE_ENV_VAR
-from model.llm.dtype import Choice as DtypeChoice
+from model.llm.weights.dtype import ENV_VAR as DTYPE_ENV_VAR
+from model.llm.weights.dtype import Choice as DtypeChoice
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -83,15 +83,15 @@ def open_engine(model: str | None, adapter: Path | None, device: str | None,
                 progress: Callable[[str], None] | None, dtype: str | None = None) -> TextEngine:
     """The engine a command asks: the server at `endpoint` (`adapter`, if given, is the one it
     serves: read for its prompt layout), else the model loaded here. Failure: one line, exit 1."""
-    from model.llm.checkpoints import DEFAULT_MODEL, ModelUnavailable
+    from model.llm.weights.registry import DEFAULT_MODEL, ModelUnavailable
 
     check_endpoint(endpoint, model, device)
     try:
         if endpoint:
-            from model.llm.endpoint import connect
+            from model.llm.server.endpoint import connect
 
             return connect(endpoint, endpoint_model, adapter=adapter)
-        from model.llm.loading import load_engine
+        from model.llm.decoding.loading import load_engine
 
         return load_engine(model or DEFAULT_MODEL, adapter=adapter, device=device,
                            progress=progress, dtype=dtype)
@@ -131,7 +131,7 @@ def eval_cmd(
     if (problem := file_problem(data)) is not None:
         raise fail(f"{data}: {problem}")
     from finetune.eval import evaluate
-    from model.llm.checkpoints import DEFAULT_MODEL, ModelUnavailable
+    from model.llm.weights.registry import DEFAULT_MODEL, ModelUnavailable
 
     engine = open_engine(model, adapter, device, endpoint, endpoint_model,
                          progress=lambda m: typer.echo(m, err=True), dtype=dtype)

@@ -2,12 +2,12 @@
 
 Sources: the hub data set `gretelai/synthetic_text_to_sql` (columns sql_prompt, sql_context,
 sql), or a local .jsonl/.json/.parquet file with those columns or question/context/sql.
-Every example goes through `model.llm.prompt.training_text`, the function inference uses, so the
+Every example goes through `prompting.prompt.training_text`, the function inference uses, so the
 model is trained on exactly the text it is later asked. Loss is on the answer only: the
 labels are -100 over the prompt.
 
 `prepare_spider` turns Spider's training questions into a train file whose contexts are
-rendered from the live database files by `model.llm.context.context_for` (same pruning, sample
+rendered from the live database files by `prompting.context.context_for` (same pruning, sample
 rows and budget as the app), holding out whole databases as the eval split.
 """
 
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from model.llm.context import CONTEXT_BUDGET_TOKENS, context_for
-from model.llm.prompt import QUESTION_FIRST, training_text
+from model.llm.prompting.context import CONTEXT_BUDGET_TOKENS, context_for
+from model.llm.prompting.prompt import QUESTION_FIRST, training_text
 from model.sqlite.files import file_problem
 
 GRETEL = "gretelai/synthetic_text_to_sql"

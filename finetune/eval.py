@@ -2,7 +2,7 @@
 
 Each line of DATA.jsonl holds `question`, `sql` (the gold query) and either `db` (a path;
 relative paths resolve against the JSONL file's folder) or `db_id` (DIR/<db_id>/<db_id>.sqlite).
-The model answers through `model.llm.ask.ask`, the pipeline the app and `gemma-sql ask` use. A
+The model answers through `pipeline.ask.ask`, the pipeline the app and `gemma-sql ask` use. A
 prediction is correct when its result equals the gold result as a multiset of rows (as a list
 where the gold query has a top-level ORDER BY), its columns taken in any order, as Spider's
 test-suite evaluation does (`SELECT avg(x), kind` answers `SELECT kind, avg(x)`). A gold query
@@ -47,8 +47,8 @@ class Record:
     corrected: bool = False  # misspelt names were put right by the schema check
     repaired: bool = False  # from another candidate or a repair attempt
     focused: bool = False  # from a prompt with the question's tables alone
-    mended: bool = False  # its FROM clause was mended to the schema (model.llm.joins)
-    out_of_time: bool = False  # the time budget stopped the checks (model.llm.budget)
+    mended: bool = False  # its FROM clause was mended to the schema (model.llm.sql.joins)
+    out_of_time: bool = False  # the time budget stopped the checks (model.llm.pipeline.budget)
     top3: bool = False  # it or one of the next two alternatives is right
     voted: bool = False  # the agreement of the answers run chose another than the pipeline's
     agreed: str = ""  # "3 of 5": the answers run that returned the chosen result
@@ -59,7 +59,7 @@ class Record:
 @dataclass
 class EvalReport:
     model: str
-    dtype: str = ""  # the engine's compute dtype (model.llm.dtype)
+    dtype: str = ""  # the engine's compute dtype (model.llm.weights.dtype)
     records: list[Record] = field(default_factory=list)
     gold_failed: list[dict[str, str]] = field(default_factory=list)
 
@@ -239,10 +239,10 @@ def evaluate(
     budget: float = 0.0,
     check_runs: bool = True,
 ) -> EvalReport:
-    """Ask the engine every question of DATA.jsonl through model.llm.ask and score the SQL
+    """Ask the engine every question of DATA.jsonl through model.llm.pipeline.ask and score the SQL
     (and the next two alternatives, for top-3; `budget`: the pipeline's time budget a
     question, 0: none)."""
-    from model.llm.ask import ask
+    from model.llm.pipeline.ask import ask
 
     report = EvalReport(model_name, dtype=getattr(engine, "dtype", ""))
     dbs: dict[Path, Database] = {}

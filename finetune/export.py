@@ -6,8 +6,10 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from model.llm import checkpoints, drafts, prompt, vocab
-from model.llm.checkpoints import ModelUnavailable
+from model.llm.decoding import drafts, vocab
+from model.llm.prompting import prompt
+from model.llm.weights import registry as checkpoints
+from model.llm.weights.registry import ModelUnavailable
 
 
 class ExportError(Exception):

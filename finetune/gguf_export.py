@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.export import ExportError, adapter_base
-from model.llm import checkpoints
-from model.llm.checkpoints import OFFLINE_BASES, ModelUnavailable
-from model.llm.gguf_base import END_OF_TURN_ID, GEMMA_CHAT_TEMPLATE
-from model.llm.progress import no_loading_bars, quiet_libraries
+from model.llm.weights import registry as checkpoints
+from model.llm.weights.gguf_base import END_OF_TURN_ID, GEMMA_CHAT_TEMPLATE
+from model.llm.weights.progress import no_loading_bars, quiet_libraries
+from model.llm.weights.registry import OFFLINE_BASES, ModelUnavailable
 
 if TYPE_CHECKING:
     import numpy as np

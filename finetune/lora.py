@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from finetune.config import TrainConfig
-from model.llm.checkpoints import (
+from model.llm.weights.registry import (
     OFFLINE_BASES,
     ensure_base_checkpoint,
     load_tokenizer,

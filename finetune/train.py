@@ -67,9 +67,9 @@ from finetune.sharding import (
     launched_with_fsdp,
     launcher_settings,
 )
-from model.llm import drafts, vocab
-from model.llm.checkpoints import causal_lm
-from model.llm.prompt import LAYOUTS, write_layout
+from model.llm.decoding import drafts, vocab
+from model.llm.prompting.prompt import LAYOUTS, write_layout
+from model.llm.weights.registry import causal_lm
 
 Batch = dict[str, torch.Tensor]
 

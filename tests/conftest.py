@@ -34,7 +34,7 @@ def chinook(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def base_checkpoint() -> Path:
     """The real Gemma 3 270M as a bf16 checkpoint (converted on the first run only)."""
-    from model.llm.checkpoints import ensure_base_checkpoint
+    from model.llm.weights.registry import ensure_base_checkpoint
 
     return ensure_base_checkpoint()
 
@@ -42,7 +42,7 @@ def base_checkpoint() -> Path:
 @pytest.fixture(scope="session")
 def real_engine(base_checkpoint: Path) -> Iterator[Any]:
     """The real default engine on CPU, loaded once per session (a few seconds)."""
-    from model.llm.loading import load_engine
+    from model.llm.decoding.loading import load_engine
 
     yield load_engine(device="cpu")
 
@@ -76,7 +76,7 @@ def served_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     started once per session. Missing serving packages skip, except in CI."""
     from served import serving_missing, transformers_serve
 
-    from model.llm.checkpoints import PACKAGED_ADAPTERS, ensure_merged_checkpoint
+    from model.llm.weights.registry import PACKAGED_ADAPTERS, ensure_merged_checkpoint
 
     if missing := serving_missing():
         message = f"transformers serve needs {', '.join(missing)} (pip install -e '.[dev]')"

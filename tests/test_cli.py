@@ -198,16 +198,16 @@ def test_ask_run_draws_control_characters_in_its_table(monkeypatch: pytest.Monke
 
     from typer.testing import CliRunner
 
-    import model.llm.ask
-    import model.llm.loading
-    from model.llm.ask import Answer
+    import model.llm.decoding.loading
+    import model.llm.pipeline.ask
+    from model.llm.pipeline.ask import Answer
     from tui.cli import app
 
     sql = "SELECT char(27)||']2;PWNED'||char(7) AS t, 'a'||char(155)||'b' AS \"c\""
-    monkeypatch.setattr(model.llm.loading, "load_engine",
+    monkeypatch.setattr(model.llm.decoding.loading, "load_engine",
                         lambda *a, **k: types.SimpleNamespace(name="scripted"))
-    monkeypatch.setattr(model.llm.ask, "ask", lambda engine, db, question, **k: Answer(question,
-                                                                                       sql))
+    monkeypatch.setattr(model.llm.pipeline.ask, "ask",
+                        lambda engine, db, question, **k: Answer(question, sql))
     result = CliRunner().invoke(app, ["ask", str(CHINOOK), "anything", "--run"])
     assert result.exit_code == 0, result.output
     assert "␛]2;PWNED␇" in result.stdout and "a\ufffdb" in result.stdout
@@ -222,10 +222,10 @@ def test_open_and_eval_take_a_dtype_and_a_budget(
     from typer.testing import CliRunner
 
     import finetune.eval
-    import model.llm.loading
+    import model.llm.decoding.loading
     import tui.app
     from finetune.eval import EvalReport
-    from model.llm.budget import DEFAULT_BUDGET_S
+    from model.llm.pipeline.budget import DEFAULT_BUDGET_S
     from tui.cli import app
 
     seen: dict[str, dict[str, Any]] = {}
@@ -246,7 +246,7 @@ def test_open_and_eval_take_a_dtype_and_a_budget(
         return EvalReport("m", dtype="fp32")
 
     monkeypatch.setattr(tui.app, "GemmaSqlApp", App)
-    monkeypatch.setattr(model.llm.loading, "load_engine", load_engine)
+    monkeypatch.setattr(model.llm.decoding.loading, "load_engine", load_engine)
     monkeypatch.setattr(finetune.eval, "evaluate", evaluate)
     runner = CliRunner()
     assert runner.invoke(app, [str(CHINOOK), "--dtype", "bf16", "--budget", "0"]).exit_code == 0

@@ -14,7 +14,7 @@ import pytest
 from scripted_server import Handler, answering, models, scripted_server
 from typer.testing import CliRunner
 
-from model.llm.vote import SAMPLES
+from model.llm.pipeline.vote import SAMPLES
 from tui.cli import app
 
 GEMMA_SQL = Path(sys.executable).parent / "gemma-sql"
@@ -28,7 +28,7 @@ def test_ask_json_through_an_endpoint_gives_the_local_fields(chinook: Path) -> N
                                           "--endpoint", server.url, "--run", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    # the fields of the local path (tests/model/test_ask.py, test_cli_json_with_the_real_model)
+    # as the local path (tests/model/llm/pipeline/test_ask.py, test_cli_json_with_the_real_model)
     assert set(out) == {"question", "sql", "columns", "rows", "error", "model", "dtype",
                         "seconds", "alternatives"}
     assert (out["sql"], out["rows"], out["error"]) == ("SELECT\n  COUNT(*)\nFROM albums",
@@ -40,7 +40,7 @@ def test_ask_json_through_an_endpoint_gives_the_local_fields(chinook: Path) -> N
 
 
 def test_an_answer_the_served_model_is_sure_of_is_taken_without_a_draw(chinook: Path) -> None:
-    # as with a local model (model.llm.vote.sure_of): every token at p > 0.5, and a row
+    # as with a local model (model.llm.pipeline.vote.sure_of): every token at p > 0.5, and a row
     with scripted_server({"/v1/models": models("gemma-sql"),
                           "/v1/completions": answering(COUNT_ALBUMS, logprob=-0.1)}) as server:
         result = CliRunner().invoke(app, ["ask", str(chinook), "How many albums are there?",

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from finetune.eval import compare
-from model.llm.ask import ask
-from model.llm.checkpoints import MODELS
+from model.llm.pipeline.ask import ask
+from model.llm.weights.registry import MODELS
 from model.sqlite.db import Database
 
 SHIPPED = MODELS["gemma-3-270m-sql"].adapter

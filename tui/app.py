@@ -17,7 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import ContentSwitcher, Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from model.llm.budget import DEFAULT_BUDGET_S
+from model.llm.pipeline.budget import DEFAULT_BUDGET_S
 from model.sqlite.chart import Chart, NoChart
 from model.sqlite.db import Database, QueryResult
 from model.sqlite.export import format_for
@@ -37,7 +37,7 @@ from tui.widgets.schema_tree import SchemaTree
 from tui.widgets.status import StatusBar
 
 if TYPE_CHECKING:  # the model side loads lazily: the app runs as a plain SQL client without it
-    from model.llm.answer import Answer
+    from model.llm.pipeline.answer import Answer
     from model.llm.protocol import TextEngine
 
 # Actions that make no sense behind a modal dialog (their keys are app-wide priority keys).

@@ -32,10 +32,10 @@ from finetune.cli import (
     fail,
     open_engine,
 )
-from model.llm.budget import DEFAULT_BUDGET_S
+from model.llm.pipeline.budget import DEFAULT_BUDGET_S
 
 if TYPE_CHECKING:
-    from model.llm.answer import Answer
+    from model.llm.pipeline.answer import Answer
     from model.sqlite.db import Database
 
 
@@ -132,8 +132,8 @@ def ask(
         database = Database.open(db)  # read-only; a missing file is an error, never created
     except DatabaseError as e:
         raise fail(str(e)) from None
-    from model.llm.ask import ask as write_sql
-    from model.llm.checkpoints import ModelUnavailable
+    from model.llm.pipeline.ask import ask as write_sql
+    from model.llm.weights.registry import ModelUnavailable
 
     # Progress only to a terminal: in scripts stderr carries just the one-line error, if any.
     progress = (lambda m: typer.echo(m, err=True)) if sys.stderr.isatty() else None

@@ -13,7 +13,7 @@ from textual.message import Message
 from model.sqlite.db import QueryResult
 
 if TYPE_CHECKING:  # the model side loads lazily: the app runs as a plain SQL client without it
-    from model.llm.answer import Answer
+    from model.llm.pipeline.answer import Answer
     from model.llm.protocol import TextEngine
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
-from model.llm.budget import DEFAULT_BUDGET_S
+from model.llm.pipeline.budget import DEFAULT_BUDGET_S
 from model.sqlite import export
 from model.sqlite.chart import Chart
 from model.sqlite.db import Database, DatabaseError, QueryResult
@@ -141,7 +141,7 @@ def load_model(model: str | None, adapter: str | Path | None, device: str | None
     post(ModelReady(engine))
     if db is not None:
         try:
-            from model.llm.ask import prepare
+            from model.llm.pipeline.ask import prepare
 
             prepare(engine, db)
         except Exception:  # only a head start: the first question reads the schema itself
@@ -151,7 +151,7 @@ def load_model(model: str | None, adapter: str | Path | None, device: str | None
 def _load(model: str | None, adapter: str | Path | None, device: str | None,
           post: Post, dtype: str | None = None) -> TextEngine | None:
     try:
-        from model.llm.loading import load_engine
+        from model.llm.decoding.loading import load_engine
     except Exception as e:  # the engine is optional: the app stays a plain SQL client
         post(ModelStatus(f"no model: {one_line(e)}", failed=True))
         return None
@@ -176,7 +176,7 @@ def _connect(endpoint: str, endpoint_model: str | None, adapter: str | Path | No
     """The server's model; never a fall back to one loaded here (the status line says why)."""
     post(ModelStatus(f"model loading… connecting to {endpoint}"))
     try:
-        from model.llm.endpoint import connect
+        from model.llm.server.endpoint import connect
 
         return connect(endpoint, endpoint_model, adapter=adapter)
     except Exception as e:  # EndpointError or anything else: one line, app keeps going
@@ -188,7 +188,7 @@ def generate(engine: TextEngine, db: Database, question: str, cancel: threading.
              post: Post, focused: bool = True, budget: float = DEFAULT_BUDGET_S,
              check_runs: bool = True) -> None:
     try:
-        from model.llm.ask import ask
+        from model.llm.pipeline.ask import ask
     except Exception as e:
         post(GenerationFailed(f"no model: {one_line(e)}"))
         return

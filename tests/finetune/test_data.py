@@ -22,7 +22,7 @@ from finetune.data import (
     tokenize,
     tokenize_all,
 )
-from model.llm.prompt import training_text
+from model.llm.prompting.prompt import training_text
 
 # shared/ sits beside the checkout (here and in CI); the data is not part of the repo.
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -143,7 +143,7 @@ def test_heldout_choice_is_fixed_by_seed() -> None:
 
 @needs_spider
 def test_spider_prep_holds_out_whole_databases(tmp_path: Path) -> None:
-    from model.llm.context import context_for
+    from model.llm.prompting.context import context_for
     from model.sqlite.db import Database
 
     train, held = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"

@@ -110,17 +110,17 @@ class FakeAlternative:
 def test_evaluate_excludes_failing_golds_and_reports(
     db_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The whole run with a stand-in for model.llm.ask (it maps each question to a fixed SQL)."""
+    """The whole run with a stand-in for pipeline.ask (it maps each question to a fixed SQL)."""
     preds = {"how many items": "SELECT count(*) FROM item", "names": "SELECT nme FROM item",
              "kinds": "SELECT kind FROM item", "broken gold": "SELECT 1"}
-    fake = types.ModuleType("model.llm.ask")
+    fake = types.ModuleType("model.llm.pipeline.ask")
 
     def ask(engine: Any, db: Database, question: str, **kw: Any) -> FakeAnswer:
         assert engine == "engine" and db.path.name == "shop.sqlite"
         return FakeAnswer(preds[question])
 
     fake.ask = ask  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "model.llm.ask", fake)
+    monkeypatch.setitem(sys.modules, "model.llm.pipeline.ask", fake)
     data = tmp_path / "data" / "eval.jsonl"
     data.parent.mkdir()
     lines = [
@@ -190,14 +190,14 @@ def test_top3_counts_the_next_two_alternatives(
         "third": [wrong, "SELECT 0", "SELECT count(*) FROM item"],
         "fourth": [wrong, "SELECT 0", "SELECT 1", "SELECT count(*) FROM item"],
     }
-    fake = types.ModuleType("model.llm.ask")
+    fake = types.ModuleType("model.llm.pipeline.ask")
 
     def ask(engine: Any, db: Database, question: str, **kw: Any) -> FakeAnswer:
         sqls = alternatives[question]
         return FakeAnswer(sqls[0], alternatives=tuple(FakeAlternative(s) for s in sqls))
 
     fake.ask = ask  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "model.llm.ask", fake)
+    monkeypatch.setitem(sys.modules, "model.llm.pipeline.ask", fake)
     data = tmp_path / "eval.jsonl"
     data.write_text("".join(json.dumps({"question": q, "sql": "SELECT count(*) FROM item",
                                         "db": str(db_file)}) + "\n" for q in alternatives))

@@ -14,7 +14,7 @@ from tiny import tiny_gemma
 from typer.testing import CliRunner
 
 from finetune.config import TrainConfig
-from model.llm.prompt import read_layout
+from model.llm.prompting.prompt import read_layout
 from tui.cli import app
 
 runner = CliRunner()
@@ -120,20 +120,20 @@ def test_push_to_hub_offline_is_one_line(tmp_path: Path, monkeypatch: Any) -> No
 
 
 def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
-    """`gemma-sql eval --json` end to end, with stand-ins for the model and model.llm.ask."""
+    """`gemma-sql eval --json` end to end, with stand-ins for the model and pipeline.ask."""
     import sqlite3
     import types
 
-    import model.llm.loading
-    from model.llm.answer import Answer
+    import model.llm.decoding.loading
+    from model.llm.pipeline.answer import Answer
 
-    fake_ask = types.ModuleType("model.llm.ask")
+    fake_ask = types.ModuleType("model.llm.pipeline.ask")
     fake_ask.ask = lambda engine, db, question, **kw: Answer(  # type: ignore[attr-defined]
         question,
         "SELECT count(*) FROM t" if "how many" in question else "SELECT x FROM t",
         focused=kw["focused"], mended=["x → y"] if "how many" in question else [])
-    monkeypatch.setitem(sys.modules, "model.llm.ask", fake_ask)
-    monkeypatch.setattr(model.llm.loading, "load_engine", lambda *a, **k: "engine")
+    monkeypatch.setitem(sys.modules, "model.llm.pipeline.ask", fake_ask)
+    monkeypatch.setattr(model.llm.decoding.loading, "load_engine", lambda *a, **k: "engine")
     root = tmp_path / "dbs"
     (root / "d").mkdir(parents=True)
     conn = sqlite3.connect(root / "d" / "d.sqlite")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from finetune import gguf_export
 from finetune.export import ExportError
-from model.llm.checkpoints import PACKAGED_ADAPTERS
+from model.llm.weights.registry import PACKAGED_ADAPTERS
 from tui.cli import app
 
 runner = CliRunner()
@@ -134,7 +134,7 @@ def merged(base_checkpoint: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from model.llm.checkpoints import ensure_merged_checkpoint, load_tokenizer
+    from model.llm.weights.registry import ensure_merged_checkpoint, load_tokenizer
 
     path = ensure_merged_checkpoint(SHIPPED)
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.bfloat16)
@@ -163,8 +163,8 @@ def read_back(path: Path) -> Any:
 def logits_and_answer(model: Any, tokenizer: Any) -> tuple[Any, str]:
     import torch
 
-    from model.llm.gguf_base import STOP_IDS
-    from model.llm.prompt import build_prompt
+    from model.llm.prompting.prompt import build_prompt
+    from model.llm.weights.gguf_base import STOP_IDS
 
     ids = tokenizer(build_prompt(PROMPT_QUESTION, PROMPT_CONTEXT), return_tensors="pt").input_ids
     with torch.no_grad():

@@ -15,7 +15,7 @@ import torch
 from tiny import run_two_ranks, tiny_gemma
 
 from finetune.sharding import FsdpSettings, launched_with_fsdp, launcher_settings
-from model.llm.checkpoints import nf4_config
+from model.llm.weights.registry import nf4_config
 
 ACCELERATE_CONFIG = Path(__file__).parents[2] / "finetune" / "accelerate" / "fsdp_qlora.yaml"
 

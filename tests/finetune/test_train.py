@@ -16,7 +16,7 @@ from finetune.config import TrainConfig
 from finetune.data import collate, tokenize
 from finetune.lora import add_lora
 from finetune.train import AnswerLoss, train
-from model.llm.drafts import AnswerDrafts, table
+from model.llm.decoding.drafts import AnswerDrafts, table
 
 
 def config(rows_file: Path, out: Path, **kw: Any) -> TrainConfig:

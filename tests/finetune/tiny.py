@@ -29,7 +29,7 @@ def tiny_tokenizer(vocab_size: int = 600) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from model.llm.prompt import training_text
+    from model.llm.prompting.prompt import training_text
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

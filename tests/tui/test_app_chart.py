@@ -198,14 +198,14 @@ async def test_png_export_draws_the_same_bars(chinook, make_app, tmp_path):
 
 def fake_model(monkeypatch: pytest.MonkeyPatch, sql: str) -> None:
     """`ask` without a model: the pipeline answers `sql` (its own tests are in tests/model)."""
-    import model.llm.loading
-    from model.llm.answer import Answer
+    import model.llm.decoding.loading
+    from model.llm.pipeline.answer import Answer
 
     answer = Answer("", sql=sql, seconds=0.1)
-    fake_ask = types.ModuleType("model.llm.ask")
+    fake_ask = types.ModuleType("model.llm.pipeline.ask")
     fake_ask.ask = lambda engine, db, question, **kw: answer  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "model.llm.ask", fake_ask)
-    monkeypatch.setattr(model.llm.loading, "load_engine",
+    monkeypatch.setitem(sys.modules, "model.llm.pipeline.ask", fake_ask)
+    monkeypatch.setattr(model.llm.decoding.loading, "load_engine",
                         lambda *a, **k: types.SimpleNamespace(name="fake"))
 
 

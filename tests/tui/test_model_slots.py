@@ -1,6 +1,6 @@
 """The model slots: loading on mount, question -> streamed SQL, cancel, and no model at all.
 
-model.llm.loading / model.llm.ask belong to the model engineer; these tests put small stand-ins in
+decoding.loading / pipeline.ask belong to the model engineer; these tests put small stand-ins in
 sys.modules so the app's side of the contract is tested on its own (SQLite stays real).
 """
 
@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 
-from model.llm.answer import Answer
-from model.llm.engine import GenerationStats
-from model.llm.problem import Problem
-from model.llm.prompt import QUESTION_FIRST
-from model.llm.protocol import Sampled
+from model.llm.pipeline.answer import Answer
+from model.llm.prompting.prompt import QUESTION_FIRST
+from model.llm.protocol import GenerationStats, Sampled
+from model.llm.sql.problem import Problem
 from tui.widgets.editor import SqlEditor
 from tui.widgets.question import QuestionBox
 from tui.widgets.status import StatusBar
@@ -79,7 +78,7 @@ def fake_ask(engine: FakeEngine, db: Any, question: str,
         if on_chunk:
             on_chunk(chunk)
     problems = [Problem("unknown column: Nme", "column")] if "Nme" in text else []
-    if focused and "albums" in question:  # as model.llm.ask: the question's tables answered it
+    if focused and "albums" in question:  # as pipeline.ask: the question's tables answered it
         return Answer(question, text.strip().upper(), tables_sent=["albums", "artists"],
                       problems=problems, seconds=0.5, focused=True)
     return Answer(question, text.strip().upper(), tables_sent=["albums", "artists"],
@@ -89,7 +88,7 @@ def fake_ask(engine: FakeEngine, db: Any, question: str,
 @pytest.fixture
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     calls: dict[str, Any] = {}
-    loading_mod = types.ModuleType("model.llm.loading")
+    loading_mod = types.ModuleType("model.llm.decoding.loading")
 
     def load_engine(model: str = "default", adapter: Any = None, device: Any = None,
                     progress: Callable[[str], None] | None = None,
@@ -101,12 +100,12 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return FakeEngine(["select ", "title ", "from albums"])
 
     loading_mod.load_engine = load_engine  # type: ignore[attr-defined]
-    ask_mod = types.ModuleType("model.llm.ask")
+    ask_mod = types.ModuleType("model.llm.pipeline.ask")
     ask_mod.ask = fake_ask  # type: ignore[attr-defined]
     ask_mod.prepare = (  # type: ignore[attr-defined]
         lambda engine, db: calls.setdefault("prepared", (engine, db)))
-    monkeypatch.setitem(__import__("sys").modules, "model.llm.loading", loading_mod)
-    monkeypatch.setitem(__import__("sys").modules, "model.llm.ask", ask_mod)
+    monkeypatch.setitem(__import__("sys").modules, "model.llm.decoding.loading", loading_mod)
+    monkeypatch.setitem(__import__("sys").modules, "model.llm.pipeline.ask", ask_mod)
     return calls
 
 
@@ -142,7 +141,7 @@ async def test_model_loads_on_mount_and_answers(chinook, make_app, fake_model):
 
 
 async def test_dtype_and_budget_reach_the_engine_and_the_pipeline(chinook, make_app, fake_model):
-    from model.llm.budget import DEFAULT_BUDGET_S
+    from model.llm.pipeline.budget import DEFAULT_BUDGET_S
 
     app = make_app(chinook, load_model=True, dtype="fp32", budget=3.0)
     async with app.run_test(size=SIZE) as pilot:
@@ -219,8 +218,8 @@ async def test_no_model_says_why(chinook, make_app):
 
 async def test_failing_engine_import_leaves_a_plain_sql_client(chinook, make_app,
                                                                monkeypatch):
-    broken = types.ModuleType("model.llm.loading")  # no load_engine: the import fails
-    monkeypatch.setitem(__import__("sys").modules, "model.llm.loading", broken)
+    broken = types.ModuleType("model.llm.decoding.loading")  # no load_engine: the import fails
+    monkeypatch.setitem(__import__("sys").modules, "model.llm.decoding.loading", broken)
     app = make_app(chinook, load_model=True)
     async with app.run_test(size=SIZE) as pilot:
         await app.workers.wait_for_complete()
@@ -234,8 +233,8 @@ async def test_failing_engine_import_leaves_a_plain_sql_client(chinook, make_app
 
 
 async def test_real_ask_pipeline_with_an_engine_like_object(chinook, make_app):
-    """The model engineer's model.llm.ask with a scripted engine: the contract between the two."""
-    pytest.importorskip("model.llm.ask")
+    """The model engineer's pipeline.ask with a scripted engine: the contract between the two."""
+    pytest.importorskip("model.llm.pipeline.ask")
     engine = FakeEngine([" SELECT Title ", "FROM albums ", "WHERE AlbumId = 1 <end_of_turn>"])
     app = make_app(chinook, engine=engine)
     async with app.run_test(size=SIZE) as pilot:

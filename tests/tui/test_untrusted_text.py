@@ -280,8 +280,8 @@ async def test_a_hostile_database_opens_and_shows(hostile_db, make_app):
 
 async def test_the_notes_under_the_editor_show_names_literally(chinook, make_app):
     """The model's answer names the tables it was shown and what its checks found."""
-    from model.llm.ask import Answer
-    from model.llm.problem import Problem
+    from model.llm.pipeline.ask import Answer
+    from model.llm.sql.problem import Problem
 
     app = make_app(chinook)
     async with app.run_test(size=SIZE) as pilot:

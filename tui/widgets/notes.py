@@ -12,7 +12,7 @@ from textual.widgets import Static
 from tui.safe_text import plain, shown
 
 if TYPE_CHECKING:
-    from model.llm.answer import Answer
+    from model.llm.pipeline.answer import Answer
 
 
 class SqlNotes(Static):
