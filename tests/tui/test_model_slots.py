@@ -8,63 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import types
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from fakes import FakeEngine
 
 from model.llm.pipeline.answer import Answer
-from model.llm.prompting.prompt import QUESTION_FIRST
-from model.llm.protocol import GenerationStats, Sampled
 from model.llm.sql.problem import Problem
 from tui.widgets.editor import SqlEditor
 from tui.widgets.question import QuestionBox
 from tui.widgets.status import StatusBar
 
 SIZE = (140, 44)
-
-
-@dataclass
-class FakeEngine:
-    """Streams `chunks` whatever the prompt; no beams to offer, and `drawn` as samples."""
-
-    chunks: list[str]
-    name: str = "fake-270m"
-    device: str = "cpu"
-    dtype: str = "fp32"
-    delay: float = 0.0
-    prompt_layout: str = QUESTION_FIRST
-    last_stats: GenerationStats = field(default_factory=GenerationStats)
-    budgets: list[float] = field(default_factory=list)  # what each question was given
-    drawn: list[str] = field(default_factory=list)  # what `sample` draws
-
-    def stream(self, prompt: str, cancel: threading.Event | None = None,
-               max_new_tokens: int = 256, shared: str = "") -> Generator[str, None, None]:
-        for chunk in self.chunks:
-            if cancel is not None and cancel.is_set():
-                return
-            time.sleep(self.delay)
-            yield chunk
-        self.last_stats = GenerationStats(tokens_per_s=42.0)
-
-    def beams(self, prompt: str, n: int = 4, cancel: threading.Event | None = None,
-              max_new_tokens: int = 192, shared: str = "") -> list[str]:
-        return []
-
-    def sample(self, prompt: str, n: int = 4, temperature: float = 0.7,
-               cancel: threading.Event | None = None, max_new_tokens: int = 128,
-               shared: str = "", seed: int = 0) -> list[Sampled]:
-        return [Sampled(text, -0.1) for text in self.drawn[:n]]
-
-    def warm(self, shared: str) -> None:
-        pass
-
-    def review(self, question: str, sqls: Sequence[str],
-               cancel: threading.Event | None = None) -> list[float]:
-        return []
 
 
 def fake_ask(engine: FakeEngine, db: Any, question: str,
