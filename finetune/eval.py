@@ -18,7 +18,7 @@ import statistics
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,11 @@ def _value(v: Any) -> Any:
     if isinstance(v, float):
         return round(v, FLOAT_DIGITS)
     return v
+
+
+def normalized(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rows with their values as results are compared here (floats rounded: `_value`)."""
+    return [tuple(_value(v) for v in row) for row in rows]
 
 
 def run_sql(db: Database, sql: str, max_rows: int = MAX_ROWS,
