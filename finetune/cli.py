@@ -20,6 +20,7 @@ import typer
 
 from finetune.config import TrainConfig
 from model.sqlite.files import file_problem
+from model.text import shown
 
 if TYPE_CHECKING:
     from model.llm.protocol import TextEngine
@@ -28,8 +29,9 @@ from model.llm.weights.dtype import Choice as DtypeChoice
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one line to stderr and return the Exit to raise (no traceback, no side effect)."""
-    typer.echo(f"gemma-sql: {message}", err=True)
+    """Print one line to stderr and return the Exit to raise (no traceback, no side effect).
+    The message may quote a database, a model or a server: its control characters are drawn."""
+    typer.echo(f"gemma-sql: {shown(message)}", err=True)
     return typer.Exit(code)
 
 

@@ -262,3 +262,20 @@ def test_open_and_eval_take_a_dtype_and_a_budget(
     runner.invoke(app, ["eval", str(data)])
     assert seen["load"]["dtype"] is None and seen["eval"]["budget"] == 0  # eval: no limit
     assert runner.invoke(app, ["eval", str(data), "--budget", "-1"]).exit_code == 2
+
+
+def test_an_open_error_quoting_a_hostile_name_draws_its_control_characters(
+    tmp_path: Path,
+) -> None:
+    """SQLite's message quotes the schema: an ESC]2;…BEL in a name is drawn, never sent."""
+    path = tmp_path / "hostile.db"
+    shutil.copy(CHINOOK, path)
+    name = "\x1b]2;PWNED\x07"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("INSERT INTO sqlite_master VALUES ('table', ?, ?, 0, 'CREATE TABLE (')",
+                 (name, name))
+    conn.close()
+    result = run(path)
+    assert_one_line_error(result, path)
+    assert "␛]2;PWNED␇" in result.stderr and not any(c in result.stderr for c in "\x1b\x07")

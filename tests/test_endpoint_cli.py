@@ -113,3 +113,28 @@ def test_eval_through_an_endpoint_scores_the_set(chinook: Path, tmp_path: Path) 
     report = json.loads(result.stdout)
     assert (report["n"], report["execution_accuracy"]) == (2, 0.5)
     assert report["model"] == f"gemma-sql @ {server.url}"
+
+
+ESC_TITLE = "\x1b]2;PWNED\x07"  # would retitle the terminal window
+
+
+def test_a_servers_sql_and_error_text_reach_the_terminal_drawn(chinook: Path) -> None:
+    """What a server sends is data: printed with its control characters drawn (model/text.py),
+    never obeyed by the terminal, on stdout (the SQL) and on stderr (its error)."""
+    hostile = [" SELECT", f" '{ESC_TITLE}'", " AS", " t"]
+    with scripted_server({"/v1/models": models("gemma-sql"),
+                          "/v1/completions": answering(hostile)}) as server:
+        result = CliRunner().invoke(app, ["ask", str(chinook), "Say hi", "--endpoint",
+                                          server.url])
+    assert result.exit_code == 0, result.output
+    assert "␛]2;PWNED␇" in result.stdout
+    assert not any(c in result.stdout + result.stderr for c in "\x1b\x07")
+
+    def fail(h: Handler, body: dict[str, Any]) -> None:
+        h.json({"error": {"message": f"overloaded {ESC_TITLE}\x9b7m"}}, 503)
+
+    with scripted_server({"/v1/models": models("gemma-sql"), "/v1/completions": fail}) as server:
+        result = CliRunner().invoke(app, ["ask", str(chinook), "Say hi", "--endpoint",
+                                          server.url])
+    assert result.exit_code == 1
+    assert result.stderr == f"gemma-sql: {server.url} answered 503: overloaded ␛]2;PWNED␇\ufffd7m\n"

@@ -194,10 +194,10 @@ def run_answer(database: Database, sql: str, chart: Path | None) -> Ran:
 def print_answer(answer: Answer, result: Ran) -> None:
     """`ask` without --json: the SQL on stdout, notes on stderr, and the rows as a table."""
     from model.sqlite.db import shown_number
-    from tui.safe_text import shown
+    from model.text import shown
 
-    if answer.sql:
-        typer.echo(answer.sql.rstrip(";") + ";")
+    if answer.sql:  # the model's (or a server's) text: drawn, never sent to the terminal raw
+        typer.echo(shown(answer.sql.rstrip(";") + ";", lines=True))
     for note in answer.notes:  # they quote names from the database
         typer.echo(f"gemma-sql: note: {shown(note)}", err=True)
     if (others := len(answer.alternatives) - 1) > 0:
@@ -209,7 +209,7 @@ def print_answer(answer: Answer, result: Ran) -> None:
     if not result.columns:
         return
     # A table for reading: names and values with their control characters drawn
-    # (tui/safe_text.py), never sent to the terminal. --json is the raw form.
+    # (model/text.py), never sent to the terminal. --json is the raw form.
     rows = result.rows
     columns = [shown(c) for c in result.columns]
     text = [["NULL" if v is None else shown_number(v) if isinstance(v, int | float)

@@ -1,0 +1,32 @@
+"""Untrusted text made visible, never interpreted: what a database, a model or a server says is
+printed as data, not obeyed by the terminal.
+
+Control characters (C0, DEL, C1) would reach the terminal raw: ESC]2;…BEL retitles the window,
+ESC[7m restyles the screen. `shown` swaps each for one visible character of its own, so lengths
+and cursor offsets stay as they were: C0 and DEL as their Unicode control pictures (ESC as ␛,
+BEL as ␇, tab as ␉), C1, which has no pictures, as �. Bidirectional controls (RLO U+202E and its
+kin) would make the terminal, or the eye, read characters in another order than they are stored
+("Trojan Source"): they are shown as � too.
+
+The one helper for it: the command lines' stdout and stderr use it here, the app's widgets
+through tui/safe_text.py (which adds what Textual needs: no markup).
+"""
+
+from __future__ import annotations
+
+_PICTURES = {code: chr(0x2400 + code) for code in range(0x20)} | {0x7F: "\u2421"}
+_C1 = {code: "\ufffd" for code in range(0x80, 0xA0)}
+_BIDI = {code: "\ufffd" for code in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                      *range(0x2066, 0x206A))}
+_ONE_LINE = str.maketrans(_PICTURES | _C1 | _BIDI)
+# Multi-line text (SQL in a dialog, a line of the editor) keeps its newlines and tabs.
+_LINES = str.maketrans({c: p for c, p in (_PICTURES | _C1 | _BIDI).items()
+                        if chr(c) not in "\n\t"})
+
+
+def shown(text: str, lines: bool = False) -> str:
+    """`text` with every control character swapped for a visible one, one for one.
+
+    With `lines`, newline and tab stay: for text shown on several lines.
+    """
+    return text.translate(_LINES if lines else _ONE_LINE)
