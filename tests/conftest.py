@@ -86,3 +86,38 @@ def served_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     weights = ensure_merged_checkpoint(PACKAGED_ADAPTERS / "gemma-3-270m-sql")
     with transformers_serve(weights, tmp_path_factory.mktemp("serve") / "server.log") as url:
         yield url
+
+
+# Databases users have that the sqlite3 shell opens, each with one object SQLite cannot read
+# (or, "infinite", one that never ends): the hostile-database corpus (issue 35).
+HOSTILE_SCHEMAS = {
+    "stale_view": "CREATE TABLE x (a); CREATE TABLE y (b); CREATE VIEW v AS SELECT b FROM y;"
+                  " DROP TABLE y;",
+    "missing_function": "CREATE TABLE x (a); CREATE VIEW v AS SELECT no_such_fn(a) FROM x;",
+    "missing_module": "CREATE TABLE x (a);",  # plus a vec0 virtual table, written below
+    "infinite_view": "CREATE TABLE x (a); CREATE VIEW v AS WITH RECURSIVE n(i) AS (SELECT 1"
+                     " UNION ALL SELECT i + 1 FROM n) SELECT i FROM n;",
+}
+
+
+@pytest.fixture
+def broken_db(tmp_path: Path) -> Any:
+    """broken_db(kind) -> the path of a fresh database of HOSTILE_SCHEMAS[kind] with one
+    row in x."""
+    import sqlite3
+
+    def make(kind: str) -> Path:
+        path = tmp_path / f"{kind}.db"
+        conn = sqlite3.connect(path)
+        conn.executescript(HOSTILE_SCHEMAS[kind])
+        conn.execute("INSERT INTO x VALUES (1)")
+        if kind == "missing_module":
+            # As a database made by a program with sqlite-vec loaded leaves it.
+            conn.execute("PRAGMA writable_schema = ON")
+            conn.execute("INSERT INTO sqlite_master VALUES ('table', 'vt', 'vt', 0, "
+                         "'CREATE VIRTUAL TABLE vt USING vec0(e float[4])')")
+        conn.commit()
+        conn.close()
+        return path
+
+    return make

@@ -31,6 +31,9 @@ class Table:
     sql: str
     columns: list[Column] = field(default_factory=list)
     foreign_keys: list[ForeignKey] = field(default_factory=list)
+    # Why SQLite cannot read it (a view over a dropped table, a function or a virtual
+    # table's module this SQLite lacks); "" when it can. Such objects are in Schema.unreadable.
+    problem: str = ""
 
     def column(self, name: str) -> Column | None:
         lowered = name.lower()
@@ -39,7 +42,8 @@ class Table:
 
 @dataclass
 class Schema:
-    tables: list[Table]
+    tables: list[Table]  # what SQLite can read: what prompts, joins and checks see
+    unreadable: list[Table] = field(default_factory=list)  # shown in the tree with the reason
 
     def table(self, name: str) -> Table | None:
         lowered = name.lower()
@@ -97,25 +101,22 @@ def quote(name: str) -> str:
 
 
 def read_schema(conn: sqlite3.Connection) -> Schema:
-    """Tables and views with columns and foreign keys, from the catalog (no row reads)."""
+    """Tables and views with columns and foreign keys, from the catalog (no row reads).
+
+    An object SQLite cannot read does not stop the rest, as in the sqlite3 shell: it goes to
+    `Schema.unreadable` with SQLite's reason. Only a catalog that cannot be read at all raises.
+    """
     entries = conn.execute(
         "SELECT name, type, coalesce(sql, '') FROM sqlite_master "
         "WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name"
     ).fetchall()
-    tables = []
+    tables, unreadable = [], []
     for name, kind, sql in entries:
-        columns = [
-            Column(c_name, c_type or "", bool(pk), bool(notnull))
-            for _, c_name, c_type, notnull, _, pk in conn.execute(
-                'SELECT cid, name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)',
-                (name,),
-            )
-        ]
-        fks = [
-            ForeignKey(row[3], row[2], row[4] or "")
-            for row in conn.execute("SELECT * FROM pragma_foreign_key_list(?)", (name,))
-        ]
-        tables.append(Table(name, kind, sql, columns, fks))
+        try:
+            tables.append(_read_table(conn, name, kind, sql))
+        except sqlite3.Error as e:
+            reason = " ".join(str(e).split()) or type(e).__name__
+            unreadable.append(Table(name, kind, sql, problem=reason))
     # Fill in implicit foreign-key targets (REFERENCES t with no column means its primary key).
     by_name = {t.name.lower(): t for t in tables}
     for t in tables:
@@ -123,7 +124,22 @@ def read_schema(conn: sqlite3.Connection) -> Schema:
             target = by_name.get(fk.ref_table.lower())
             if not fk.ref_column and target:
                 fk.ref_column = next((c.name for c in target.columns if c.primary_key), "")
-    return Schema(tables)
+    return Schema(tables, unreadable)
+
+
+def _read_table(conn: sqlite3.Connection, name: str, kind: str, sql: str) -> Table:
+    columns = [
+        Column(c_name, c_type or "", bool(pk), bool(notnull))
+        for _, c_name, c_type, notnull, _, pk in conn.execute(
+            'SELECT cid, name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)',
+            (name,),
+        )
+    ]
+    fks = [
+        ForeignKey(row[3], row[2], row[4] or "")
+        for row in conn.execute("SELECT * FROM pragma_foreign_key_list(?)", (name,))
+    ]
+    return Table(name, kind, sql, columns, fks)
 
 
 def row_count(conn: sqlite3.Connection, table: str) -> int:

@@ -306,3 +306,24 @@ async def test_the_screen_check_sees_a_raw_control_character(chinook, make_app):
         await pilot.pause()
         with pytest.raises(AssertionError):
             assert_nothing_raw(app)
+
+
+@pytest.mark.parametrize(("kind", "name", "reason"), [
+    ("stale_view", "v", "no such table: main.y"),
+    ("missing_function", "v", "no such function: no_such_fn"),
+    ("missing_module", "vt", "no such module: vec0"),
+])
+async def test_a_database_with_an_unreadable_object_opens_with_its_tables(
+        broken_db, make_app, kind, name, reason):
+    """As the sqlite3 shell does: the object is marked with SQLite's reason, the rest works."""
+    app = make_app(broken_db(kind))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        nodes = {node.data.name: node for node in app.query_one(SchemaTree).root.children}
+        assert set(nodes) == {"x", name}
+        assert str(nodes[name].label).endswith(f"  unreadable: {reason}")
+        assert await counted(app, pilot, lambda: nodes["x"].label) == "x  1"
+        await run_sql(app, pilot, "SELECT a FROM x")
+        assert status(app).startswith("1 row · ")
+        await run_sql(app, pilot, f"SELECT * FROM {name}")
+        assert status(app) == f"error: {reason}"

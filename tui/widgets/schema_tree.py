@@ -4,6 +4,8 @@ Row counts are lazy: a table is counted when its node is on screen or expanded, 
 once, so a database with thousands of tables paints at once. The app does the counting in a
 thread worker (on its own connection) and hands the number back with `set_count`.
 Names are data: labels are built with tui/safe_text.py, never parsed as markup.
+An object SQLite cannot read (a view over a dropped table) is listed with SQLite's reason and
+never counted or expanded.
 """
 
 from __future__ import annotations
@@ -61,8 +63,11 @@ class SchemaTree(Tree[SchemaItem]):
     def load(self, schema: Schema) -> None:
         self.clear()
         self._table_nodes.clear()
-        self._table_info = {t.name: t for t in schema.tables}
-        for table in schema.tables:
+        every = sorted([*schema.tables, *schema.unreadable], key=lambda t: t.name)
+        self._table_info = {t.name: t for t in every}
+        # Counting one would only fail again: the reason is in its label instead.
+        self._asked.update(t.name for t in schema.unreadable)
+        for table in every:
             node = self.root.add(self._label(table), SchemaItem(table.kind, table.name,
                                                                table.name))
             self._table_nodes[table.name] = node
@@ -72,6 +77,9 @@ class SchemaTree(Tree[SchemaItem]):
         label = plain(table.name, style="bold" if table.kind == "table" else "italic")
         if table.kind == "view":
             label.append(" view", style="dim")
+        if table.problem:
+            label.append(f"  unreadable: {shown(table.problem)}", style="red")
+            return label
         count = self._counts.get(table.name)
         if table.name in self._counts:
             label.append(f"  {count:,}" if count is not None else "  ?", style="dim")

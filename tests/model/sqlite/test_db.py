@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -246,3 +247,23 @@ def test_run_bounded_cuts_off_a_query_that_never_ends(chinook: Path) -> None:
     assert db.fetch(db.execute("SELECT count(*) FROM tracks a, tracks b WHERE a.TrackId < 400"
                                " AND b.TrackId < 400")) == [(399 * 399,)]
     db.close()
+
+
+@pytest.mark.parametrize(("kind", "name", "reason"), [
+    ("stale_view", "v", "no such table: main.y"),
+    ("missing_function", "v", "no such function: no_such_fn"),
+    ("missing_module", "vt", "no such module: vec0"),
+])
+def test_an_unreadable_object_is_marked_and_the_rest_opens(broken_db: Any, kind: str,
+                                                          name: str, reason: str) -> None:
+    path = broken_db(kind)
+    for write in (False, True):
+        db = Database.open(path, write=write)
+        schema = db.schema()
+        assert schema.names == ["x"] and schema.table("x").columns[0].name == "a"
+        [unreadable] = schema.unreadable
+        assert (unreadable.name, unreadable.problem) == (name, reason)
+        assert db.fetch(db.execute("SELECT a FROM x")) == [(1,)]
+        with pytest.raises(DatabaseError, match=reason):
+            db.execute(f"SELECT * FROM {name}")
+        db.close()
