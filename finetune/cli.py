@@ -106,7 +106,8 @@ def open_engine(model: str | None, adapter: Path | None, device: str | None,
 
 def eval_cmd(
     data: Annotated[
-        Path, typer.Argument(help="JSONL: question, sql (gold), and db (path) or db_id.")
+        Path, typer.Argument(help="JSONL: question, sql (gold), and db (path) or db_id.",
+                             readable=False)  # file_problem says why, in one line
     ],
     db_root: Annotated[
         Path | None, typer.Option("--db-root", help="Folder of <db_id>/<db_id>.sqlite files.")

@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -279,3 +280,25 @@ def test_an_open_error_quoting_a_hostile_name_draws_its_control_characters(
     result = run(path)
     assert_one_line_error(result, path)
     assert "␛]2;PWNED␇" in result.stderr and not any(c in result.stderr for c in "\x1b\x07")
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_an_unreadable_file_is_one_line_not_typers_usage_box(command: str) -> None:
+    """Typer's own readability check printed a 6-line usage box; ours says it in one line.
+    Root reads any file: then the command runs as nobody (setpriv), on a file in a folder
+    nobody can enter."""
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("root reads a chmod 000 file, and no setpriv to run as nobody")
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "secret.db"
+        shutil.copy(CHINOOK, path)
+        path.chmod(0)
+        Path(folder).chmod(0o755)
+        options, rest = COMMANDS[command]
+        result = subprocess.run([*prefix, str(GEMMA_SQL), command, *options, str(path), *rest],
+                                capture_output=True, text=True, timeout=60)
+    assert_one_line_error(result, path)
+    assert "cannot read (Permission denied)" in result.stderr

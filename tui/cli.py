@@ -57,14 +57,18 @@ app = typer.Typer(
 )
 
 
-DbArg = Annotated[Path, typer.Argument(help="SQLite database file.", show_default=False)]
+# readable=False: our own check says why a file cannot be read in one line (typer's is a
+# 6-line usage box)
+DbArg = Annotated[Path, typer.Argument(help="SQLite database file.", show_default=False,
+                                       readable=False)]
 
 
 @app.command("open")
 def open_app(
     db: Annotated[
         Path | None,
-        typer.Argument(help="SQLite database file (default: the bundled Chinook sample)."),
+        typer.Argument(help="SQLite database file (default: the bundled Chinook sample).",
+                       readable=False),
     ] = None,
     write: Annotated[
         bool, typer.Option("--write", help="Allow changes, each behind a confirmation.")
