@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import ContentSwitcher, Footer
@@ -24,10 +23,11 @@ from model.sqlite.export import format_for
 from model.sqlite.history import History
 from tui import messages as m
 from tui import workers
+from tui.keys import MAIN_SCREEN_ONLY, app_bindings
 from tui.safe_text import shown
 from tui.widgets.chart import ResultsChart, chart_of, theme_colors
 from tui.widgets.confirm import ConfirmScreen
-from tui.widgets.editor import RUN_KEYS, SqlEditor
+from tui.widgets.editor import SqlEditor
 from tui.widgets.export import ExportScreen
 from tui.widgets.history import HistoryScreen
 from tui.widgets.notes import SqlNotes
@@ -40,33 +40,13 @@ if TYPE_CHECKING:  # the model side loads lazily: the app runs as a plain SQL cl
     from model.llm.pipeline.answer import Answer
     from model.llm.protocol import TextEngine
 
-# Actions that make no sense behind a modal dialog (their keys are app-wide priority keys).
-_MAIN_SCREEN_ONLY = {"run_query", "export", "history", "focus", "ask_every_table",
-                     "toggle_chart", "next_answer"}
 _ACTIVE = (WorkerState.PENDING, WorkerState.RUNNING)
 
 
 class GemmaSqlApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "gemma-sql"
-    BINDINGS = [
-        # Not a priority key: the editor takes ctrl+j from its own queue, after the keys typed
-        # before it (see tui/widgets/editor.py); this binding serves the other widgets.
-        Binding(",".join(RUN_KEYS), "run_query", "Run"),
-        Binding("escape", "cancel", "Cancel"),
-        Binding("f1", "toggle_keys", "Keys"),
-        Binding("f2", "focus('editor')", "Editor", priority=True),
-        Binding("f3", "focus('question')", "Ask", priority=True),
-        Binding("ctrl+t", "ask_every_table", "Ask, every table", priority=True),
-        Binding("f4", "toggle_chart", "Chart", priority=True),
-        Binding("f5", "focus('results')", "Results", priority=True),
-        Binding("f6", "focus('schema')", "Schema", priority=True),
-        Binding("f7", "next_answer", "Next answer", priority=True),
-        Binding("f8", "history", "History", priority=True),
-        # Priority: the editor's own ctrl+e (end of line) and f6 (select line) would win.
-        Binding("ctrl+e", "export", "Export", priority=True),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
-    ]
+    BINDINGS = app_bindings()  # tui/keys.py: every key, written once
 
     def __init__(self, database: Database, model: str | None = None,
                  adapter: str | Path | None = None, device: str | None = None,
@@ -121,7 +101,7 @@ class GemmaSqlApp(App[None]):
         return self.query_one(StatusBar)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return not (action in _MAIN_SCREEN_ONLY and isinstance(self.screen, ModalScreen))
+        return not (action in MAIN_SCREEN_ONLY and isinstance(self.screen, ModalScreen))
 
     def _active(self, group: str) -> list[Worker[Any]]:
         return [w for w in self.workers if w.group == group and w.state in _ACTIVE]
