@@ -312,5 +312,71 @@ def export_gguf_cmd(
     typer.echo(f"gguf ({done.kind}, {done.size / 1e6:.0f} MB, {done.seconds:.0f} s): {done.path}")
 
 
+@app.command("sample")
+def sample_cmd(
+    data: Annotated[Path, typer.Argument(
+        help="JSONL of training questions: question, sql (gold), db_id.")],
+    db_root: Annotated[Path, typer.Option(
+        "--db-root", help="Folder of <db_id>/<db_id>.sqlite files.", show_default=False)],
+    out: Annotated[Path, typer.Option(
+        "--out", help="JSONL the kept answers are appended to (rerun: goes on where it "
+                      "stopped).")] = Path("runs/spider/kept.jsonl"),
+    model: ModelOpt = None,
+    adapter: AdapterOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    k: Annotated[int, typer.Option("--k", min=1, help="Answers drawn a question.")] = 8,
+    temperature: Annotated[float, typer.Option(
+        "--temperature", min=0.01, help="Sampling temperature.")] = 0.8,
+    start: Annotated[int, typer.Option("--start", min=0, help="Skip the first N questions.")] = 0,
+    limit: Annotated[int, typer.Option(
+        "--limit", min=0, help="Only N questions from --start (0: all).")] = 0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=8)] = 160,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the draws.")] = 0,
+) -> None:
+    """Draw K answers a training question with the current adapter; keep the right ones.
+
+    Each answer runs read-only on its training database; the distinct ones whose result equals
+    the gold's go to --out, for training with --kept (docs/training.md).
+    """
+    from finetune.sample import SampleReport, pending, read_questions, sample_file
+    from model.sqlite.db import DatabaseError
+
+    if (problem := file_problem(data)) is not None:
+        raise fail(f"{data}: {problem}")
+    if not db_root.is_dir():
+        raise fail(f"--db-root {db_root}: not a folder")
+    try:
+        questions = read_questions(data)
+    except (ValueError, OSError) as e:
+        raise fail(str(e), 1) from None
+    report = SampleReport()
+    todo = pending(questions, out, start, limit, report)
+    engine = open_engine(model, adapter, device, None, None,
+                         progress=lambda m: typer.echo(m, err=True), dtype=dtype)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo) + report.skipped_done, initial=report.skipped_done, unit="q",
+               file=sys.stderr, dynamic_ncols=True, desc="sample")
+
+    def tick(outcome: object) -> None:
+        bar.update(1)
+        bar.set_postfix(kept=report.kept, greedy=report.greedy_correct)
+
+    try:
+        sample_file(engine, todo, db_root, out, k=k, temperature=temperature,
+                    max_new_tokens=max_new_tokens, seed=seed, report=report, on_question=tick)
+    except KeyboardInterrupt:
+        bar.close()
+        typer.echo(f"interrupted; rerun the same command to go on. {report.line()}", err=True)
+        raise typer.Exit(130) from None
+    except (OSError, DatabaseError) as e:  # a database file missing or unreadable
+        raise fail(str(e), 1) from None
+    finally:
+        bar.close()
+    typer.echo(report.line())
+    typer.echo(f"kept: {out}")
+
+
 if __name__ == "__main__":  # torchrun/accelerate: `-m finetune.cli --flag value ...`
     app(prog_name="python -m finetune.cli")

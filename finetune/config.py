@@ -43,6 +43,10 @@ class TrainConfig:
     )
     max_length: int = knob(1024, "Longest example in tokens; longer ones are skipped.")
     limit: int = knob(0, "Use only the first N examples (0: all).")
+    kept: str = knob("", "The model's own right answers (a `finetune sample` JSONL) mixed with "
+                     "--data, weighted toward the questions its greedy answer gets wrong.")
+    kept_weight: int = knob(2, "Times each kept answer, and the gold, of a question the greedy "
+                            "answer gets wrong is seen (a question it gets right: once).")
     # optimisation
     batch_size: int = knob(4, "Examples per micro-batch.")
     grad_accum: int = knob(1, "Micro-batches per optimizer step.")

@@ -256,6 +256,10 @@ def train(
     examples, report = load_examples(cfg.data)
     if cfg.limit:
         examples = examples[: cfg.limit]
+    if cfg.kept:  # the model's own right answers (finetune sample), toward its wrong ones
+        from finetune.sample import mix_kept
+
+        examples = mix_kept(examples, Path(cfg.kept), cfg.kept_weight)
     run.out.mkdir(parents=True, exist_ok=True)
     if model is None:
         model, tokenizer = load_base(cfg, run.device, run.log)
