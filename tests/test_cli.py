@@ -302,3 +302,67 @@ def test_an_unreadable_file_is_one_line_not_typers_usage_box(command: str) -> No
                                 capture_output=True, text=True, timeout=60)
     assert_one_line_error(result, path)
     assert "cannot read (Permission denied)" in result.stderr
+
+
+ENDLESS = ("WITH RECURSIVE c(x) AS (SELECT started() UNION ALL SELECT x + 1 FROM c) "
+           "SELECT count(*) FROM c")
+
+
+def ask_endless(monkeypatch: pytest.MonkeyPatch, started: Callable[[], object]) -> None:
+    """`ask` answers ENDLESS (a query that never ends), whose first step calls `started`."""
+    import types
+
+    import model.llm.decoding.loading
+    import model.llm.pipeline.ask
+    from model.llm.pipeline.ask import Answer
+    from model.sqlite.db import Database
+
+    def answer(engine: object, db: Database, question: str, *args: object,
+               **kwargs: object) -> Answer:
+        db.conn.create_function("started", 0, started)
+        return Answer(question, ENDLESS)
+
+    monkeypatch.setattr(model.llm.decoding.loading, "load_engine",
+                        lambda *a, **k: types.SimpleNamespace(name="scripted", dtype="fp32"))
+    monkeypatch.setattr(model.llm.pipeline.ask, "ask", answer)
+
+
+@pytest.mark.parametrize("option", ["--run", "--chart"])
+def test_ask_run_stops_a_query_past_its_timeout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, option: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from tui.cli import app
+
+    ask_endless(monkeypatch, lambda: 1)
+    extra = [str(tmp_path / "c.png")] if option == "--chart" else []
+    result = CliRunner().invoke(app, ["ask", str(CHINOOK), "count forever", option, *extra,
+                                      "--timeout", "0.2"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == "gemma-sql: the query ran longer than 0.2 s (--timeout)\n"
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_ctrl_c_stops_ask_run_while_sqlite_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl+C (SIGINT) once the query runs: one line, exit 130, the query stopped."""
+    import signal
+    import threading
+
+    from typer.testing import CliRunner
+
+    from tui.cli import app
+
+    started = threading.Event()
+
+    def interrupt_once_running() -> None:
+        if started.wait(60):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    ask_endless(monkeypatch, lambda: started.set() or 1)
+    threading.Thread(target=interrupt_once_running, daemon=True).start()
+    result = CliRunner().invoke(app, ["ask", str(CHINOOK), "count forever", "--run",
+                                      "--timeout", "0"])
+    assert started.is_set()
+    assert result.exit_code == 130, result.output
+    assert result.stderr == "gemma-sql: interrupted\n"

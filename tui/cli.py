@@ -9,6 +9,7 @@ them so `--help` stays instant.
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -33,6 +34,8 @@ from finetune.cli import (
     open_engine,
 )
 from model.llm.pipeline.budget import DEFAULT_BUDGET_S
+
+RUN_TIMEOUT_S = 30.0  # `ask --run`: a runaway query (an accidental cross join) is stopped
 
 if TYPE_CHECKING:
     from model.llm.pipeline.answer import Answer
@@ -123,6 +126,10 @@ def ask(
     dtype: DtypeOpt = None,
     budget: BudgetOpt = DEFAULT_BUDGET_S,
     check_runs: CheckRunsOpt = True,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", min=0, metavar="SECONDS",
+        help="With --run or --chart: stop the query after this long (0: no limit); "
+             "ctrl+c stops it too.")] = RUN_TIMEOUT_S,
 ) -> None:
     """Write SQL for QUESTION about DB; print it (and with --run, its result)."""
     import json
@@ -150,7 +157,7 @@ def ask(
     error = answer.error or (None if answer.sql else "the model wrote no SQL")
     result = Ran()
     if run and error is None:
-        result = run_answer(database, answer.sql, chart)
+        result = run_answer(database, answer.sql, chart, timeout)
         error = result.error
     database.close()
 
@@ -177,22 +184,51 @@ class Ran:
     error: str | None = None
 
 
-def run_answer(database: Database, sql: str, chart: Path | None) -> Ran:
-    """`ask --run`: the answer's first rows (and with --chart, their chart drawn)."""
+def run_answer(database: Database, sql: str, chart: Path | None,
+               timeout: float = 0.0) -> Ran:
+    """`ask --run`: the answer's first rows (and with --chart, their chart drawn); the query
+    is stopped after `timeout` seconds (0: never) or at ctrl+c (one line, exit 130)."""
     from model.sqlite.db import DatabaseError
 
+    read: list[tuple[list[str], list[tuple[object, ...]]] | str] = []
+
+    def query() -> None:
+        try:
+            result = database.execute(sql)
+            fetched = database.fetch(result, 101)  # one extra row tells whether there is more
+            result.close()
+            read.append((result.columns, fetched))
+        except DatabaseError as e:
+            read.append(str(e))
+
+    # SQLite runs in a thread: the main thread, waiting, takes ctrl+c at once (Python's
+    # handler would wait for SQLite) and interrupts the query, again until it has stopped
+    # (an interrupt that comes before the statement starts is lost).
+    worker = threading.Thread(target=query, daemon=True, name="ask-run")
+    worker.start()
     try:
-        result = database.execute(sql)
-        columns = result.columns
-        fetched = database.fetch(result, 101)  # one extra row tells whether there is more
-        result.close()
-    except DatabaseError as e:
-        return Ran(error=str(e))
+        worker.join(timeout or None)
+    except KeyboardInterrupt:
+        stop(database, worker)
+        raise fail("interrupted", 130) from None
+    if worker.is_alive():
+        stop(database, worker)
+        return Ran(error=f"the query ran longer than {timeout:g} s (--timeout)")
+    if isinstance(read[0], str):
+        return Ran(error=read[0])
+    columns, fetched = read[0]
     more = len(fetched) > 100
     # Blobs as hex, as the exports write them.
     rows = [[v.hex() if isinstance(v, bytes) else v for v in r] for r in fetched[:100]]
     error = draw_chart(chart, sql, columns, fetched[:100], more) if chart is not None else None
     return Ran(columns, rows, more, error)
+
+
+def stop(database: Database, worker: threading.Thread) -> None:
+    """Interrupt `database`'s query until `worker`, running it, has ended."""
+    while worker.is_alive():
+        database.interrupt()
+        worker.join(0.05)
 
 
 def print_answer(answer: Answer, result: Ran) -> None:
