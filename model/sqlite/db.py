@@ -7,6 +7,7 @@ them: every statement the app, the CLI or the model's checks run goes through it
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,8 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 PAGE_SIZE = 500
 _SKIP_CHUNK = 1000  # rows skipped a step when a released result is read again
 _DENIED_FUNCTION = "not authorized to use function:"  # SQLite's words, from the authorizer
+# A statement that is an EXPLAIN itself (EXPLAIN never runs what it lists), after comments.
+_EXPLAIN = re.compile(r"(?:\s|--[^\n]*+|/\*.*?\*/)*+explain\b", re.IGNORECASE | re.DOTALL)
 
 
 class DatabaseError(Exception):
@@ -189,7 +192,8 @@ class Database:
     def changes_data(self, sql: str) -> bool:
         """Whether `sql` would write (VACUUM included), asked of SQLite itself: the statement
         is compiled under EXPLAIN, never run. True also when SQLite cannot tell (the file is
-        locked or damaged): the caller asks before running it."""
+        locked or damaged, or the statement compiles only without EXPLAIN): the caller asks
+        before running it."""
         try:
             return self._writes(sql)
         except (sqlite3.Error, sqlite3.Warning):
@@ -199,9 +203,12 @@ class Database:
         """changes_data, raising what SQLite said when it could not compile the statement for
         a reason the run itself may not meet (a lock, a damaged page)."""
         seen: list[int] = []
+        # Read before the authorizer changes: the callback may not use the connection.
+        schema_writable = self.write and bool(
+            self.conn.execute("PRAGMA writable_schema").fetchone()[0])
 
         def record(action: int, arg1: Any, arg2: Any, dbname: Any, source: Any) -> int:
-            if guard.writes(action, arg1, arg2):
+            if guard.writes(action, arg1, arg2, schema_writable):
                 seen.append(action)
                 return sqlite3.SQLITE_DENY  # answer known; and no PRAGMA acts while compiling
             return self._authorize(action, arg1, arg2, dbname, source)
@@ -212,14 +219,29 @@ class Database:
         except sqlite3.Error as e:
             if seen:
                 return True
-            if getattr(e, "sqlite_errorname", None) in ("SQLITE_ERROR", "SQLITE_AUTH"):
-                # A mistake the run reports itself, a statement the authorizer denies on the
-                # run too, or one that is an EXPLAIN already (EXPLAIN EXPLAIN does not parse).
-                return False
-            raise
+            if getattr(e, "sqlite_errorname", None) not in ("SQLITE_ERROR", "SQLITE_AUTH"):
+                raise
+            # A mistake the run reports itself, a statement the authorizer denies on the run
+            # too, or one EXPLAIN cannot take though the statement alone compiles: its parser
+            # stack overflows 90 parentheses deep, or it is an EXPLAIN already. That last kind
+            # cannot be told from the rest: it is taken as writing (fail closed).
+            compiles = self._compiles(sql)
+            return bool(seen) or (compiles and not _EXPLAIN.match(sql))
         finally:
             self.conn.set_authorizer(self._authorize)
         return guard.vacuums(program)
+
+    def _compiles(self, sql: str) -> bool:
+        """Whether SQLite compiles `sql`, never running it: given more parameters than any
+        statement may have, Python's sqlite3 prepares it, then refuses before the first step."""
+        too_many = self.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) + 1
+        try:
+            self.conn.execute(sql, (None,) * too_many).close()
+        except sqlite3.ProgrammingError as e:
+            return getattr(e, "sqlite_errorname", None) is None  # the count refused: compiled
+        except (sqlite3.Error, sqlite3.Warning):
+            return False  # the run fails the same way
+        return False  # nothing in it to run (only comments)
 
     def _error(self, e: sqlite3.Error | sqlite3.Warning) -> DatabaseError:
         """What SQLite said, as one line; a refusal as WriteRefused."""

@@ -76,10 +76,22 @@ FORBIDDEN_FUNCTIONS = {"load_extension", "fts3_tokenizer"}
 _SCHEMA_TABLES = {"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"}
 
 
-def writes(action: int, arg1: Any, arg2: Any) -> bool:
-    """Whether an authorizer request is part of a statement that changes data."""
+def _acting_pragma_table(table: Any) -> bool:
+    # `SELECT * FROM pragma_optimize` acts as PRAGMA optimize does, yet SQLite asks only READ
+    # on the table-valued function, never PRAGMA.
+    name = str(table).lower()
+    return name.startswith("pragma_") and name.removeprefix("pragma_") in ACTING_PRAGMAS
+
+
+def writes(action: int, arg1: Any, arg2: Any, schema_writable: bool = False) -> bool:
+    """Whether an authorizer request is part of a statement that changes data.
+
+    `schema_writable`: PRAGMA writable_schema is on, so an UPDATE of sqlite_master is a write.
+    """
     if action == sqlite3.SQLITE_UPDATE and arg1 in _SCHEMA_TABLES:
-        return False
+        return schema_writable
+    if action == sqlite3.SQLITE_READ and _acting_pragma_table(arg1):
+        return True
     if action in WRITE_ACTIONS:
         return True
     if action == sqlite3.SQLITE_PRAGMA:

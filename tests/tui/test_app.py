@@ -172,6 +172,21 @@ async def test_write_needs_confirmation(chinook, make_app, confirm):
         assert sha(chinook) == before
 
 
+async def test_a_write_sqlite_cannot_explain_is_asked_first(chinook, make_app):
+    """90 parentheses deep, EXPLAIN overflows SQLite's parser stack: the gate cannot tell, so
+    it asks (issue 35)."""
+    deep = "DELETE FROM genres WHERE " + "(" * 90 + "GenreId = 25" + ")" * 90
+    before = sha(chinook)
+    app = make_app(chinook, write=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, deep)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert status(app).startswith("not run")
+    assert sha(chinook) == before
+
+
 async def test_write_session_runs_reads_without_asking(chinook, make_app):
     app = make_app(chinook, write=True)
     async with app.run_test(size=SIZE) as pilot:

@@ -108,3 +108,52 @@ def test_run_bounded_leaves_no_statement_open(chinook: Path) -> None:
     writer = Database.open(chinook, write=True, timeout=0.1)
     writer.execute("INSERT INTO genres (Name) VALUES ('Polka')")
     assert not db.conn.in_transaction
+
+
+# 90 parentheses deep: the statement compiles, its EXPLAIN overflows SQLite's parser stack.
+DEEP_DELETE = "DELETE FROM genres WHERE " + "(" * 90 + "GenreId = 25" + ")" * 90
+
+
+def test_a_statement_explain_cannot_compile_counts_as_a_change(chinook: Path) -> None:
+    """Fail closed: when SQLite cannot say, the write session asks and the read-only one
+    refuses; a plain mistake is still the run's own error."""
+    before = digest(chinook)
+    db = Database.open(chinook, write=True)
+    assert db.changes_data(DEEP_DELETE)
+    assert not db.changes_data("SELECT nope FROM genres")  # the run says "no such column"
+    assert not db.changes_data("EXPLAIN SELECT * FROM genres")
+    reader = Database.open(chinook)
+    with pytest.raises(WriteRefused, match=READ_ONLY):
+        reader.execute(DEEP_DELETE)
+    with pytest.raises(DatabaseError, match="no such column: nope"):
+        reader.execute("SELECT nope FROM genres")
+    assert reader.fetch(reader.execute("EXPLAIN SELECT 1"))
+    with pytest.raises(WriteRefused):
+        db.run_bounded(DEEP_DELETE, max_rows=5, timeout_s=1.0)
+    db.close()
+    reader.close()
+    assert digest(chinook) == before  # asking ran nothing
+
+
+def test_pragma_optimize_as_a_table_counts_as_a_change(chinook: Path) -> None:
+    before = digest(chinook)
+    db = Database.open(chinook, write=True)
+    db.fetch(db.execute("SELECT * FROM tracks WHERE AlbumId = 3"))  # gives optimize work
+    for sql in ("SELECT * FROM pragma_optimize", "SELECT count(*) FROM pragma_optimize(0x10002)"):
+        assert db.changes_data(sql)
+    assert not db.changes_data("SELECT * FROM pragma_table_info('tracks')")
+    reader = Database.open(chinook)
+    with pytest.raises(WriteRefused, match=READ_ONLY):
+        reader.execute("SELECT * FROM pragma_optimize")
+    db.close()
+    reader.close()
+    assert digest(chinook) == before
+
+
+def test_sqlite_master_is_asked_about_once_writable_schema_is_on(chinook: Path) -> None:
+    db = Database.open(chinook, write=True)
+    update = "UPDATE sqlite_master SET sql = sql WHERE name = 'genres'"
+    db.execute("PRAGMA writable_schema = ON")
+    assert db.changes_data(update)
+    db.execute("PRAGMA writable_schema = OFF")
+    assert db.fetch(db.execute("SELECT count(*) FROM pragma_table_info('genres')")) == [(2,)]
