@@ -205,8 +205,8 @@ def run_answer(database: Database, sql: str, chart: Path | None,
     # handler would wait for SQLite) and interrupts the query, again until it has stopped
     # (an interrupt that comes before the statement starts is lost).
     worker = threading.Thread(target=query, daemon=True, name="ask-run")
-    worker.start()
     try:
+        worker.start()
         worker.join(timeout or None)
     except KeyboardInterrupt:
         stop(database, worker)
