@@ -18,6 +18,7 @@ client package.
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import math
 import os
@@ -58,6 +59,12 @@ CONNECT_TIMEOUT_S = 10.0
 # The longest silence allowed between two pieces of an answer: a CPU server reading a
 # 1,000-token prompt can take a minute before the first.
 READ_TIMEOUT_S = 300.0
+# The longest a whole request may take, the answer streamed included: a server that trickles
+# (a piece now and then, never silent for READ_TIMEOUT_S) is cut off all the same.
+ANSWER_TIMEOUT_S = 900.0
+# Pieces a streamed answer may have per token asked for: a server sends one a token or fewer
+# (several tokens a piece); one that sends more ignores max_tokens, and is stopped.
+PIECES_PER_TOKEN = 4
 SAMPLE_TEMPERATURE = 0.7
 _MISSING_ROUTE = (404, 405)
 
@@ -119,6 +126,7 @@ class EndpointEngine:
         self.prompt_layout = prompt_layout
         self.api_key = api_key
         self.timeout = timeout
+        self.deadline_s = ANSWER_TIMEOUT_S  # a whole request's limit (see ANSWER_TIMEOUT_S)
         self.route: str | None = None  # COMPLETIONS or CHAT, once a request has found which
         self.samples: bool | None = None  # whether one request gets `n` answers
         self.scores: bool | None = None  # whether it takes `logprobs` with a streamed answer
@@ -164,6 +172,7 @@ class EndpointEngine:
         self.last_stats = stats
         started = time.perf_counter()
         options = {"max_tokens": max_new_tokens, "temperature": 0, "stream": True}
+        most = PIECES_PER_TOKEN * max_new_tokens + 16
         finished = False  # the server said the answer is complete
         try:
             with self._scored_answer(prompt, options, cancel) as (route, response):
@@ -182,6 +191,10 @@ class EndpointEngine:
                         if not stats.first_token_s:
                             stats.first_token_s = time.perf_counter() - started
                         stats.tokens += 1
+                        if stats.tokens > most:
+                            raise EndpointError(
+                                f"{self.endpoint.url} sent more than {most} pieces for an "
+                                f"answer of at most {max_new_tokens} tokens")
                         yield text
                     if finish:
                         finished = True
@@ -356,7 +369,7 @@ class EndpointEngine:
             conn.close()
             raise EndpointError(f"cannot reach {self.endpoint.url}: {reason(e)}") from None
         conn.sock.settimeout(self.timeout)
-        watcher = Shutter(conn.sock, cancel)
+        watcher = Shutter(conn.sock, cancel, time.monotonic() + self.deadline_s)
         response = None
         headers = {"Accept": "text/event-stream, application/json"}
         if body is not None:
@@ -370,6 +383,12 @@ class EndpointEngine:
             if response.status >= 400:
                 raise _Refused(response.status, server_message(response.read(MAX_LINE)))
             yield response
+            if watcher.expired:  # the read ended at the shut down: no whole answer
+                raise self._too_long()
+        except (OSError, http.client.HTTPException, Malformed):
+            if watcher.expired:
+                raise self._too_long() from None
+            raise
         finally:
             watcher.stop()
             if response is not None:
@@ -402,6 +421,9 @@ class EndpointEngine:
                                  f"{API_KEY_ENV} to its API key")
         return EndpointError(f"{self.endpoint.url} answered {error}")
 
+    def _too_long(self) -> EndpointError:
+        return EndpointError(f"{self.endpoint.url} gave no whole answer in {self.deadline_s:g} s")
+
     def _broken(self, error: BaseException) -> EndpointError:
         if isinstance(error, Malformed):
             return EndpointError(f"{self.endpoint.url} sent a malformed reply: {error}")
@@ -424,6 +446,32 @@ def connect(url: str, model: str | None = None, adapter: str | Path | None = Non
     engine = EndpointEngine(Endpoint.parse(url), model or "", layout, api_key, timeout)
     engine.model = choose_model(model, engine.served_models(), engine.endpoint.url)
     return engine
+
+
+def key_in_clear(url: str, api_key: str | None = None) -> str | None:
+    """The warning due when the API key (`api_key`, else $GEMMA_SQL_API_KEY) would go over
+    plain http to another machine, where anyone on the way can read it; None when none is due
+    (no key, https, a loopback address, or a URL that `connect` refuses anyway). A warning,
+    not a refusal: a server on a private network is a common set-up."""
+    if not (api_key or os.environ.get(API_KEY_ENV)):
+        return None
+    try:
+        endpoint = Endpoint.parse(url)
+    except EndpointError:
+        return None
+    if endpoint.scheme != "http" or _loopback(endpoint.host):
+        return None
+    return (f"the API key (${API_KEY_ENV}) goes to {endpoint.host} over plain http, readable "
+            "on the way: use https")
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def choose_model(model: str | None, served: list[str], url: str) -> str:

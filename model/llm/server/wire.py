@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import math
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,7 +20,7 @@ from model.llm.prompting.prompt import one_line
 DONE = "[DONE]"  # the OpenAI stream's last event (not every server sends it)
 COMPLETIONS = "/completions"
 CHAT = "/chat/completions"
-MAX_LINE = 1 << 20
+MAX_LINE = 1 << 20  # one line of a stream, and one event's data lines together
 MAX_BODY = 16 << 20
 POLL_S = 0.05  # how often a request's watcher looks at its cancel event
 
@@ -28,21 +30,27 @@ class Malformed(Exception):
 
 
 class Shutter:
-    """Shuts a request's socket down once `cancel` is set: a read blocked on a slow server
-    returns at once (closing alone does not wake it), and the server sees the client go.
+    """Shuts a request's socket down once `cancel` is set or at `deadline` (time.monotonic;
+    `expired` then): a read blocked on a slow server returns at once (closing alone does not
+    wake it), and the server sees the client go. The deadline bounds a server that trickles
+    its answer, which the socket's timeout (a silence) does not.
 
     The socket itself, not its connection's: http.client hands a response that ends with the
     connection over to it and forgets the socket."""
 
-    def __init__(self, sock: socket.socket, cancel: threading.Event | None) -> None:
+    def __init__(self, sock: socket.socket, cancel: threading.Event | None,
+                 deadline: float = math.inf) -> None:
         self._done = threading.Event()
-        if cancel is not None:
-            threading.Thread(target=self._watch, args=(sock, cancel), daemon=True,
+        self.expired = False
+        if cancel is not None or deadline < math.inf:
+            threading.Thread(target=self._watch, args=(sock, cancel, deadline), daemon=True,
                              name="endpoint-cancel").start()
 
-    def _watch(self, sock: socket.socket, cancel: threading.Event) -> None:
+    def _watch(self, sock: socket.socket, cancel: threading.Event | None,
+               deadline: float) -> None:
         while not self._done.wait(POLL_S):
-            if cancel.is_set():
+            self.expired = time.monotonic() > deadline
+            if self.expired or (cancel is not None and cancel.is_set()):
                 with contextlib.suppress(OSError):  # already closed
                     sock.shutdown(socket.SHUT_RDWR)
                 return
@@ -60,15 +68,21 @@ def events(response: http.client.HTTPResponse,
         yield parse_json(response.read(MAX_BODY).decode("utf-8", "replace"))
         return
     data: list[str] = []
-    while (raw := response.readline(MAX_LINE)) and not stopped():
+    size = 0
+    while (raw := response.readline(MAX_LINE + 1)) and not stopped():
+        if len(raw) > MAX_LINE:  # never read on: the rest would be taken for another line
+            raise Malformed(f"a line longer than {MAX_LINE >> 10} KiB")
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
         if line:
             field, _, value = line.partition(":")
             if field == "data":
                 data.append(value.removeprefix(" "))
+                size += len(raw)
+                if size > MAX_LINE:  # an event that never ends
+                    raise Malformed(f"an event longer than {MAX_LINE >> 10} KiB")
             continue  # an event goes on until a blank line; comments and other fields skipped
         if data:
-            payload, data = "\n".join(data), []
+            payload, data, size = "\n".join(data), [], 0
             yield DONE if payload.strip() == DONE else parse_json(payload)
     if data:
         payload = "\n".join(data)
@@ -79,7 +93,7 @@ def parse_json(text: str) -> Any:
     """`text` as JSON; `Malformed` with an excerpt when it is not."""
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         raise Malformed(repr(one_line(text)[:80])) from None
 
 
@@ -124,7 +138,7 @@ def server_message(body: bytes) -> str:
     text = body.decode("utf-8", "replace")
     try:
         reply = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return one_line(text)[:200]
     if isinstance(reply, dict):
         for key in ("error", "detail", "message"):

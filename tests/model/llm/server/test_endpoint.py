@@ -30,6 +30,7 @@ from model.llm.server.endpoint import (
     EndpointError,
     choose_model,
     connect,
+    key_in_clear,
 )
 
 PROMPT = build_prompt("How many albums are there?", "CREATE TABLE albums (AlbumId, Title);")
@@ -401,3 +402,92 @@ def test_the_error_body_is_read_whatever_its_shape() -> None:
     assert server_message(b'{"error": "model not loaded"}') == "model not loaded"
     assert server_message(b"<html>\n502 Bad Gateway</html>") == "<html> 502 Bad Gateway</html>"
     assert server_message(json.dumps({"error": {"code": 1}}).encode()) == '{"code": 1}'
+
+
+# --- a server that does not stop (issue 35, item 10) ---------------------------------------
+
+
+def test_a_server_sending_far_more_pieces_than_asked_for_is_stopped() -> None:
+    flood = [completion(" x") for _ in range(2000)]
+    with scripted_server({"/v1/models": models("gemma-sql"),
+                          "/v1/completions": lambda h, body: h.sse(flood)}) as server:
+        engine = connect(server.url)
+        pieces: list[str] = []
+        with pytest.raises(EndpointError) as error:
+            pieces.extend(engine.stream(PROMPT, max_new_tokens=5))
+    assert one_line(error) == (f"{server.url} sent more than 36 pieces for an answer of at "
+                               "most 5 tokens")
+    assert len(pieces) == 36
+
+
+def test_a_server_that_trickles_forever_meets_the_deadline() -> None:
+    """Never silent for the socket's timeout (a comment line every 0.1 s), never done: the
+    request's deadline ends it, in one line."""
+    with scripted_server({"/v1/models": models("gemma-sql"),
+                          "/v1/completions": lambda h, body: h.trickle([completion(" SELECT")])
+                          }) as server:
+        engine = connect(server.url)
+        engine.deadline_s = 0.5
+        with pytest.raises(EndpointError) as error:
+            list(engine.stream(PROMPT))
+    assert one_line(error) == f"{server.url} gave no whole answer in 0.5 s"
+
+
+@pytest.mark.parametrize(("stream", "expected"), [
+    ("data: " + "x" * (2 << 20) + "\n\n", "a line longer than 1024 KiB"),
+    ("data: 1\n" * 200_000 + "\n", "an event longer than 1024 KiB"),
+    ("data: " + "[" * 100_000 + "]" * 100_000 + "\n\n", "sent a malformed reply: '[[[["),
+], ids=["long line", "endless event", "nested"])
+def test_an_oversized_or_deeply_nested_event_is_one_line(stream: str, expected: str) -> None:
+    with scripted_server({"/v1/models": models("gemma-sql"),
+                          "/v1/completions": lambda h, body: h.sse([stream])}) as server:
+        engine = connect(server.url)
+        with pytest.raises(EndpointError) as error:
+            list(engine.stream(PROMPT))
+    assert expected in one_line(error)
+
+
+def test_a_deeply_nested_reply_is_one_line() -> None:
+    """A sampling reply and an error reply nested 100,000 deep: no RecursionError."""
+    nested = "[" * 100_000 + "]" * 100_000
+
+    def deep(h: Handler, body: dict[str, Any]) -> None:
+        data = nested.encode()
+        h.send_response(200 if body.get("n") else 500)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    with scripted_server({"/v1/models": models("gemma-sql"),
+                          "/v1/completions": deep}) as server:
+        engine = connect(server.url)
+        engine.samples = True  # it answered `n` before: a malformed reply is an error
+        with pytest.raises(EndpointError) as error:
+            engine.sample(PROMPT, n=2)
+        assert "sent a malformed reply" in one_line(error)
+        with pytest.raises(EndpointError) as error:
+            list(engine.stream(PROMPT))
+        assert one_line(error).startswith(f"{server.url} answered 500: [[[[")
+
+
+@pytest.mark.parametrize(("url", "warned"), [
+    ("http://gpu-box:8000/v1", True),
+    ("http://10.0.0.7:8000/v1", True),
+    ("https://gpu-box:8000/v1", False),
+    ("http://127.0.0.1:8000/v1", False),
+    ("http://localhost:8000/v1", False),
+    ("http://[::1]:8000/v1", False),
+    ("not a url", False),
+])
+def test_an_api_key_over_plain_http_to_another_machine_is_warned_of(
+    url: str, warned: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GEMMA_SQL_API_KEY", "sk-secret")
+    warning = key_in_clear(url)
+    assert (warning is not None) == warned
+    if warning:
+        assert "gpu-box" in warning or "10.0.0.7" in warning
+        assert "sk-secret" not in warning
+    monkeypatch.delenv("GEMMA_SQL_API_KEY")
+    assert key_in_clear(url) is None  # no key, nothing to leak
