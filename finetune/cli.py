@@ -78,6 +78,11 @@ def check_endpoint(endpoint: str | None, model: str | None, device: str | None) 
     if endpoint and (model or device):
         raise fail("--endpoint asks a server: --model and --device are for a model loaded here "
                    "(--endpoint-model names the server's)")
+    if endpoint:  # a warning, not a refusal (docs/serving.md)
+        from model.llm.server.endpoint import key_in_clear
+
+        if (warning := key_in_clear(endpoint)) is not None:
+            typer.echo(f"gemma-sql: warning: {shown(warning)}", err=True)
 
 
 def open_engine(model: str | None, adapter: Path | None, device: str | None,

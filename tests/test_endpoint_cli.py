@@ -138,3 +138,15 @@ def test_a_servers_sql_and_error_text_reach_the_terminal_drawn(chinook: Path) ->
                                           server.url])
     assert result.exit_code == 1
     assert result.stderr == f"gemma-sql: {server.url} answered 503: overloaded ␛]2;PWNED␇\ufffd7m\n"
+
+
+def test_an_api_key_for_plain_http_to_another_machine_is_warned_of(chinook: Path) -> None:
+    result = subprocess.run(
+        [str(GEMMA_SQL), "ask", str(chinook), "How many albums?", "--endpoint",
+         "http://gpu-box.invalid:8000/v1"], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "GEMMA_SQL_API_KEY": "sk-secret"})
+    assert result.returncode == 1
+    warning, error = result.stderr.splitlines()
+    assert warning == ("gemma-sql: warning: the API key ($GEMMA_SQL_API_KEY) goes to "
+                       "gpu-box.invalid over plain http, readable on the way: use https")
+    assert error.startswith("gemma-sql: cannot reach http://gpu-box.invalid:8000/v1")
