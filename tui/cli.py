@@ -39,6 +39,7 @@ RUN_TIMEOUT_S = 30.0  # `ask --run`: a runaway query (an accidental cross join) 
 
 if TYPE_CHECKING:
     from model.llm.pipeline.answer import Answer
+    from model.llm.pipeline.confidence import ReadOut
     from model.sqlite.db import Database
 
 
@@ -144,6 +145,7 @@ def ask(
     except DatabaseError as e:
         raise fail(str(e)) from None
     from model.llm.pipeline.ask import ask as write_sql
+    from model.llm.pipeline.confidence import read_out
     from model.llm.weights.registry import ModelUnavailable
 
     # Progress only to a terminal: in scripts stderr carries just the one-line error, if any.
@@ -155,6 +157,7 @@ def ask(
     except ModelUnavailable as e:  # a server that failed mid-answer
         raise fail(str(e), 1) from None
     error = answer.error or (None if answer.sql else "the model wrote no SQL")
+    said = read_out(answer, database)
     result = Ran()
     if run and error is None:
         result = run_answer(database, answer.sql, chart, timeout)
@@ -167,9 +170,12 @@ def ask(
             "rows": result.rows, "error": error, "model": engine.name, "dtype": engine.dtype,
             "seconds": round(answer.seconds, 3),
             "alternatives": [a.to_dict() for a in answer.alternatives],
+            "explanation": said.explanation, "confidence": said.verdict.to_dict(),
+            "unmatched": said.unmatched,
         }, ensure_ascii=False))
     else:
-        print_answer(answer, result)
+        # A failure is one line on stderr: the reading is left out then.
+        print_answer(answer, result, said if error is None else None)
     if error is not None:
         raise fail(error, 1)
 
@@ -231,13 +237,21 @@ def stop(database: Database, worker: threading.Thread) -> None:
         worker.join(0.05)
 
 
-def print_answer(answer: Answer, result: Ran) -> None:
-    """`ask` without --json: the SQL on stdout, notes on stderr, and the rows as a table."""
+def print_answer(answer: Answer, result: Ran, said: ReadOut | None = None) -> None:
+    """`ask` without --json: the SQL on stdout; its reading, how sure it is and the notes on
+    stderr; and the rows as a table."""
+    from model.llm.pipeline.confidence import unmatched_phrase
     from model.sqlite.db import shown_number
     from model.text import shown
 
     if answer.sql:  # the model's (or a server's) text: drawn, never sent to the terminal raw
         typer.echo(shown(answer.sql.rstrip(";") + ";", lines=True))
+    if said is not None and said.explanation:  # names and values from the database and model
+        typer.echo(f"gemma-sql: reading: {shown(said.explanation, lines=True)}", err=True)
+    if said is not None:
+        typer.echo(f"gemma-sql: {said.verdict.phrase}", err=True)
+    if said is not None and said.unmatched:
+        typer.echo(f"gemma-sql: note: {shown(unmatched_phrase(said.unmatched))}", err=True)
     for note in answer.notes:  # they quote names from the database
         typer.echo(f"gemma-sql: note: {shown(note)}", err=True)
     if (others := len(answer.alternatives) - 1) > 0:
