@@ -28,7 +28,7 @@ from tui.safe_text import shown
 from tui.widgets.chart import ResultsChart, chart_of, theme_colors
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.editor import SqlEditor
-from tui.widgets.export import ExportScreen
+from tui.widgets.export import ExportScreen, ExportTarget
 from tui.widgets.history import HistoryScreen
 from tui.widgets.notes import SqlNotes
 from tui.widgets.question import QuestionBox
@@ -127,14 +127,14 @@ class GemmaSqlApp(App[None]):
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
     def export(self, sql: str, columns: list[str], path: str,
-               fetched: list[tuple[Any, ...]] | None = None) -> None:
+               fetched: list[tuple[Any, ...]] | None = None, replace: bool = False) -> None:
         worker = get_current_worker()
         workers.export_result(self.database, sql, columns, path, lambda: worker.is_cancelled,
-                              self.post_message, fetched)
+                              self.post_message, fetched, replace)
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
-    def export_chart(self, chart: Chart, path: str, colors: list[str]) -> None:
-        workers.export_chart(chart, path, colors, self.post_message)
+    def export_chart(self, chart: Chart, path: str, colors: list[str], replace: bool) -> None:
+        workers.export_chart(chart, path, colors, self.post_message, replace)
 
     @work(thread=True, group="model", exit_on_error=False)
     def load_engine(self) -> None:
@@ -227,12 +227,15 @@ class GemmaSqlApp(App[None]):
         # on screen are the export. Reads run again, for every row (issue 22).
         fetched = list(table.raw) if self.result_changed_data else None
 
-        def chosen(path: str | None) -> None:
-            if path and format_for(path) == "png":
-                self._export_chart(path)
-            elif path:
+        def chosen(target: ExportTarget | None) -> None:
+            if target is None:
+                return
+            path = target.path
+            if format_for(path) == "png":
+                self._export_chart(path, target.replace)
+            else:
                 self.status.say(f"exporting to {path}…")
-                self.export(result.sql, result.columns, path, fetched)
+                self.export(result.sql, result.columns, path, fetched, target.replace)
 
         default = str(Path.cwd() / f"{self.database.path.stem}-result.csv")
         self.push_screen(ExportScreen(default, len(table.raw), runs_again=fetched is None),
@@ -264,13 +267,13 @@ class GemmaSqlApp(App[None]):
         self.query_one(ResultsChart).show(chart)
         switcher.current = "chart"
 
-    def _export_chart(self, path: str) -> None:
+    def _export_chart(self, path: str, replace: bool = False) -> None:
         chart = self._chart()
         if isinstance(chart, NoChart):
             self.status.say(f"no chart to export: {chart.reason}", "warning")
             return
         self.status.say(f"exporting the chart to {path}…")
-        self.export_chart(chart, path, theme_colors(self))
+        self.export_chart(chart, path, theme_colors(self), replace)
 
     # Messages from workers
 

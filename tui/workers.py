@@ -106,21 +106,23 @@ def count_rows(db: Database, tables: list[str], post: Post) -> None:
 
 def export_result(db: Database, sql: str, columns: list[str], path: str,
                   cancelled: Callable[[], bool], post: Post,
-                  fetched: list[tuple[Any, ...]] | None = None) -> None:
+                  fetched: list[tuple[Any, ...]] | None = None, replace: bool = False) -> None:
     """Run `sql` again and stream every row to `path`; or, given `fetched`, write just those
-    rows (a statement that changed data must not run twice)."""
+    rows (a statement that changed data must not run twice). An existing `path` is replaced
+    only with `replace` (the user said so)."""
     try:
         rows = fetched if fetched is not None else db.iter_rows(sql)
-        n = export.write(path, columns, rows, cancelled)
+        n = export.write(path, columns, rows, cancelled, replace)
     except (export.ExportError, DatabaseError) as e:
         post(Exported(path, None, one_line(e)))
         return
     post(Exported(path, n))
 
 
-def export_chart(chart: Chart, path: str, colors: list[str], post: Post) -> None:
+def export_chart(chart: Chart, path: str, colors: list[str], post: Post,
+                 replace: bool = False) -> None:
     try:
-        n = export.write_chart(path, chart, colors)
+        n = export.write_chart(path, chart, colors, replace)
     except export.ExportError as e:
         post(Exported(path, None, one_line(e)))
         return

@@ -12,7 +12,8 @@ picks:
   line over it, sorted by x;
 - anything else: `NoChart` with the reason in one line.
 
-Rows with a NULL in a charted column are skipped and counted in the caption. The app draws a
+Rows with a NULL in a charted column are skipped and counted in the caption; when that is
+every row, `NoChart` says so. The app draws a
 `Chart` in the terminal (tui/widgets/chart.py) and `export.write_chart` as a PNG.
 """
 
@@ -123,6 +124,11 @@ def _measures(columns: Sequence[str], numbers: list[int]) -> list[int]:
     return kept or numbers
 
 
+def _all_null(columns: Sequence[str], used: list[int]) -> NoChart:
+    names = ", ".join(dict.fromkeys(columns[i] for i in used))
+    return NoChart(f"every row has a NULL in a charted column ({names})")
+
+
 def _present(rows: Sequence[Sequence[Any]], used: list[int]) -> tuple[list[Sequence[Any]], int]:
     """The rows without a NULL in any used column, and how many were skipped."""
     kept = [row for row in rows if all(row[i] is not None for i in used)]
@@ -146,8 +152,10 @@ def _cut(label: str) -> str:
 
 
 def _bars(columns: Sequence[str], rows: Sequence[Sequence[Any]], label: int, measures: list[int],
-          ordered: bool, more: bool) -> Chart:
+          ordered: bool, more: bool) -> Chart | NoChart:
     kept, skipped = _present(rows, [label, *measures])
+    if not kept:
+        return _all_null(columns, [label, *measures])
     if not ordered:
         kept = sorted(kept, key=lambda row: row[measures[0]], reverse=True)  # stable: ties keep
     shown = kept[:MAX_BARS]
@@ -162,8 +170,10 @@ def _bars(columns: Sequence[str], rows: Sequence[Sequence[Any]], label: int, mea
 
 
 def _line(columns: Sequence[str], rows: Sequence[Sequence[Any]], x: int, measures: list[int],
-          more: bool, dates: bool) -> Chart:
+          more: bool, dates: bool) -> Chart | NoChart:
     kept, skipped = _present(rows, [x, *measures])
+    if not kept:
+        return _all_null(columns, [x, *measures])
     if dates:
         position = {text: _days(text) for text in {row[x] for row in kept}}
         kept = sorted(kept, key=lambda row: position[row[x]])

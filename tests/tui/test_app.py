@@ -275,6 +275,38 @@ async def test_export_streams_every_row(numbers_db, make_app, tmp_path, suffix):
         assert table.num_rows == 2000 and table.column("n").to_pylist()[-1] == 2000
 
 
+async def test_json_export_keeps_both_columns_of_one_name(chinook, make_app, tmp_path):
+    out = tmp_path / "names.json"
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, "SELECT c.FirstName, e.FirstName FROM customers c "
+                                  "JOIN employees e ON c.SupportRepId = e.EmployeeId "
+                                  "ORDER BY c.CustomerId LIMIT 2")
+        await export_to(app, pilot, out)
+        assert status(app) == f"exported 2 rows to {out}"
+    assert json.loads(out.read_text()) == [{"FirstName": "Luís", "FirstName_2": "Jane"},
+                                           {"FirstName": "Leonie", "FirstName_2": "Steve"}]
+
+
+async def test_an_existing_file_is_replaced_only_when_confirmed(chinook, make_app, tmp_path):
+    out = tmp_path / "mine.csv"
+    out.write_text("keep me")
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, "SELECT Name FROM genres LIMIT 1")
+        await export_to(app, pilot, out)
+        assert isinstance(app.screen, ExportScreen)  # still asking
+        assert str(app.screen.query_one("#export-error").render()) == \
+            f"{out} exists: Export again to replace it"
+        assert out.read_text() == "keep me"
+        await pilot.press("escape")
+        await export_to(app, pilot, out)
+        await pilot.press("enter")  # the second Export: replace
+        await settle(app, pilot)
+        assert status(app) == f"exported 1 rows to {out}"
+    assert out.read_text().splitlines() == ["Name", "Rock"]
+
+
 def genre_count(path: Path) -> int:
     conn = sqlite3.connect(path)
     try:

@@ -136,6 +136,33 @@ async def test_one_column_says_why_there_is_no_chart(chinook, make_app):
         assert showing(app) == "results"
 
 
+async def test_a_null_in_every_row_says_why_and_the_app_keeps_running(chinook, make_app):
+    """Each column has a value, no row has both: nothing to draw (issue 35)."""
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, "SELECT 'a' AS n, NULL AS v UNION ALL SELECT NULL, 5")
+        await pilot.press("f4")
+        await settle(app, pilot)
+        assert status(app) == "no chart: every row has a NULL in a charted column (n, v)"
+        assert showing(app) == "results" and app.is_running
+        await run_sql(app, pilot, "SELECT 1 AS n")
+        assert status(app).startswith("1 row · ")
+
+
+async def test_the_legend_shows_column_names_literally(chinook, make_app):
+    app = make_app(chinook)
+    names = ["[b]g[/b]\x1b[7m", "$\\frac{$", "[/x]\x07"]
+    sql = (f'SELECT Name AS "{names[0]}", GenreId AS "{names[1]}", MediaTypeId AS "{names[2]}" '
+           "FROM tracks LIMIT 3")
+    async with app.run_test(size=SIZE) as pilot:
+        await run_sql(app, pilot, sql)
+        await pilot.press("f4")
+        await settle(app, pilot)
+        assert showing(app) == "chart"
+        legend = app.query_one("#chart-legend").render()
+        assert str(legend) == "[b]g[/b]␛[7m → ■ $\\frac{$  ■ [/x]␇"
+
+
 async def test_a_new_result_redraws_or_leaves_the_chart(chinook, make_app):
     app = make_app(chinook)
     async with app.run_test(size=SIZE) as pilot:

@@ -21,6 +21,7 @@ from textual_plotext import PlotextPlot
 
 from model.sqlite.chart import Chart, NoChart, chart_for, tick_indexes, value_text
 from tui.order_by import has_order_by
+from tui.safe_text import shown
 from tui.widgets.results import ResultsTable
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ class ChartPlot(PlotextPlot):
         widest = max(map(len, chart.labels))
         ticks = tick_indexes(len(chart.x), max(2, min(8, self.size.width // (widest + 4))))
         plt.xticks([chart.x[i] for i in ticks], [chart.labels[i] for i in ticks])
-        plt.xlabel(chart.x_name)
+        plt.xlabel(shown(chart.x_name))  # a column name: data, drawn, never sent raw
 
 
 class ResultsChart(VerticalScroll):
@@ -120,10 +121,11 @@ class ResultsChart(VerticalScroll):
     def show(self, chart: Chart) -> None:
         self.chart = chart
         colors = theme_colors(self.app)
-        legend = Text(f"{chart.x_name} → " if chart.kind == "bars" else "", style="dim")
+        # Column names are data: a Text is never parsed as markup; control characters drawn.
+        legend = Text(f"{shown(chart.x_name)} → " if chart.kind == "bars" else "", style="dim")
         for j, series in enumerate(chart.series):
             legend.append("  ■ " if j else "■ ", style=colors[j % len(colors)])
-            legend.append(series.name)
+            legend.append(shown(series.name))
         self.query_one("#chart-legend", Static).update(legend)
         plot = self.query_one(ChartPlot)
         plot.chart = chart

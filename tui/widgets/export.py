@@ -2,10 +2,14 @@
 
 A read-only statement runs again so every row is exported, not only the loaded pages. A
 statement that changed data never runs again (issue 22): the rows it returned and the app
-fetched are written as they are, and the dialog says so.
+fetched are written as they are, and the dialog says so. An existing file is replaced only
+once the user says so here (Export pressed again on the same path).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
 
 from textual import on
 from textual.app import ComposeResult
@@ -18,7 +22,12 @@ from model.sqlite.export import ExportError, format_for
 from tui.safe_text import VisibleControls, plain
 
 
-class ExportScreen(ModalScreen[str | None]):
+class ExportTarget(NamedTuple):
+    path: str
+    replace: bool  # the file existed and the user said to replace it
+
+
+class ExportScreen(ModalScreen[ExportTarget | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def __init__(self, default_path: str, loaded_rows: int, runs_again: bool = True) -> None:
@@ -26,6 +35,7 @@ class ExportScreen(ModalScreen[str | None]):
         self.default_path = default_path
         self.loaded_rows = loaded_rows
         self.runs_again = runs_again
+        self._replace_asked = ""  # the existing path the user was asked about
 
     def compose(self) -> ComposeResult:
         if self.runs_again:
@@ -56,7 +66,14 @@ class ExportScreen(ModalScreen[str | None]):
         except ExportError as e:  # it quotes the path, which may hold anything
             self.query_one("#export-error", Label).update(plain(str(e)))
             return
-        self.dismiss(path)
+        exists = Path(path).expanduser().exists()
+        if exists and path != self._replace_asked:
+            self._replace_asked = path
+            self.query_one("#export-error", Label).update(
+                plain(f"{path} exists: Export again to replace it"))
+            self.query_one("#export-ok", Button).label = "Replace"
+            return
+        self.dismiss(ExportTarget(path, replace=exists))
 
     @on(Button.Pressed, "#export-cancel")
     def _cancel(self) -> None:

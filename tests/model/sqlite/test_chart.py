@@ -100,3 +100,21 @@ def test_write_chart_is_a_png_and_rows_go_elsewhere(tmp_path: Path) -> None:
         export.write_chart(tmp_path / "x.csv", c)
     with pytest.raises(export.ExportError, match="no such directory"):
         export.write_chart(tmp_path / "nope" / "x.png", c)
+
+
+def test_every_row_with_a_null_in_a_charted_column_says_why() -> None:
+    # SELECT 'a' AS n, NULL AS v UNION ALL SELECT NULL, 5: each column has a value, no row both.
+    assert chart_for(["n", "v"], [("a", None), (None, 5)], ordered=False) == \
+        NoChart("every row has a NULL in a charted column (n, v)")
+    assert chart_for(["day", "v"], [("2009-01-01", None), (None, 5)], ordered=False) == \
+        NoChart("every row has a NULL in a charted column (day, v)")
+
+
+@pytest.mark.parametrize("kind", ["bars", "line"])
+def test_png_labels_are_text_never_math(tmp_path: Path, kind: str) -> None:
+    """matplotlib reads $...$ as math; malformed math ($\\frac{$) would raise at savefig."""
+    bad = "$\\frac{$"
+    first = "2009-01" if kind == "line" else bad
+    c = chart([f"{bad} x", f"${bad}", "_hidden"], [(first, 1.5, 2), ("2009-02", 3.0, 4)])
+    assert c.kind == kind and len(c.series) == 2
+    assert export.write_chart(tmp_path / "c.png", c) == 2

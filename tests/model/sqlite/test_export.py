@@ -84,3 +84,53 @@ def test_from_a_real_query(tmp_path: Path) -> None:
     out = tmp_path / "t.csv"
     assert export.write(out, ["n"], db.iter_rows("SELECT n FROM t")) == 1234
     assert len(out.read_text().splitlines()) == 1235
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_two_columns_of_one_name_keep_both_values(tmp_path: Path, suffix: str) -> None:
+    """As sqlite-utils names them: the later ones get _2, _3, skipping a real column's name."""
+    out = tmp_path / f"r{suffix}"
+    columns = ["FirstName", "FirstName", "FirstName_2", "FirstName"]
+    export.write(out, columns, iter([("Luís", "Jane", "x", "Nancy")]))
+    text = out.read_text()
+    [row] = json.loads(text) if suffix == ".json" else [json.loads(text)]
+    assert row == {"FirstName": "Luís", "FirstName_3": "Jane", "FirstName_2": "x",
+                   "FirstName_4": "Nancy"}
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_non_finite_floats_are_valid_json(tmp_path: Path, suffix: str) -> None:
+    """SELECT 1e999, -1e999: 9e999 as SQLite's json() writes it (reads back as infinity)."""
+    out = tmp_path / f"r{suffix}"
+    export.write(out, ["big", "small", "nan"], iter([(float("inf"), float("-inf"),
+                                                      float("nan"))]))
+    text = out.read_text()
+    strict = json.loads(text, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+    row = strict[0] if suffix == ".json" else strict
+    assert row == {"big": float("inf"), "small": float("-inf"), "nan": None}
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".parquet"])
+def test_a_planted_symlink_is_never_written_through(tmp_path: Path, suffix: str) -> None:
+    """The old temporary name (.NAME.partial) was predictable and opened with "w"."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    out = tmp_path / f"r{suffix}"
+    (tmp_path / f".{out.name}.partial").symlink_to(victim)
+    assert export.write(out, COLUMNS, iter(ROWS)) == 2
+    assert victim.read_text() == "keep" and not out.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f".{out.name}.partial", out.name, "victim.txt"])
+
+
+def test_an_existing_file_is_replaced_only_when_asked(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    out.write_text("mine")
+    with pytest.raises(export.FileExists, match="already exists"):
+        export.write(out, COLUMNS, iter(ROWS), replace=False)
+    assert out.read_text() == "mine" and [p.name for p in tmp_path.iterdir()] == ["r.csv"]
+    assert export.write(out, COLUMNS, iter(ROWS), replace=True) == 2
+    assert out.read_text().startswith("id,name")
+    fresh = tmp_path / "new.json"
+    assert export.write(fresh, COLUMNS, iter(ROWS), replace=False) == 2
+    assert oct(fresh.stat().st_mode & 0o777) != oct(0o600)  # as a plain open makes it
