@@ -342,6 +342,11 @@ class GemmaSqlApp(App[None]):
     def _name_chosen(self, message: SchemaTree.NameChosen) -> None:
         self.query_one(SqlEditor).insert_name(message.text)
 
+    @on(m.HistoryNotSaved)
+    def _history_not_saved(self, message: m.HistoryNotSaved) -> None:
+        self.notify(shown(message.error), title="History not saved", severity="warning",
+                    markup=False)
+
     @on(m.Exported)
     def _exported(self, message: m.Exported) -> None:
         if message.error:

@@ -88,6 +88,13 @@ class GenerationFailed(Message):
 
 
 @dataclass
+class HistoryNotSaved(Message):
+    """A statement ran (its outcome is posted as usual) but its history line was not written."""
+
+    error: str
+
+
+@dataclass
 class Exported(Message):
     path: str
     rows: int | None

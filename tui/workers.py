@@ -25,6 +25,7 @@ from tui.messages import (
     ConfirmWrite,
     Exported,
     GenerationFailed,
+    HistoryNotSaved,
     ModelReady,
     ModelStatus,
     QueryFailed,
@@ -65,15 +66,24 @@ def run_statements(db: Database, history: History, statements: list[str], confir
             rows = db.fetch(result) if result.columns else []
         except DatabaseError as e:
             message = one_line(e)
-            history.add(Entry.now(sql, db.path.name, time.perf_counter() - started, None,
-                                  message))
             post(QueryFailed(sql, message, cancelled=message == "query cancelled"))
+            _remember(history, Entry.now(sql, db.path.name, time.perf_counter() - started,
+                                         None, message), post)
             return
         seconds = time.perf_counter() - started
-        history.add(Entry.now(sql, db.path.name, seconds,
-                              len(rows) if result.columns else result.rows_changed))
         post(QueryRan(result, rows, seconds, remaining=len(statements) - i - 1,
                       changed_data=changed_data))
+        _remember(history, Entry.now(sql, db.path.name, seconds,
+                                     len(rows) if result.columns else result.rows_changed), post)
+
+
+def _remember(history: History, entry: Entry, post: Post) -> None:
+    """Add `entry` to the history after its outcome is posted: a history that cannot be written
+    (a full or read-only data folder) is a warning, never a query left "running…"."""
+    try:
+        history.add(entry)
+    except (OSError, ValueError) as e:
+        post(HistoryNotSaved(f"{history.path}: {one_line(e)}"))
 
 
 def fetch_more(db: Database, result: QueryResult, post: Post) -> None:

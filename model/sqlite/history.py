@@ -1,6 +1,8 @@
 """The history of statements run, one JSON object a line in the user's data directory.
 
-GEMMA_SQL_DATA_DIR overrides the directory (tests point it at a temporary one).
+GEMMA_SQL_DATA_DIR overrides the directory (tests point it at a temporary one). The file is
+the user's own (created 0600: it holds every statement run, values included). Lines end at
+"\n" only: SQL may hold U+2028, which str.splitlines() would break at.
 """
 
 from __future__ import annotations
@@ -40,32 +42,59 @@ class Entry:
         return cls(sql, database, stamp, round(seconds, 4), rows, error)
 
 
+def _entry(line: bytes) -> Entry | None:
+    """The entry a line holds; None for a damaged one (bad UTF-8 or JSON, a wrong type)."""
+    try:
+        data = json.loads(line.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError included
+        return None
+    if not isinstance(data, dict):
+        return None
+    texts = ("sql", "database", "timestamp")
+    if not all(isinstance(data.get(k), str) for k in texts) \
+            or not isinstance(data.get("seconds"), int | float) \
+            or not isinstance(data.get("rows"), int | None) \
+            or not isinstance(data.get("error"), str | None):
+        return None
+    try:
+        return Entry(**data)
+    except TypeError:  # a key of its own
+        return None
+
+
 class History:
-    """Append-only JSONL; reading tolerates a damaged line rather than losing the rest."""
+    """Append-only JSONL; reading skips a damaged line rather than losing the rest."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or data_dir() / "history.jsonl"
         self._lock = threading.Lock()  # workers append from threads
 
     def add(self, entry: Entry) -> None:
-        line = json.dumps(asdict(entry), ensure_ascii=False) + "\n"
+        """Append `entry`; OSError when the file cannot be written (the caller says so)."""
+        record = asdict(entry)
+        try:
+            line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        except UnicodeEncodeError:  # a file name that is not UTF-8 (surrogate escapes)
+            line = (json.dumps(record) + "\n").encode("ascii")  # \udcff: valid, round-trips
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as f:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "ab") as f:
                 f.write(line)
 
     def entries(self, limit: int = MAX_READ) -> list[Entry]:
-        """Newest first."""
+        """Newest first; a line that cannot be read is skipped."""
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            lines = self.path.read_bytes().split(b"\n")
         except FileNotFoundError:
+            return []
+        except OSError:
             return []
         out: list[Entry] = []
         for line in reversed(lines):
-            try:
-                out.append(Entry(**json.loads(line)))
-            except (ValueError, TypeError):
-                continue
+            entry = _entry(line) if line.strip() else None
+            if entry is not None:
+                out.append(entry)
             if len(out) >= limit:
                 break
         return out

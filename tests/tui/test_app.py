@@ -229,6 +229,42 @@ async def test_quitting_stops_a_running_query(chinook, make_app):
     assert [e.error for e in app.history.entries()] == ["query cancelled"]
 
 
+async def test_a_damaged_history_still_opens_with_f8(chinook, make_app, data_dir):
+    data_dir.mkdir(parents=True)
+    good = {"sql": "SELECT 1", "database": "chinook.db", "timestamp": "2026-01-01T00:00:00",
+            "seconds": 0.1, "rows": 1, "error": None}
+    (data_dir / "history.jsonl").write_bytes(
+        b'\xff\xfe not UTF-8\n{"sql": null}\n' + json.dumps(good).encode() + b"\n"
+        + json.dumps(good | {"sql": None}).encode() + b"\n")
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f8")
+        assert isinstance(app.screen, HistoryScreen)
+        await pilot.press("enter")
+        assert app.query_one(SqlEditor).text == "SELECT 1"
+
+
+async def test_a_history_that_cannot_be_written_does_not_stop_a_write(chinook, make_app,
+                                                                       tmp_path):
+    """The write is done and said so (not "running…" forever, so nobody runs it again); the
+    history's failure is a warning."""
+    (tmp_path / "not-a-dir").write_text("")
+    app = make_app(chinook, write=True, history=History(tmp_path / "not-a-dir" / "h.jsonl"))
+    before = genre_count(chinook)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await run_sql(app, pilot, "INSERT INTO genres (Name) VALUES ('x')")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("tab", "enter")  # the Run button
+        await settle(app, pilot)
+        assert status(app).startswith("done · 1 row changed")
+        await pilot.pause()
+        assert any("History not saved" in str(t.render()) or "not-a-dir" in str(t.render())
+                   for t in app.screen.query("Toast"))
+        await run_sql(app, pilot, "SELECT count(*) FROM genres")
+        assert status(app).startswith("1 row · ")
+    assert genre_count(chinook) == before + 1
+
+
 async def test_history_is_persisted_and_reusable(chinook, make_app, data_dir):
     app = make_app(chinook)
     async with app.run_test(size=SIZE) as pilot:
