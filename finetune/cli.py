@@ -1,110 +1,36 @@
 """`gemma-sql finetune` (train, `prepare-spider`, `merge`, `export-gguf`) and `gemma-sql eval`.
 
-tui/cli.py mounts `app` as `gemma-sql finetune` and `eval_cmd` as `gemma-sql eval`, and takes
-`fail` and the option aliases its own commands share from here (tui may import finetune's CLI,
-nothing else of finetune). `python -m finetune.cli --flag value ...` trains: that is what
-torchrun and accelerate launch run. The training flags are built from TrainConfig (one option a
-field). Heavy imports (torch, finetune.train) happen inside the commands: `--help` stays instant.
+tui/cli.py mounts `app` as `gemma-sql finetune` and `eval_cmd` as `gemma-sql eval`; the options
+both command lines share are in finetune/options.py. `python -m finetune.cli --flag value ...`
+trains: that is what torchrun and accelerate launch run. The training flags are built from
+TrainConfig (one option a field). Heavy imports (torch, finetune.train) happen inside the
+commands: `--help` stays instant.
 """
 
 from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import Callable
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
-
 from finetune.config import TrainConfig
+from finetune.options import (
+    AdapterOpt,
+    BudgetOpt,
+    CheckRunsOpt,
+    DeviceOpt,
+    DtypeOpt,
+    EndpointModelOpt,
+    EndpointOpt,
+    FocusOpt,
+    ModelOpt,
+    engine_or_exit,
+    fail,
+)
 from model.sqlite.files import file_problem
-from model.text import shown
-
-if TYPE_CHECKING:
-    from model.llm.protocol import TextEngine
-from model.llm.weights.dtype import ENV_VAR as DTYPE_ENV_VAR
-from model.llm.weights.dtype import Choice as DtypeChoice
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one line to stderr and return the Exit to raise (no traceback, no side effect).
-    The message may quote a database, a model or a server: its control characters are drawn."""
-    typer.echo(f"gemma-sql: {shown(message)}", err=True)
-    return typer.Exit(code)
-
-
-ModelOpt = Annotated[
-    str | None,
-    typer.Option("--model", "-m", help="Registry name, hub id or local directory."),
-]
-AdapterOpt = Annotated[
-    Path | None, typer.Option("--adapter", help="A PEFT LoRA adapter directory.")
-]
-DeviceOpt = Annotated[
-    str | None, typer.Option("--device", help="cpu, cuda, cuda:1 … (default: automatic).")
-]
-EndpointOpt = Annotated[str | None, typer.Option(
-    "--endpoint", envvar="GEMMA_SQL_ENDPOINT", show_default=False,
-    help="Ask an OpenAI-compatible server (vLLM, llama-server, Ollama's /v1, transformers "
-         "serve) instead of loading a model here, e.g. http://127.0.0.1:8000/v1. API key: "
-         "$GEMMA_SQL_API_KEY.")]
-EndpointModelOpt = Annotated[str | None, typer.Option(
-    "--endpoint-model", show_default=False,
-    help="The model's name on the --endpoint server (default: the one it serves, or gemma-sql).")]
-DtypeOpt = Annotated[DtypeChoice | None, typer.Option(
-    "--dtype", case_sensitive=False,
-    help=f"Compute dtype. auto: bf16 where the hardware has it (AVX512-BF16/AMX, ARM bf16, "
-         f"recent GPUs), else fp32 on CPUs, fp16 on older GPUs. Default: ${DTYPE_ENV_VAR}, "
-         "else auto.", show_default=False)]
-BudgetOpt = Annotated[float, typer.Option(
-    "--budget", min=0, metavar="SECONDS",
-    help="Seconds a question may take in all: the first answer is always written; checking "
-         "other answers and asking again stop when the time is up (0: no limit).")]
-FocusOpt = Annotated[bool, typer.Option(
-    "--focus/--no-focus",
-    help="Ask first with the question's likeliest tables alone (as the app does; ctrl+t there "
-         "asks with every table).")]
-CheckRunsOpt = Annotated[bool, typer.Option(
-    "--check-runs/--no-check-runs", envvar="GEMMA_SQL_CHECK_RUNS",
-    help="Draw a few more answers and run them all read-only (bounded, results not shown) to "
-         "choose the one most agree with; off for huge or slow databases "
-         "(or GEMMA_SQL_CHECK_RUNS=0).")]
-
-
-def check_endpoint(endpoint: str | None, model: str | None, device: str | None) -> None:
-    """--model and --device choose a model loaded here: with --endpoint the server has it."""
-    if endpoint and (model or device):
-        raise fail("--endpoint asks a server: --model and --device are for a model loaded here "
-                   "(--endpoint-model names the server's)")
-    if endpoint:  # a warning, not a refusal (docs/serving.md)
-        from model.llm.server.endpoint import key_in_clear
-
-        if (warning := key_in_clear(endpoint)) is not None:
-            typer.echo(f"gemma-sql: warning: {shown(warning)}", err=True)
-
-
-def open_engine(model: str | None, adapter: Path | None, device: str | None,
-                endpoint: str | None, endpoint_model: str | None,
-                progress: Callable[[str], None] | None, dtype: str | None = None) -> TextEngine:
-    """The engine a command asks: the server at `endpoint` (`adapter`, if given, is the one it
-    serves: read for its prompt layout), else the model loaded here. Failure: one line, exit 1."""
-    from model.llm.weights.registry import DEFAULT_MODEL, ModelUnavailable
-
-    check_endpoint(endpoint, model, device)
-    try:
-        if endpoint:
-            from model.llm.server.endpoint import connect
-
-            return connect(endpoint, endpoint_model, adapter=adapter)
-        from model.llm.decoding.loading import load_engine
-
-        return load_engine(model or DEFAULT_MODEL, adapter=adapter, device=device,
-                           progress=progress, dtype=dtype)
-    except ModelUnavailable as e:
-        raise fail(str(e), 1) from None
-
 
 # --- eval (mounted by tui/cli.py as the top-level `gemma-sql eval`) -----------------------
 
@@ -141,8 +67,8 @@ def eval_cmd(
     from finetune.eval import evaluate
     from model.llm.weights.registry import DEFAULT_MODEL, ModelUnavailable
 
-    engine = open_engine(model, adapter, device, endpoint, endpoint_model,
-                         progress=lambda m: typer.echo(m, err=True), dtype=dtype)
+    engine = engine_or_exit(model, adapter, device, endpoint, endpoint_model,
+                            progress=lambda m: typer.echo(m, err=True), dtype=dtype)
     name = f"{engine.name} @ {engine.device}" if endpoint else model or DEFAULT_MODEL
     from tqdm import tqdm
 
@@ -357,8 +283,8 @@ def sample_cmd(
         raise fail(str(e), 1) from None
     report = SampleReport()
     todo = pending(questions, out, start, limit, report)
-    engine = open_engine(model, adapter, device, None, None,
-                         progress=lambda m: typer.echo(m, err=True), dtype=dtype)
+    engine = engine_or_exit(model, adapter, device, None, None,
+                            progress=lambda m: typer.echo(m, err=True), dtype=dtype)
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo) + report.skipped_done, initial=report.skipped_done, unit="q",

@@ -1,8 +1,8 @@
 """The `gemma-sql` command line: `open` (the default), `ask`, `eval`, `finetune`.
 
 Commands are thin: they parse arguments and call model/ or finetune/. `eval` and `finetune` are
-defined in finetune/cli.py and mounted here (with the shared `fail` and option aliases, the only
-import of finetune in tui). Heavy imports (torch, textual) happen inside the command that needs
+defined in finetune/cli.py and mounted here; `fail` and the options both share are in
+finetune/options.py. Heavy imports (torch, textual) happen inside the command that needs
 them so `--help` stays instant.
 """
 
@@ -16,10 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
-from typer.core import TyperGroup
-
-import finetune.cli
-from finetune.cli import (
+from finetune.options import (
     AdapterOpt,
     BudgetOpt,
     CheckRunsOpt,
@@ -30,10 +27,13 @@ from finetune.cli import (
     FocusOpt,
     ModelOpt,
     check_endpoint,
+    engine_or_exit,
     fail,
-    open_engine,
 )
 from model.llm.pipeline.budget import DEFAULT_BUDGET_S
+from typer.core import TyperGroup
+
+import finetune.cli
 
 RUN_TIMEOUT_S = 30.0  # `ask --run`: a runaway query (an accidental cross join) is stopped
 
@@ -150,7 +150,8 @@ def ask(
 
     # Progress only to a terminal: in scripts stderr carries just the one-line error, if any.
     progress = (lambda m: typer.echo(m, err=True)) if sys.stderr.isatty() else None
-    engine = open_engine(model, adapter, device, endpoint, endpoint_model, progress, dtype)
+    engine = engine_or_exit(model, adapter, device, endpoint, endpoint_model, progress,
+                            dtype)
     try:
         answer = write_sql(engine, database, question, focused=focus, budget=budget,
                            check_runs=check_runs)

@@ -57,14 +57,14 @@ async def loaded(app: GemmaSqlApp, pilot: Any, loading: threading.Event) -> None
 def loading_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
     """A model that is still loading (in its thread worker) until the event is set."""
     loaded = threading.Event()
-    engine_mod = types.ModuleType("model.llm.decoding.engine")
+    engine_mod = types.ModuleType("model.llm.decoding.loading")
 
     def load_engine(progress: Callable[[str], None] | None = None, **_: object) -> None:
         loaded.wait(30)
         raise RuntimeError("no model in this test")
 
     engine_mod.load_engine = load_engine  # type: ignore[attr-defined]
-    monkeypatch.setitem(__import__("sys").modules, "model.llm.decoding.engine", engine_mod)
+    monkeypatch.setitem(__import__("sys").modules, "model.llm.decoding.loading", engine_mod)
     yield loaded
     loaded.set()
 

@@ -103,7 +103,9 @@ def ensure_merged_checkpoint(adapter_dir: Path, progress: Progress | None = None
 
     Loading it skips peft, which imports bitsandbytes, and the merge: ~3.5 s of every start
     on 2 CPU cores. The weights are those a merge at load gives (bf16, merged the same way).
-    Keyed by the adapter's bytes; a checkpoint for an older adapter is removed.
+    Keyed by the adapter's bytes. A checkpoint for an older version of this same adapter
+    directory, or for an adapter no longer there, is removed; one for another install's
+    adapter (another checkout or venv sharing this cache) stays: it is that install's.
     """
     base = ensure_base_checkpoint(progress)
     digest = hashlib.sha256()
@@ -127,12 +129,27 @@ def ensure_merged_checkpoint(adapter_dir: Path, progress: Progress | None = None
         for name in TOKENIZER_FILES:  # the tokenizer is the base's, byte for byte
             shutil.copy2(base / name, stage / name)
         marker = json.loads((base / BASE_MARKER).read_text())
-        (stage / BASE_MARKER).write_text(json.dumps({**marker, "adapter": str(adapter_dir)}))
+        (stage / BASE_MARKER).write_text(json.dumps({**marker,
+                                                     "adapter": str(adapter_dir.resolve())}))
         install(stage, target)
     for older in base.parent.glob(f"{BASE_DIRNAME}+*"):
-        if older != target:
+        if older != target and _superseded(older, adapter_dir):
             shutil.rmtree(older, ignore_errors=True)
     return target
+
+
+def _superseded(merged: Path, adapter_dir: Path) -> bool:
+    """Whether the merged checkpoint `merged` was made from `adapter_dir` (since changed) or
+    from an adapter that is gone; False for another install's, and for what it cannot read."""
+    try:
+        source = json.loads((merged / BASE_MARKER).read_text()).get("adapter")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if not isinstance(source, str):
+        return False
+    made_from = Path(source)
+    return (made_from.resolve() == adapter_dir.resolve()
+            or not (made_from / "adapter_config.json").is_file())
 
 
 def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
