@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
 from finetune.config import TrainConfig
 from finetune.options import (
     AdapterOpt,

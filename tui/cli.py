@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
+from typer.core import TyperGroup
+
+import finetune.cli
 from finetune.options import (
     AdapterOpt,
     BudgetOpt,
@@ -31,9 +34,6 @@ from finetune.options import (
     fail,
 )
 from model.llm.pipeline.budget import DEFAULT_BUDGET_S
-from typer.core import TyperGroup
-
-import finetune.cli
 
 RUN_TIMEOUT_S = 30.0  # `ask --run`: a runaway query (an accidental cross join) is stopped
 

@@ -144,10 +144,7 @@ def load_model(model: str | None, adapter: str | Path | None, device: str | None
                endpoint_model: str | None = None, dtype: str | None = None) -> None:
     """Load the model (in `dtype`, None: the machine's; with `endpoint`: connect to the
     server that has it), then read `db`'s part of the prompt ahead of the first question."""
-    if endpoint:
-        engine = _connect(endpoint, endpoint_model, adapter, post)
-    else:
-        engine = _load(model, adapter, device, post, dtype)
+    engine = _open(model, adapter, device, post, endpoint, endpoint_model, dtype)
     if engine is None:
         return
     post(ModelReady(engine))
@@ -160,38 +157,18 @@ def load_model(model: str | None, adapter: str | Path | None, device: str | None
             pass
 
 
-def _load(model: str | None, adapter: str | Path | None, device: str | None,
-          post: Post, dtype: str | None = None) -> TextEngine | None:
+def _open(model: str | None, adapter: str | Path | None, device: str | None, post: Post,
+          endpoint: str | None, endpoint_model: str | None,
+          dtype: str | None) -> TextEngine | None:
+    """model/llm/open.py's engine, its progress on the status line. With an endpoint, never a
+    fall back to a model loaded here: the status line says why there is none."""
+    post(ModelStatus(f"model loading… connecting to {endpoint}" if endpoint else "model loading…"))
     try:
-        from model.llm.decoding.loading import load_engine
-    except Exception as e:  # the engine is optional: the app stays a plain SQL client
-        post(ModelStatus(f"no model: {one_line(e)}", failed=True))
-        return None
+        from model.llm.open import open_engine
 
-    def progress(message: str) -> None:
-        post(ModelStatus(f"model loading… {message}"))
-
-    post(ModelStatus("model loading…"))
-    try:
-        # No --model (or --dtype) means the engine's own default, so leave the argument out.
-        chosen = {"model": model} if model else {}
-        if dtype:
-            chosen["dtype"] = dtype
-        return load_engine(**chosen, adapter=adapter, device=device, progress=progress)
-    except Exception as e:  # ModelUnavailable or anything else: one line, app keeps going
-        post(ModelStatus(f"no model: {one_line(e)}", failed=True))
-        return None
-
-
-def _connect(endpoint: str, endpoint_model: str | None, adapter: str | Path | None,
-             post: Post) -> TextEngine | None:
-    """The server's model; never a fall back to one loaded here (the status line says why)."""
-    post(ModelStatus(f"model loading… connecting to {endpoint}"))
-    try:
-        from model.llm.server.endpoint import connect
-
-        return connect(endpoint, endpoint_model, adapter=adapter)
-    except Exception as e:  # EndpointError or anything else: one line, app keeps going
+        return open_engine(model, adapter, device, endpoint, endpoint_model,
+                           lambda message: post(ModelStatus(f"model loading… {message}")), dtype)
+    except Exception as e:  # ModelUnavailable, no torch, anything: one line, app keeps going
         post(ModelStatus(f"no model: {one_line(e)}", failed=True))
         return None
 
