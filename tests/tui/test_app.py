@@ -343,6 +343,35 @@ async def test_an_existing_file_is_replaced_only_when_confirmed(chinook, make_ap
     assert out.read_text().splitlines() == ["Name", "Rock"]
 
 
+async def test_ctrl_j_in_a_large_unclosed_buffer_splits_off_the_ui_thread(chinook, make_app,
+                                                                         monkeypatch):
+    """0.6 MB after a comment that never closes (issue 35): found in a thread, in one pass."""
+    import threading
+
+    import tui.widgets.editor as editor_module
+
+    on_ui_thread: list[bool] = []
+    real = editor_module.statement_at
+
+    def watched(text: str, offset: int) -> str:
+        on_ui_thread.append(threading.current_thread() is threading.main_thread())
+        return real(text, offset)
+
+    monkeypatch.setattr(editor_module, "statement_at", watched)
+    app = make_app(chinook)
+    async with app.run_test(size=SIZE) as pilot:
+        editor = app.query_one(SqlEditor)
+        editor.text = "SELECT 41 + 1;\n/* never closed " + "SELECT 2;\n" * 60_000
+        editor.move_cursor((0, 3))
+        await pilot.press("ctrl+j")
+        for _ in range(50):  # the thread's message, then the query it asks for
+            await settle(app, pilot)
+            if status(app) != "gemma-sql" and not status(app).startswith("chinook.db"):
+                break
+        assert status(app).startswith("1 row · ") and on_ui_thread == [False]
+        assert results(app).get_cell_at(Coordinate(0, 0)).plain == "42"
+
+
 def genre_count(path: Path) -> int:
     conn = sqlite3.connect(path)
     try:

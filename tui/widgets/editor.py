@@ -6,10 +6,13 @@ back up to the app through each parent's queue, by which time the editor may hav
 characters typed after it; and an app-level priority ctrl+j read the editor before the keys
 typed ahead of it were in. So the editor applies its own bindings as it takes each key from
 its queue, and reads the statement for ctrl+j there too, handing it to the app in a
-`RunWanted`.
+`RunWanted`. The text is read there, in order with the keys; finding the statement in a large
+buffer (split is linear, yet 6 MB is a quarter second) is left to a thread.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 from rich.text import Text
 from textual import events
@@ -20,6 +23,17 @@ from model.sqlite.statements import offset_of, split, statement_at
 from tui.safe_text import shown
 
 RUN_KEYS = ("ctrl+j", "ctrl+enter")
+# Above this many characters the statement is found in a thread; below, at once (well under
+# a frame's time, and a pilot test's ctrl+j needs no extra wait).
+THREAD_ABOVE = 20_000
+
+
+def statements_in(text: str, selected: str, offset: int) -> list[str]:
+    """The selection's statements if there is a selection, else the one at `offset`."""
+    if selected.strip():
+        return [s.text for s in split(selected)]
+    sql = statement_at(text, offset)
+    return [sql] if sql else []
 
 
 class SqlEditor(TextArea):
@@ -32,11 +46,8 @@ class SqlEditor(TextArea):
 
     def statements_to_run(self) -> list[str]:
         """The selection's statements if there is a selection, else the one under the cursor."""
-        if self.selected_text.strip():
-            return [s.text for s in split(self.selected_text)]
-        row, col = self.cursor_location
-        sql = statement_at(self.text, offset_of(self.text, row, col))
-        return [sql] if sql else []
+        text = self.text
+        return statements_in(text, self.selected_text, offset_of(text, *self.cursor_location))
 
     def want_run(self) -> None:
         """Ask for a run of what the editor holds once the keys already sent to it are in
@@ -44,7 +55,13 @@ class SqlEditor(TextArea):
         self.call_later(self._post_run_wanted)  # queued behind those keys
 
     def _post_run_wanted(self) -> None:
-        self.post_message(self.RunWanted(self.statements_to_run()))
+        text, selected = self.text, self.selected_text
+        if len(text) <= THREAD_ABOVE:
+            self.post_message(self.RunWanted(self.statements_to_run()))
+            return
+        find = partial(statements_in, text, selected, offset_of(text, *self.cursor_location))
+        self.run_worker(lambda: self.post_message(self.RunWanted(find())), thread=True,
+                        group="statements", exit_on_error=False)
 
     def append(self, text: str) -> None:
         self.insert(text, self.document.end)
