@@ -310,5 +310,70 @@ def sample_cmd(
     typer.echo(f"kept: {out}")
 
 
+@app.command("grpo")
+def grpo_cmd(
+    data: Annotated[Path, typer.Argument(
+        help="JSONL of training questions: question, sql (gold), db_id.")],
+    db_root: Annotated[Path, typer.Option(
+        "--db-root", help="Folder of <db_id>/<db_id>.sqlite files.", show_default=False)],
+    adapter: Annotated[Path | None, typer.Option(
+        "--adapter", help="The supervised adapter to start from, and the KL term's reference.",
+        show_default="the shipped one")] = None,
+    output: Annotated[Path, typer.Option("--output", help="Output directory.")] = Path(
+        "runs/grpo"),
+    group: Annotated[int, typer.Option("--group", min=2, help="Answers drawn a question.")] = 8,
+    questions: Annotated[int, typer.Option("--questions", min=1, help="Questions a step.")] = 1,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps in all.")] = 100,
+    lr: Annotated[float, typer.Option("--lr", min=0)] = 1e-5,
+    beta: Annotated[float, typer.Option("--beta", min=0, help="Weight of the KL term.")] = 0.04,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.01)] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=8)] = 128,
+    start: Annotated[int, typer.Option("--start", min=0, help="Skip the first N questions.")] = 0,
+    limit: Annotated[int, typer.Option(
+        "--limit", min=0, help="Only N questions from --start (0: all).")] = 0,
+    save_every: Annotated[int, typer.Option("--save-every", min=0)] = 10,
+    max_minutes: Annotated[float, typer.Option(
+        "--max-minutes", min=0, help="Stop and save after this many minutes (0: no limit).")] = 0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue from OUTPUT/checkpoint.")] = False,
+    device: DeviceOpt = None,
+) -> None:
+    """Reinforce the adapter with an execution reward (GRPO; docs/training.md)."""
+    from finetune.grpo import GrpoConfig, grpo, load_policy
+    from finetune.sample import read_questions, select
+    from model.llm.decoding.loading import resolve_device
+    from model.llm.prompting.prompt import QUESTION_FIRST, read_layout
+    from model.llm.weights.registry import DEFAULT_MODEL, MODELS, ModelUnavailable
+    from model.sqlite.db import DatabaseError
+
+    if (problem := file_problem(data)) is not None:
+        raise fail(f"{data}: {problem}")
+    if not db_root.is_dir():
+        raise fail(f"--db-root {db_root}: not a folder")
+    start_adapter = adapter or MODELS[DEFAULT_MODEL].adapter
+    if start_adapter is None or not (start_adapter / "adapter_config.json").is_file():
+        raise fail(f"--adapter {start_adapter}: not a PEFT adapter folder")
+    try:
+        chosen = select(read_questions(data), start, limit)
+    except (ValueError, OSError) as e:
+        raise fail(str(e), 1) from None
+    if not chosen:
+        raise fail(f"{data}: no training questions in the range chosen", 1)
+    cfg = GrpoConfig(output=str(output), group=group, questions=questions, steps=steps, lr=lr,
+                     beta=beta, temperature=temperature, max_new_tokens=max_new_tokens,
+                     save_every=save_every, max_minutes=max_minutes, seed=seed, resume=resume)
+    try:
+        where = resolve_device(device)
+        policy, tokenizer = load_policy(start_adapter, where, lambda m: typer.echo(m, err=True))
+        metrics = grpo(cfg, policy, tokenizer, chosen, db_root,
+                       read_layout(start_adapter) or QUESTION_FIRST, start_adapter,
+                       say=lambda m: typer.echo(m, err=True))
+    except (ModelUnavailable, DatabaseError, OSError) as e:
+        raise fail(str(e), 1) from None
+    if metrics["status"] == "interrupted":
+        raise typer.Exit(130)
+
+
 if __name__ == "__main__":  # torchrun/accelerate: `-m finetune.cli --flag value ...`
     app(prog_name="python -m finetune.cli")

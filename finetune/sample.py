@@ -173,21 +173,24 @@ class SampleReport:
                 f"held out, {self.gold_failed} whose gold failed")
 
 
+def select(questions: list[Question], start: int = 0, limit: int = 0,
+           report: SampleReport | None = None) -> list[Question]:
+    """questions[start:start+limit] whose database is not held out."""
+    report = report if report is not None else SampleReport()
+    heldout = heldout_dbs()
+    chosen = questions[start: start + limit if limit else None]
+    report.skipped_heldout += sum(q.db_id in heldout for q in chosen)
+    return [q for q in chosen if q.db_id not in heldout]
+
+
 def pending(questions: list[Question], out: Path, start: int = 0, limit: int = 0,
             report: SampleReport | None = None) -> list[Question]:
-    """questions[start:start+limit] not held out and not already in `out`."""
+    """`select`'s questions not already in `out`."""
     report = report if report is not None else SampleReport()
-    chosen = questions[start: start + limit if limit else None]
-    done, heldout = done_keys(out), heldout_dbs()
-    todo = []
-    for q in chosen:
-        if q.db_id in heldout:
-            report.skipped_heldout += 1
-        elif q.key in done:
-            report.skipped_done += 1
-        else:
-            todo.append(q)
-    return todo
+    done = done_keys(out)
+    chosen = select(questions, start, limit, report)
+    report.skipped_done += sum(q.key in done for q in chosen)
+    return [q for q in chosen if q.key not in done]
 
 
 def sample_file(engine: TextEngine, todo: list[Question], db_root: Path, out: Path,

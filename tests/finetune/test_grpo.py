@@ -1,0 +1,84 @@
+"""GRPO on a tiny random Gemma: one step moves the policy toward the rewarded answer; the loop
+runs on a real Spider database and resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from tiny import tiny_gemma
+
+from finetune.config import TrainConfig
+from finetune.grpo import GrpoConfig, answer_logprobs, grpo, grpo_loss, reference_of
+from finetune.lora import add_lora
+from finetune.sample import read_questions
+from model.llm.prompting.prompt import build_prompt
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SPIDER = SHARED / "train" / "spider_train.jsonl"
+SPIDER_DBS = SHARED / "spider_train_databases"
+
+
+def policy_of(tok: Any) -> torch.nn.Module:
+    """The tiny model with a LoRA adapter that is not the identity (a 'supervised' one)."""
+    policy = add_lora(tiny_gemma(tok).float(), TrainConfig(
+        quant="none", lora_r=4, lora_alpha=8, lora_dropout=0.0, gradient_checkpointing=False))
+    torch.manual_seed(1)
+    for n, p in policy.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.05)
+    return policy.eval()
+
+
+def test_one_grpo_step_raises_the_likelihood_of_the_rewarded_answer(tok: Any) -> None:
+    policy = policy_of(tok)
+    ref = reference_of(policy)
+    context = 'CREATE TABLE "singer" ("id" int, "name" text);'
+    prompt = tok(build_prompt("How many singers are there?", context))["input_ids"]
+    answers = [tok(text, add_special_tokens=False)["input_ids"] for text in (
+        " SELECT count(*) FROM singer", " SELECT name FROM singer", " SELECT id FROM singer",
+        " SELECT count(*) FROM head")]
+    rewards = [1.0, 0.0, 0.0, 0.25]
+
+    def likelihoods() -> torch.Tensor:
+        with torch.no_grad():
+            logp, mask = answer_logprobs(policy, prompt, answers, tok.pad_token_id)
+        return (logp * mask).sum(1)
+
+    before = likelihoods()
+    lora = [p for n, p in policy.named_parameters() if "lora_" in n]
+    opt = torch.optim.AdamW(lora, lr=1e-3)
+    loss, kl = grpo_loss(policy, ref, prompt, answers, rewards, beta=0.04,
+                         pad_id=tok.pad_token_id)
+    assert abs(kl) < 1e-4  # the policy starts as the reference
+    loss.backward()
+    assert all(p.grad is not None for p in lora)
+    assert not any(p.requires_grad for p in ref.parameters())
+    opt.step()
+    after = likelihoods()
+    assert after[0] > before[0]  # the rewarded answer is likelier
+    assert after[1] < before[1] and after[2] < before[2]  # the unrewarded ones less likely
+
+
+@pytest.mark.skipif(not SPIDER.exists(), reason="Spider data not on this machine")
+def test_grpo_runs_on_a_spider_database_and_resumes(tok: Any, tmp_path: Path) -> None:
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(SPIDER.read_text().splitlines(keepends=True)[:3]))
+    questions = read_questions(data)
+    cfg = GrpoConfig(output=str(tmp_path / "out"), group=3, steps=2, max_new_tokens=6,
+                     save_every=1)
+    first = grpo(cfg, policy_of(tok), tok, questions, SPIDER_DBS, "question-first",
+                 say=lambda _: None)
+    assert first["steps"] == 2 and first["status"] == "finished"
+    out = tmp_path / "out"
+    assert (out / "adapter_model.safetensors").is_file()
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 2
+    more = GrpoConfig(**{**cfg.__dict__, "steps": 3, "resume": True})
+    said: list[str] = []
+    again = grpo(more, policy_of(tok), tok, questions, SPIDER_DBS, "question-first",
+                 say=said.append)
+    assert said[0].startswith("resumed from") and said[0].endswith("at step 2")
+    assert again["steps"] == 3 and again["history"][:2] == first["history"]
