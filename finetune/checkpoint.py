@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import shutil
 from dataclasses import dataclass, field
@@ -76,9 +77,14 @@ def load_checkpoint(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
     from safetensors.torch import load_file
 
     ckpt = out / CHECKPOINT
+    # weights_only: the file is read as data (tensors, numbers), never code that unpickling runs
+    try:
+        blob = torch.load(ckpt / "training.pt", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{ckpt / 'training.pt'}: not a checkpoint of ours ({first})") from None
     weights = load_file(str(ckpt / "adapter_model.safetensors"))
     set_peft_model_state_dict(model, weights)  # FSDP2's load_state_dict takes whole tensors
-    blob = torch.load(ckpt / "training.pt", weights_only=False)
     if blob.get("sharded", False) != sharded:
         raise ValueError(f"{ckpt}: saved with --parallel {'fsdp' if blob['sharded'] else 'ddp'}: "
                          "resume it the same way")

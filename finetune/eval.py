@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from model.sqlite.db import Database, DatabaseError
+from model.sqlite.files import file_problem
 
 MAX_ROWS = 100_000  # a prediction returning more than this is not compared (nor held)
 TIMEOUT_S = 10.0  # a runaway prediction (an accidental cross join) is interrupted
@@ -206,16 +207,28 @@ class Item:
     question: str
     sql: str
     db: Path
+    line: int = 0  # in DATA.jsonl, for errors
 
 
 def read_items(path: Path, db_root: Path | None = None, limit: int = 0) -> Iterator[Item]:
-    """Items of DATA.jsonl with their database paths resolved."""
+    """Items of DATA.jsonl with their database paths resolved; a bad line is a ValueError
+    naming the file and line (`evaluate` reads them all before scoring any)."""
     with path.open(encoding="utf-8") as f:
         n = 0
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except (ValueError, RecursionError):
+                raise ValueError(f"{path}:{lineno}: not JSON") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{lineno}: not a JSON object")
+            for key in ("question", "sql"):
+                if not isinstance(row.get(key), str) or not row[key].strip():
+                    raise ValueError(f"{path}:{lineno}: needs a `{key}` string")
+            if not isinstance(row.get("db", row.get("db_id", "")), str):
+                raise ValueError(f"{path}:{lineno}: db or db_id is not a string")
             if "db" in row:
                 db = Path(row["db"]).expanduser()
                 if not db.is_absolute():
@@ -226,7 +239,9 @@ def read_items(path: Path, db_root: Path | None = None, limit: int = 0) -> Itera
                 db = db_root / row["db_id"] / f"{row['db_id']}.sqlite"
             else:
                 raise ValueError(f"{path}:{lineno}: needs db or db_id")
-            yield Item(row["question"], row["sql"], db)
+            if (problem := file_problem(db)) is not None:
+                raise ValueError(f"{path}:{lineno}: {db}: {problem}")
+            yield Item(row["question"], row["sql"], db, lineno)
             n += 1
             if limit and n >= limit:
                 return
@@ -252,9 +267,16 @@ def evaluate(
     report = EvalReport(model_name, dtype=getattr(engine, "dtype", ""))
     dbs: dict[Path, Database] = {}
     try:
-        for item in read_items(path, db_root, limit):
+        # Every line read and every database opened before the first question: a bad line is
+        # one error up front, not a failure that loses the questions already scored.
+        items = list(read_items(path, db_root, limit))
+        for item in items:
             if item.db not in dbs:
-                dbs[item.db] = Database.open(item.db)
+                try:
+                    dbs[item.db] = Database.open(item.db)
+                except DatabaseError as e:
+                    raise ValueError(f"{path}:{item.line}: {e}") from None
+        for item in items:
             db = dbs[item.db]
             t0 = time.perf_counter()
             answer = ask(engine, db, item.question, beams=beams, focused=focused, budget=budget,

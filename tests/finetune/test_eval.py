@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import sys
 import types
@@ -147,6 +148,7 @@ def test_db_id_resolves_against_db_root(tmp_path: Path, db_file: Path) -> None:
 
     root = tmp_path / "root"
     (root / "shop").mkdir(parents=True)
+    shutil.copy(db_file, root / "shop" / "shop.sqlite")
     data = tmp_path / "e.jsonl"
     data.write_text(json.dumps({"question": "q", "sql": "SELECT 1", "db_id": "shop"}) + "\n")
     [item] = list(read_items(data, root))
@@ -206,3 +208,29 @@ def test_top3_counts_the_next_two_alternatives(
         (False, True), (False, True), (False, False)]
     assert report.summary()["top3_accuracy"] == pytest.approx(2 / 3)
     assert report.records[2].alternatives == [wrong, "SELECT 0", "SELECT 1"]
+
+
+@pytest.mark.parametrize(("bad", "reason"), [
+    ({"question": "q", "sql": "SELECT 1", "db": "missing.sqlite"}, "missing.sqlite: no such file"),
+    ({"question": "q", "db": "shop.sqlite"}, "needs a `sql` string"),
+    (["not", "an", "object"], "not a JSON object"),
+    ("{not json", "not JSON"),
+], ids=["missing db", "no sql", "not an object", "not JSON"])
+def test_a_bad_line_is_one_error_before_any_question_is_asked(
+    db_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: Any, reason: str
+) -> None:
+    """Validated first: the error names the file and line, and nothing was scored (no report
+    is lost to a traceback after an hour of questions)."""
+    asked: list[str] = []
+    fake = types.ModuleType("model.llm.pipeline.ask")
+    fake.ask = lambda engine, db, question, *a, **k: asked.append(question)  # type: ignore
+    monkeypatch.setitem(sys.modules, "model.llm.pipeline.ask", fake)
+    good = {"question": "how many items", "sql": "SELECT count(*) FROM item", "db": "shop.sqlite"}
+    data = tmp_path / "eval.jsonl"
+    data.write_text(json.dumps(good) + "\n\n" + (bad if isinstance(bad, str) else json.dumps(bad))
+                    + "\n")
+    with pytest.raises(ValueError) as error:
+        evaluate(data, "engine", model_name="fake")
+    expected = f"{tmp_path}/{reason}" if reason.endswith("no such file") else reason
+    assert str(error.value) == f"{data}:3: {expected}"
+    assert asked == []
