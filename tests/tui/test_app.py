@@ -187,6 +187,29 @@ async def test_a_write_sqlite_cannot_explain_is_asked_first(chinook, make_app):
     assert sha(chinook) == before
 
 
+async def test_a_y_typed_before_the_confirmation_does_not_answer_it(chinook, make_app):
+    """The dialog opens a moment after ctrl+j: a `y` read in that moment was meant for the
+    editor. It is delivered late here, as a busy app would (issue 35)."""
+    from textual import events
+
+    before = sha(chinook)
+    app = make_app(chinook, write=True)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one(SqlEditor).text = "DELETE FROM genres WHERE GenreId = 25"
+        early = events.Key("y", "y")  # read now, before the dialog exists
+        await pilot.press("ctrl+j")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        early.set_sender(app)
+        app.post_message(early)
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfirmScreen)  # still asking
+        assert sha(chinook) == before
+        await pilot.press("y")  # typed at the dialog
+        await settle(app, pilot)
+        assert status(app).startswith("done · 1 row changed")
+
+
 async def test_write_session_runs_reads_without_asking(chinook, make_app):
     app = make_app(chinook, write=True)
     async with app.run_test(size=SIZE) as pilot:
