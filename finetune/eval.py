@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model.llm.sql.results import comparable, has_order_by
 from model.sqlite.db import Database, DatabaseError
 from model.sqlite.files import file_problem
 
 MAX_ROWS = 100_000  # a prediction returning more than this is not compared (nor held)
 TIMEOUT_S = 10.0  # a runaway prediction (an accidental cross join) is interrupted
-FLOAT_DIGITS = 6
 MAX_PERMUTATIONS = 1_000  # column orders tried (many all-NULL columns could mean millions)
 
 
@@ -97,16 +97,9 @@ class EvalReport:
 # --- comparing results ---------------------------------------------------------------------
 
 
-def _value(v: Any) -> Any:
-    """Floats rounded (so 0.1+0.2 equals 0.3); 2.0 and 2 compare equal as Python does."""
-    if isinstance(v, float):
-        return round(v, FLOAT_DIGITS)
-    return v
-
-
 def normalized(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Rows with their values as results are compared here (floats rounded: `_value`)."""
-    return [tuple(_value(v) for v in row) for row in rows]
+    """Rows with their values as results are compared (`comparable`: floats rounded)."""
+    return [tuple(comparable(v) for v in row) for row in rows]
 
 
 def run_sql(db: Database, sql: str, max_rows: int = MAX_ROWS,
@@ -120,27 +113,13 @@ def run_sql(db: Database, sql: str, max_rows: int = MAX_ROWS,
             raise DatabaseError("not a query (returns no rows)")
         rows: list[tuple[Any, ...]] = []
         while page := db.fetch(result, hold=True):  # read straight through, once
-            rows.extend(tuple(_value(v) for v in row) for row in page)
+            rows.extend(tuple(comparable(v) for v in row) for row in page)
             if len(rows) > max_rows:
                 result.close()
                 raise DatabaseError(f"more than {max_rows} rows")
         return rows
     finally:
         timer.cancel()
-
-
-def has_order_by(sql: str) -> bool:
-    """Whether the statement's outermost query has ORDER BY (not one inside a subquery)."""
-    import sqlglot
-    from sqlglot import exp
-
-    try:
-        tree = sqlglot.parse_one(sql, read="sqlite")
-    except sqlglot.errors.ParseError:
-        return " order by " in " ".join(sql.lower().split())
-    if isinstance(tree, exp.Subquery | exp.Paren):
-        tree = tree.this
-    return tree.args.get("order") is not None
 
 
 def compare(db: Database, gold_sql: str, pred_sql: str) -> tuple[bool, str | None]:

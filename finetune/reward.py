@@ -27,7 +27,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from finetune.eval import GoldError, has_order_by, normalized, same_result
+from finetune.eval import GoldError, normalized, same_result
+from model.llm.sql.results import has_order_by
 from model.sqlite.db import Database, DatabaseError
 
 PARTIAL = 0.5  # the most a result that is not the gold's earns

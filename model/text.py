@@ -9,10 +9,13 @@ kin) would make the terminal, or the eye, read characters in another order than 
 ("Trojan Source"): they are shown as � too.
 
 The one helper for it: the command lines' stdout and stderr use it here, the app's widgets
-through tui/safe_text.py (which adds what Textual needs: no markup).
+through tui/safe_text.py (which adds what Textual needs: no markup). `one_line` folds a
+message, an error or an answer onto one line (the prompt, the status bar, the wire's errors).
 """
 
 from __future__ import annotations
+
+import re
 
 _PICTURES = {code: chr(0x2400 + code) for code in range(0x20)} | {0x7F: "\u2421"}
 _C1 = {code: "\ufffd" for code in range(0x80, 0xA0)}
@@ -30,3 +33,12 @@ def shown(text: str, lines: bool = False) -> str:
     With `lines`, newline and tab stay: for text shown on several lines.
     """
     return text.translate(_LINES if lines else _ONE_LINE)
+
+
+def one_line(text: str | BaseException) -> str:
+    """All whitespace (newlines, tabs, a stray \\r) collapsed to single spaces; an error as its
+    message, or its type's name when the message is empty."""
+    line = re.sub(r"\s+", " ", str(text)).strip()
+    if isinstance(text, BaseException):
+        return line or type(text).__name__
+    return line

@@ -289,9 +289,9 @@ def print_answer(answer: Answer, result: Ran, said: ReadOut | None = None) -> No
 def draw_chart(path: Path, sql: str, columns: list[str], rows: list[tuple[object, ...]],
                 more: bool) -> str | None:
     """`ask --chart`: the chart of the rows printed, as the app draws it; the error, if any."""
+    from model.llm.sql.results import has_order_by
     from model.sqlite.chart import NoChart, chart_for
     from model.sqlite.export import ExportError, write_chart
-    from tui.order_by import has_order_by
 
     chart = chart_for(columns, rows, ordered=has_order_by(sql), more=more)
     if isinstance(chart, NoChart):

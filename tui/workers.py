@@ -21,6 +21,7 @@ from model.sqlite.chart import Chart
 from model.sqlite.db import Database, DatabaseError, QueryResult
 from model.sqlite.history import Entry, History
 from model.sqlite.schema import row_count
+from model.text import one_line
 from tui.messages import (
     ConfirmWrite,
     Exported,
@@ -40,11 +41,6 @@ if TYPE_CHECKING:  # the model side loads lazily: the app runs as a plain SQL cl
     from model.llm.protocol import TextEngine
 
 Post = Callable[[Message], Any]
-
-
-def one_line(error: BaseException | str) -> str:
-    text = " ".join(str(error).split())
-    return text or type(error).__name__
 
 
 def run_statements(db: Database, history: History, statements: list[str], confirmed: bool,

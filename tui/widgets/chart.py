@@ -19,8 +19,8 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
+from model.llm.sql.results import has_order_by
 from model.sqlite.chart import Chart, NoChart, chart_for, tick_indexes, value_text
-from tui.order_by import has_order_by
 from tui.safe_text import shown
 from tui.widgets.results import ResultsTable
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model.sqlite.schema import Schema, quote
+from model.text import one_line
 
 # Gemma's turn markers and the prompt's section labels, named once: `model.llm.sql.extract` finds
 # by them where an answer ends and whether the model is repeating its prompt.
@@ -53,11 +54,6 @@ REVIEW = "SQL: {sql}\nQuestion:"
 
 SAMPLE_ROWS = 3
 MAX_VALUE_CHARS = 40
-
-
-def one_line(text: str) -> str:
-    """Collapse all whitespace (including stray \\r) to single spaces."""
-    return re.sub(r"\s+", " ", text).strip()
 
 
 def review_prompt(sql: str, question: str) -> tuple[str, str]:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from model.llm.prompting.prompt import one_line
+from model.text import one_line
 
 DONE = "[DONE]"  # the OpenAI stream's last event (not every server sends it)
 COMPLETIONS = "/completions"
@@ -162,4 +162,4 @@ def reason(error: BaseException) -> str:
         return "unknown host"
     if isinstance(error, TimeoutError):
         return "timed out"
-    return one_line(str(error)) or type(error).__name__
+    return one_line(error)
