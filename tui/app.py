@@ -123,7 +123,8 @@ class GemmaSqlApp(App[None]):
 
     @work(thread=True, group="count", exit_on_error=False)
     def count_rows(self, tables: list[str]) -> None:
-        workers.count_rows(self.database, tables, self.post_message)
+        worker = get_current_worker()  # cancelled as the app exits: a count stops at once
+        workers.count_rows(self.database, tables, self.post_message, lambda: worker.is_cancelled)
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
     def export(self, sql: str, columns: list[str], path: str,

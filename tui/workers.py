@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 
 from model.llm.pipeline.budget import DEFAULT_BUDGET_S
-from model.sqlite import export
+from model.sqlite import export, guard
 from model.sqlite.chart import Chart
 from model.sqlite.db import Database, DatabaseError, QueryResult
 from model.sqlite.history import Entry, History
@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # the model side loads lazily: the app runs as a plain SQL cl
     from model.llm.protocol import TextEngine
 
 Post = Callable[[Message], Any]
+# Seconds a row count of one table or view may take at start-up (a view may never end).
+COUNT_LIMIT_S = 5.0
 
 
 def run_statements(db: Database, history: History, statements: list[str], confirmed: bool,
@@ -92,20 +94,25 @@ def fetch_more(db: Database, result: QueryResult, post: Post) -> None:
     post(RowsFetched(result, rows))
 
 
-def count_rows(db: Database, tables: list[str], post: Post) -> None:
+def count_rows(db: Database, tables: list[str], post: Post,
+               cancelled: Callable[[], bool] = lambda: False,
+               timeout_s: float | None = None) -> None:
     """Counts on a connection of their own, so they never queue behind (or get interrupted
-    with) the user's query."""
+    with) the user's query; read-only behind the same authorizer. Each count stops after
+    `timeout_s` (default COUNT_LIMIT_S: a view may never end) and all stop once `cancelled()`
+    (the app quits)."""
+    limit = COUNT_LIMIT_S if timeout_s is None else timeout_s
     try:
         conn = sqlite3.connect(f"{db.path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
     except sqlite3.Error:
         return
+    conn.set_authorizer(lambda action, arg1, arg2, *_: guard.verdict(False, action, arg1, arg2))
     try:
         for table in tables:
-            try:
-                count = row_count(conn, table)
-            except sqlite3.Error:
-                count = None  # e.g. a view over a missing table: shown as "?"
-            post(RowCounted(table, count))
+            if cancelled():
+                return
+            # None (a view over a missing table, or past the limit) is shown as "?".
+            post(RowCounted(table, row_count(conn, table, limit, cancelled)))
     finally:
         conn.close()
 

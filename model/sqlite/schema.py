@@ -4,8 +4,9 @@ between its tables."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 
@@ -142,6 +143,19 @@ def _read_table(conn: sqlite3.Connection, name: str, kind: str, sql: str) -> Tab
     return Table(name, kind, sql, columns, fks)
 
 
-def row_count(conn: sqlite3.Connection, table: str) -> int:
-    return conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
+def row_count(conn: sqlite3.Connection, table: str, timeout_s: float | None = None,
+              cancelled: Callable[[], bool] = lambda: False) -> int | None:
+    """count(*) of a table or view; None when SQLite cannot (a view over a missing table), when
+    it runs past `timeout_s` (a view over an endless recursive CTE) or once `cancelled()`."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
 
+    def stop() -> int:  # non-zero interrupts the statement
+        return int(cancelled() or (deadline is not None and time.monotonic() > deadline))
+
+    conn.set_progress_handler(stop, 10_000)
+    try:
+        return conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.set_progress_handler(None, 0)

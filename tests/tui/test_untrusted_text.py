@@ -327,3 +327,44 @@ async def test_a_database_with_an_unreadable_object_opens_with_its_tables(
         assert status(app).startswith("1 row · ")
         await run_sql(app, pilot, f"SELECT * FROM {name}")
         assert status(app) == f"error: {reason}"
+
+
+async def test_an_endless_view_is_counted_with_a_limit_and_never_holds_up_quit(
+        broken_db, make_app, monkeypatch):
+    """Row counts at start-up: a view over an endless recursive CTE shows "?" at the time
+    limit; with no limit in sight, quitting stops its count (Python waits for worker
+    threads: the process would live on, screen gone)."""
+    import threading
+
+    import tui.workers
+
+    path = broken_db("infinite_view")
+    monkeypatch.setattr(tui.workers, "COUNT_LIMIT_S", 0.3)
+    app = make_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        nodes = {node.data.name: node for node in app.query_one(SchemaTree).root.children}
+        assert await counted(app, pilot, lambda: nodes["v"].label) == "v view  ?"
+
+    monkeypatch.setattr(tui.workers, "COUNT_LIMIT_S", 3600.0)
+    started, ended = threading.Event(), threading.Event()
+    count = tui.workers.row_count
+
+    def watched(conn: Any, table: str, *args: Any) -> int | None:
+        if table != "v":
+            return count(conn, table, *args)
+        started.set()
+        try:
+            return count(conn, table, *args)
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(tui.workers, "row_count", watched)
+    app = make_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(200):
+            if started.is_set():
+                break
+            await pilot.pause(0.05)
+        assert started.is_set() and not ended.is_set()
+        await pilot.press("ctrl+q")
+    assert ended.wait(timeout=30)

@@ -267,3 +267,21 @@ def test_an_unreadable_object_is_marked_and_the_rest_opens(broken_db: Any, kind:
         with pytest.raises(DatabaseError, match=reason):
             db.execute(f"SELECT * FROM {name}")
         db.close()
+
+
+def test_a_count_of_a_view_that_never_ends_stops(broken_db: Any) -> None:
+    """A view over an endless recursive CTE: cut off at the time limit, or when cancelled."""
+    from model.sqlite.schema import row_count
+
+    conn = sqlite3.connect(broken_db("infinite_view"))
+    assert row_count(conn, "x", timeout_s=5.0) == 1
+    assert row_count(conn, "v", timeout_s=0.2) is None
+    calls: list[int] = []
+
+    def cancelled() -> bool:
+        calls.append(1)
+        return len(calls) > 3
+
+    assert row_count(conn, "v", cancelled=cancelled) is None and len(calls) == 4
+    assert row_count(conn, "x") == 1  # no handler left behind
+    conn.close()
