@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.llm.decoding.loading import load_engine  # noqa: E402
 from model.llm.pipeline.ask import ask  # noqa: E402
-from model.llm.pipeline.budget import DEFAULT_BUDGET_S  # noqa: E402
+from model.llm.pipeline.settings import DEFAULT_BUDGET_S, Settings  # noqa: E402
 from model.llm.weights.registry import DEFAULT_MODEL, cache_root, ensure_base_checkpoint  # noqa: E402
 from model.samples import CHINOOK  # noqa: E402
 from model.sqlite.db import Database  # noqa: E402
@@ -94,8 +94,8 @@ def main() -> None:
     db = Database.open(CHINOOK)
     # Warm-up, not counted: the first question also reads the database's part of the prompt,
     # which a context-first model keeps for the next ones (the app reads it before the first).
-    first = ask(engine, db, "How many artists are there?", max_new_tokens=8,
-                budget=args.budget).stats[0]
+    first = ask(engine, db, "How many artists are there?",
+                Settings(max_new_tokens=8, budget=args.budget)).stats[0]
     print(f"prompt layout {engine.prompt_layout}; first question on the database: "
           f"time to first token {first.first_token_s:.2f} s ({first.prompt_tokens} tokens read)")
 
@@ -115,8 +115,9 @@ def main() -> None:
     for question in QUESTIONS[: args.questions]:
         engine.stream = recording_stream  # type: ignore[method-assign]
         n = len(first_prompts)
-        answer = ask(engine, db, question, max_new_tokens=args.max_new_tokens,
-                     budget=args.budget, check_runs=args.check_runs)
+        answer = ask(engine, db, question, Settings(max_new_tokens=args.max_new_tokens,
+                                                    budget=args.budget,
+                                                    check_runs=args.check_runs))
         engine.stream = stream  # type: ignore[method-assign]
         del first_prompts[n + 1 :]
         best = [a.sql for a in answer.alternatives[:2]] or [answer.sql]

@@ -14,7 +14,7 @@ answer (the pipeline is deterministic: greedy decoding, seeded samples):
             questions where some were found
     vote    answers drawn and run to choose by agreement (`--no-check-runs`): every question
 
-A rule is switched off by replacing the function that applies it, here only. Prints one line
+A rule is switched off through the pipeline's `Settings`. Prints one line
 per rule: questions asked again, right with the rule on and off, gained and lost, top-3.
 `--both` asks those questions with the rule on as well, back to back: the answers drawn within
 the pipeline's time budget then see the same machine load on and off.
@@ -26,31 +26,24 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import model.llm.pipeline.ask as pipeline  # noqa: E402
-import model.llm.pipeline.vote as vote  # noqa: E402
 from finetune.eval import evaluate, read_items  # noqa: E402
 from model.llm.decoding.loading import load_engine  # noqa: E402
+from model.llm.pipeline.settings import EVAL, Settings  # noqa: E402
 from model.llm.weights.registry import DEFAULT_MODEL  # noqa: E402
 
 RULES = ("mend", "values", "vote")
 
 
-class _NoValues:
-    def find(self, question: str, schema_words: Any = ()) -> list[Any]:
-        return []
-
-
-def switch_off(rule: str) -> None:
-    """Replace the function that applies `rule` with one that does nothing."""
-    if rule == "mend":
-        pipeline.mended = vote.mended = lambda *a, **k: None  # type: ignore[assignment]
-    elif rule == "values":
-        pipeline.value_index = lambda db: _NoValues()  # type: ignore[assignment]
+def switched_off(rule: str) -> Settings:
+    """`eval`'s settings with `rule` off."""
+    field = {"mend": "mend_joins", "values": "link_values", "vote": "check_runs"}[rule]
+    return replace(EVAL, **{field: False})
 
 
 def touched(rule: str, record: dict[str, Any]) -> bool:
@@ -85,9 +78,8 @@ def main() -> None:
         before = [r for r, _ in subset]
         if args.both:
             before = [vars(r) for r in evaluate(data, engine, model_name=DEFAULT_MODEL).records]
-        switch_off(args.off)
         report = evaluate(data, engine, model_name=DEFAULT_MODEL,
-                          check_runs=args.off != "vote")
+                          settings=switched_off(args.off))
     if args.json:
         args.json.write_text(json.dumps(report.to_json(), indent=1))
     after = report.records

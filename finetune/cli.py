@@ -31,6 +31,7 @@ from finetune.options import (
     engine_or_exit,
     fail,
 )
+from model.llm.pipeline.settings import Settings
 from model.sqlite.files import file_problem
 
 # --- eval (mounted by tui/cli.py as the top-level `gemma-sql eval`) -----------------------
@@ -86,7 +87,8 @@ def eval_cmd(
     try:
         report = evaluate(data, engine, db_root=db_root, limit=limit,
                           model_name=name + (f" + {adapter}" if adapter else ""), on_record=tick,
-                          beams=beams, focused=focus, budget=budget, check_runs=check_runs)
+                          settings=Settings(beams=beams, focused=focus, budget=budget,
+                                            check_runs=check_runs))
     except (ValueError, OSError, ModelUnavailable) as e:  # ModelUnavailable: a server failed
         raise fail(str(e), 1) from None
     finally:

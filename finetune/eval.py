@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model.llm.pipeline.settings import EVAL, Settings
 from model.llm.sql.results import comparable, has_order_by
 from model.sqlite.db import Database, DatabaseError
 from model.sqlite.files import file_problem
@@ -233,14 +234,11 @@ def evaluate(
     limit: int = 0,
     model_name: str = "",
     on_record: Callable[[Record], None] | None = None,
-    beams: int = 4,
-    focused: bool = True,
-    budget: float = 0.0,
-    check_runs: bool = True,
+    settings: Settings = EVAL,
 ) -> EvalReport:
-    """Ask the engine every question of DATA.jsonl through model.llm.pipeline.ask and score the SQL
-    (and the next two alternatives, for top-3; `budget`: the pipeline's time budget a
-    question, 0: none)."""
+    """Ask the engine every question of DATA.jsonl through the pipeline (`pipeline.ask`, with
+    no time budget unless `settings` give one) and score the SQL (and the next two
+    alternatives, for top-3)."""
     from model.llm.pipeline.ask import ask
 
     report = EvalReport(model_name, dtype=getattr(engine, "dtype", ""))
@@ -258,8 +256,7 @@ def evaluate(
         for item in items:
             db = dbs[item.db]
             t0 = time.perf_counter()
-            answer = ask(engine, db, item.question, beams=beams, focused=focused, budget=budget,
-                         check_runs=check_runs)
+            answer = ask(engine, db, item.question, settings)
             seconds = time.perf_counter() - t0
             pred = answer.sql or ""
             try:

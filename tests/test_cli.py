@@ -208,7 +208,7 @@ def test_ask_run_draws_control_characters_in_its_table(monkeypatch: pytest.Monke
     monkeypatch.setattr(model.llm.decoding.loading, "load_engine",
                         lambda *a, **k: types.SimpleNamespace(name="scripted"))
     monkeypatch.setattr(model.llm.pipeline.ask, "ask",
-                        lambda engine, db, question, **k: Answer(question, sql))
+                        lambda engine, db, question, settings: Answer(question, sql))
     result = CliRunner().invoke(app, ["ask", str(CHINOOK), "anything", "--run"])
     assert result.exit_code == 0, result.output
     assert "␛]2;PWNED␇" in result.stdout and "a\ufffdb" in result.stdout
@@ -226,7 +226,7 @@ def test_open_and_eval_take_a_dtype_and_a_budget(
     import model.llm.decoding.loading
     import tui.app
     from finetune.eval import EvalReport
-    from model.llm.pipeline.budget import DEFAULT_BUDGET_S
+    from model.llm.pipeline.settings import DEFAULT_BUDGET_S
     from tui.cli import app
 
     seen: dict[str, dict[str, Any]] = {}
@@ -251,17 +251,17 @@ def test_open_and_eval_take_a_dtype_and_a_budget(
     monkeypatch.setattr(finetune.eval, "evaluate", evaluate)
     runner = CliRunner()
     assert runner.invoke(app, [str(CHINOOK), "--dtype", "bf16", "--budget", "0"]).exit_code == 0
-    assert seen["open"]["dtype"] == "bf16" and seen["open"]["budget"] == 0
+    assert seen["open"]["dtype"] == "bf16" and seen["open"]["settings"].budget == 0
     assert runner.invoke(app, [str(CHINOOK)]).exit_code == 0
-    assert seen["open"]["dtype"] is None and seen["open"]["budget"] == DEFAULT_BUDGET_S
+    assert seen["open"]["dtype"] is None and seen["open"]["settings"].budget == DEFAULT_BUDGET_S
     data = tmp_path / "eval.jsonl"
     data.write_text('{"question": "q", "sql": "SELECT 1", "db": "x.db"}\n')
     result = runner.invoke(app, ["eval", str(data), "--dtype", "FP32", "--budget", "8"])
     assert result.exit_code == 0, result.output
-    assert seen["load"]["dtype"] == "fp32" and seen["eval"]["budget"] == 8
+    assert seen["load"]["dtype"] == "fp32" and seen["eval"]["settings"].budget == 8
     assert "(fp32)" in result.stdout
     runner.invoke(app, ["eval", str(data)])
-    assert seen["load"]["dtype"] is None and seen["eval"]["budget"] == 0  # eval: no limit
+    assert seen["load"]["dtype"] is None and seen["eval"]["settings"].budget == 0  # eval: no limit
     assert runner.invoke(app, ["eval", str(data), "--budget", "-1"]).exit_code == 2
 
 

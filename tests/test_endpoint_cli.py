@@ -14,7 +14,7 @@ import pytest
 from scripted_server import Handler, answering, models, scripted_server
 from typer.testing import CliRunner
 
-from model.llm.pipeline.vote import SAMPLES
+from model.llm.pipeline.settings import DEFAULT
 from tui.cli import app
 
 GEMMA_SQL = Path(sys.executable).parent / "gemma-sql"
@@ -34,8 +34,8 @@ def test_ask_json_through_an_endpoint_gives_the_local_fields(chinook: Path) -> N
     assert (out["sql"], out["rows"], out["error"]) == ("SELECT\n  COUNT(*)\nFROM albums",
                                                        [[347]], None)
     assert out["model"] == "gemma-sql"
-    # the answers drawn to vote on came from the server too (one request with `n`)
-    assert [a["answers"] for a in out["alternatives"]] == [1 + SAMPLES]  # the greedy one too
+    # the greedy answer and those drawn to vote on came from the server (one request with `n`)
+    assert [a["answers"] for a in out["alternatives"]] == [1 + DEFAULT.samples]
     assert "How many albums are there?" in server.requests[-1].body["prompt"]
 
 

@@ -6,6 +6,7 @@ Work happens in tui/workers.py (thread workers over model/); widgets live in tui
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import ContentSwitcher, Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from model.llm.pipeline.budget import DEFAULT_BUDGET_S
+from model.llm.pipeline.settings import DEFAULT, Settings
 from model.sqlite.chart import Chart, NoChart
 from model.sqlite.db import Database, QueryResult
 from model.sqlite.export import format_for
@@ -53,15 +54,15 @@ class GemmaSqlApp(App[None]):
                  load_model: bool = True, engine: TextEngine | None = None,
                  history: History | None = None, endpoint: str | None = None,
                  endpoint_model: str | None = None, dtype: str | None = None,
-                 budget: float = DEFAULT_BUDGET_S, check_runs: bool = True) -> None:
+                 settings: Settings = DEFAULT) -> None:
         super().__init__()
         self.database = database
         self.model_name, self.adapter, self.device = model, adapter, device
         self.endpoint, self.endpoint_model = endpoint, endpoint_model  # a server's model
-        self.dtype, self.budget = dtype, budget  # the model's compute dtype; seconds a question
+        self.dtype = dtype  # the model's compute dtype
         self.load_model = load_model
         self.engine = engine  # None until loaded; tests pass a scripted one
-        self.check_runs = check_runs  # the model's answers may be run read-only to choose one
+        self.settings = settings  # how far the pipeline goes for a question (budget, draws)
         self.answer: Answer | None = None  # the model's last answer, and which of its
         self.alternative = 0  # alternatives the editor shows (F7 turns to the next)
         self.history = history or History()
@@ -146,8 +147,7 @@ class GemmaSqlApp(App[None]):
     def generate(self, engine: TextEngine, question: str, cancel: threading.Event,
                  every_table: bool) -> None:
         workers.generate(engine, self.database, question, cancel, self.post_message,
-                         focused=not every_table, budget=self.budget,
-                         check_runs=self.check_runs)
+                         replace(self.settings, focused=not every_table))
 
     # Actions
 

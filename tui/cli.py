@@ -33,7 +33,7 @@ from finetune.options import (
     engine_or_exit,
     fail,
 )
-from model.llm.pipeline.budget import DEFAULT_BUDGET_S
+from model.llm.pipeline.settings import DEFAULT_BUDGET_S, Settings
 
 RUN_TIMEOUT_S = 30.0  # `ask --run`: a runaway query (an accidental cross join) is stopped
 
@@ -102,8 +102,8 @@ def open_app(
 
     GemmaSqlApp(
         database, model=model, adapter=adapter, device=device, load_model=not no_model,
-        endpoint=endpoint, endpoint_model=endpoint_model, dtype=dtype, budget=budget,
-        check_runs=check_runs,
+        endpoint=endpoint, endpoint_model=endpoint_model, dtype=dtype,
+        settings=Settings(budget=budget, check_runs=check_runs),
     ).run()
 
 
@@ -153,8 +153,8 @@ def ask(
     engine = engine_or_exit(model, adapter, device, endpoint, endpoint_model, progress,
                             dtype)
     try:
-        answer = write_sql(engine, database, question, focused=focus, budget=budget,
-                           check_runs=check_runs)
+        settings = Settings(budget=budget, check_runs=check_runs, focused=focus)
+        answer = write_sql(engine, database, question, settings)
     except ModelUnavailable as e:  # a server that failed mid-answer
         raise fail(str(e), 1) from None
     error = answer.error or (None if answer.sql else "the model wrote no SQL")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
-from model.llm.pipeline.budget import DEFAULT_BUDGET_S
+from model.llm.pipeline.settings import DEFAULT, Settings
 from model.sqlite import export, guard
 from model.sqlite.chart import Chart
 from model.sqlite.db import Database, DatabaseError, QueryResult
@@ -177,16 +177,15 @@ def _open(model: str | None, adapter: str | Path | None, device: str | None, pos
 
 
 def generate(engine: TextEngine, db: Database, question: str, cancel: threading.Event,
-             post: Post, focused: bool = True, budget: float = DEFAULT_BUDGET_S,
-             check_runs: bool = True) -> None:
+             post: Post, settings: Settings = DEFAULT) -> None:
     try:
         from model.llm.pipeline.ask import ask
     except Exception as e:
         post(GenerationFailed(f"no model: {one_line(e)}"))
         return
     try:
-        answer = ask(engine, db, question, on_chunk=lambda t: post(SqlChunk(t)), cancel=cancel,
-                     focused=focused, budget=budget, check_runs=check_runs)
+        answer = ask(engine, db, question, settings, on_chunk=lambda t: post(SqlChunk(t)),
+                     cancel=cancel)
     except Exception as e:  # the model's failure is shown, never raised into the UI
         post(GenerationFailed(one_line(e), cancelled=cancel.is_set()))
         return

@@ -116,7 +116,7 @@ def test_evaluate_excludes_failing_golds_and_reports(
              "kinds": "SELECT kind FROM item", "broken gold": "SELECT 1"}
     fake = types.ModuleType("model.llm.pipeline.ask")
 
-    def ask(engine: Any, db: Database, question: str, **kw: Any) -> FakeAnswer:
+    def ask(engine: Any, db: Database, question: str, settings: Any) -> FakeAnswer:
         assert engine == "engine" and db.path.name == "shop.sqlite"
         return FakeAnswer(preds[question])
 
@@ -194,7 +194,7 @@ def test_top3_counts_the_next_two_alternatives(
     }
     fake = types.ModuleType("model.llm.pipeline.ask")
 
-    def ask(engine: Any, db: Database, question: str, **kw: Any) -> FakeAnswer:
+    def ask(engine: Any, db: Database, question: str, settings: Any) -> FakeAnswer:
         sqls = alternatives[question]
         return FakeAnswer(sqls[0], alternatives=tuple(FakeAlternative(s) for s in sqls))
 

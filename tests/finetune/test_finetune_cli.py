@@ -128,10 +128,10 @@ def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
     from model.llm.pipeline.answer import Answer
 
     fake_ask = types.ModuleType("model.llm.pipeline.ask")
-    fake_ask.ask = lambda engine, db, question, **kw: Answer(  # type: ignore[attr-defined]
+    fake_ask.ask = lambda engine, db, question, settings: Answer(  # type: ignore[attr-defined]
         question,
         "SELECT count(*) FROM t" if "how many" in question else "SELECT x FROM t",
-        focused=kw["focused"], mended=["x → y"] if "how many" in question else [])
+        focused=settings.focused, mended=["x → y"] if "how many" in question else [])
     monkeypatch.setitem(sys.modules, "model.llm.pipeline.ask", fake_ask)
     monkeypatch.setattr(model.llm.decoding.loading, "load_engine", lambda *a, **k: "engine")
     root = tmp_path / "dbs"
@@ -155,8 +155,8 @@ def test_eval_command_prints_json(tmp_path: Path, monkeypatch: Any) -> None:
     result = runner.invoke(app, ["eval", str(data), "--db-root", str(root), "--limit", "1"])
     assert "execution accuracy  100.0%  (1 questions)" in result.stdout
     seen: list[bool] = []
-    fake_ask.ask = lambda engine, db, question, **kw: (  # type: ignore[attr-defined]
-        seen.append(kw["check_runs"]) or Answer(question, "SELECT 1"))
+    fake_ask.ask = lambda engine, db, question, settings: (  # type: ignore[attr-defined]
+        seen.append(settings.check_runs) or Answer(question, "SELECT 1"))
     runner.invoke(app, ["eval", str(data), "--db-root", str(root), "--json"])
     runner.invoke(app, ["eval", str(data), "--db-root", str(root), "--json", "--no-check-runs"])
     assert seen == [True, True, False, False]

@@ -16,6 +16,7 @@ import pytest
 from fakes import FakeEngine
 
 from model.llm.pipeline.answer import Answer
+from model.llm.pipeline.settings import DEFAULT, Settings
 from model.llm.sql.problem import Problem
 from tui.widgets.editor import SqlEditor
 from tui.widgets.question import QuestionBox
@@ -24,11 +25,11 @@ from tui.widgets.status import StatusBar
 SIZE = (140, 44)
 
 
-def fake_ask(engine: FakeEngine, db: Any, question: str,
+def fake_ask(engine: FakeEngine, db: Any, question: str, settings: Settings = DEFAULT,
              on_chunk: Callable[[str], None] | None = None,
-             cancel: threading.Event | None = None, focused: bool = True,
-             budget: float = 6.0, check_runs: bool = True) -> Answer:
-    engine.budgets.append(budget)
+             cancel: threading.Event | None = None) -> Answer:
+    engine.budgets.append(settings.budget)
+    focused = settings.focused
     text = ""
     for chunk in engine.stream(question, cancel or threading.Event()):
         text += chunk
@@ -98,9 +99,10 @@ async def test_model_loads_on_mount_and_answers(chinook, make_app, fake_model):
 
 
 async def test_dtype_and_budget_reach_the_engine_and_the_pipeline(chinook, make_app, fake_model):
-    from model.llm.pipeline.budget import DEFAULT_BUDGET_S
+    from model.llm.pipeline.settings import DEFAULT_BUDGET_S
 
-    app = make_app(chinook, load_model=True, dtype="fp32", budget=3.0)
+    app = make_app(chinook, load_model=True, dtype="fp32",
+                   settings=Settings(budget=3.0))
     async with app.run_test(size=SIZE) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()

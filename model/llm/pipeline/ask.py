@@ -1,32 +1,12 @@
 """One question to checked SQL: the pipeline the app, `gemma-sql ask` and `gemma-sql eval` share.
 
-schema -> context (pruned to what the question needs) -> prompt -> streamed answer ->
-extracted, pretty-printed, checked SQL -> the answer the database agrees with.
+    schema -> context (the question's tables first) -> prompt -> streamed answer ->
+    extracted, pretty-printed, checked SQL -> the answer the database agrees with
 
-Values the question names that the data holds ('Prague') bring their tables into the context,
-shown in a row as stored (`prompting.values`). The model first sees only the few tables the
-question most likely needs (`focused_context`): a prompt about half as long. Its answer is
-checked (`model.llm.sql.mend`: names misspelt are corrected, joins off the foreign keys mended);
-when it passes with every value it compares found, it is run read-only, bounded, on the
-pipeline's own connection; if the model was sure of every token and it returns a row, it is
-taken; otherwise a few more answers are drawn on the same prompt and run the same way: the
-result most of them agree on wins (`pipeline.vote`). When the answer fails the check, compares
-a column with text no row holds, or neither it nor any answer drawn beside it returns anything,
-the question is asked again with every table that fits; that answer is voted on with the
-answers drawn beside it in the same way. When none of those returns anything, the model's
-`beams` next most likely answers (beam search on the same prompt) are checked and the first
-that passes cleanly is taken; failing that, a failed question is asked again with the error
-attached (at most `max_repairs` times), and the last answer is voted on with the beams.
-
-Every step after the first answer (drawing and voting included) runs only while the
-question's time budget lasts, and replaces the answer only when it finishes in time
-(`model.llm.pipeline.budget`); the note says when the budget stopped the chain. The seed layout's
-prompt head is read once and kept (`prompt_head`).
-
-The distinct results are kept as alternatives the user can turn to. `check_runs=False` runs
-nothing and draws nothing: the answer is the checked greedy one, a beam candidate or a repair,
-as before the vote. The SQL is never run for the user here, nor on the user's connection: that
-is the caller's choice (`model.sqlite.db`).
+docs/architecture.md follows a question through it step by step and defines its words (focus,
+widen, draw, vote, read back, repair, mend). Every step after the first answer runs only while
+the question's time budget lasts (`QuestionRun.step`). The SQL is never run for the user here,
+nor on the user's connection: that is the caller's choice.
 """
 
 from __future__ import annotations
@@ -38,9 +18,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from model.llm.pipeline.answer import Answer
-from model.llm.pipeline.budget import DEFAULT_BUDGET_S, Budget, OutOfTime
+from model.llm.pipeline.budget import Budget, OutOfTime
+from model.llm.pipeline.choose import Candidate
 from model.llm.pipeline.question_run import QuestionRun
-from model.llm.pipeline.vote import SAMPLES, Candidate, Settled
+from model.llm.pipeline.settings import DEFAULT, Settings
+from model.llm.pipeline.vote import Settled
 from model.llm.prompting.context import (
     Context,
     context_for,
@@ -49,9 +31,9 @@ from model.llm.prompting.context import (
     schema_words,
 )
 from model.llm.prompting.prompt import prompt_head, shared_prefix
-from model.llm.prompting.values import value_index
+from model.llm.prompting.values import ValueHit, value_index
 from model.llm.sql.extract import extract_sql
-from model.llm.sql.mend import checked, mended
+from model.llm.sql.mend import Checked, checked, mended
 
 if TYPE_CHECKING:
     from model.llm.protocol import TextEngine
@@ -74,28 +56,20 @@ def ask(
     engine: TextEngine,
     db: Database,
     question: str,
+    settings: Settings = DEFAULT,
     on_chunk: Callable[[str], None] | None = None,
     cancel: threading.Event | None = None,
-    max_repairs: int = 1,
-    max_new_tokens: int = 256,
-    beams: int = 4,
-    focused: bool = True,
-    samples: int = SAMPLES,
-    check_runs: bool = True,
-    budget: float = DEFAULT_BUDGET_S,
     clock: Callable[[], float] = time.perf_counter,
 ) -> Answer:
-    """Write SQL for `question` about `db`. `on_chunk` sees the text as it streams (from a
-    worker thread in the app), including a `-- ...` line before another candidate or a
-    repair. `beams` other answers are checked when the first fails (0: none); `focused`: try
-    the question's likeliest tables alone first; `samples` answers are drawn beside the
-    greedy one and, with `check_runs`, the answers are run read-only to choose among them.
-    `budget`: seconds from the start after which no step beyond the first answer runs or is
-    taken (0: unlimited), timed by `clock`."""
-    timer = Budget(budget, clock)
+    """Write SQL for `question` about `db`, as far as `settings` go. `on_chunk` sees the text
+    as it streams (from a worker thread in the app), including a `-- ...` line before another
+    candidate or a repair; `cancel` stops it; the time budget is timed by `clock`."""
+    timer = Budget(settings.budget, clock)
     db = db.reader()  # the pipeline reads the data only through its own read-only connection
     schema = db.schema()
-    linked = tuple(value_index(db).find(question, schema_words(schema)))
+    linked: tuple[ValueHit, ...] = ()
+    if settings.link_values:
+        linked = tuple(value_index(db).find(question, schema_words(schema)))
     ranking = rank_tables(schema, question, linked)  # read once, for both contexts
     context = context_for(db.conn, schema, question, ranking=ranking)
     answer = Answer(question, tables_sent=list(context.tables), pruned=context.pruned,
@@ -104,21 +78,21 @@ def ask(
     # The question's own tables first: a prompt about half as long, and fewer tables to mix up.
     # Not for a model that keeps the whole schema's part of the prompt read (`shared`).
     focus = None
-    if not shared and focused:
+    if not shared and settings.focused:
         focus = focused_context(db.conn, schema, question, ranking=ranking)
-    run = QuestionRun(engine, db, answer, on_chunk, cancel, max_new_tokens, timer,
-                      kept=shared or prompt_head(engine.prompt_layout),
-                      samples=samples if check_runs else -1)
+    run = QuestionRun(engine, db, answer, settings, on_chunk, cancel, timer,
+                      kept=shared or prompt_head(engine.prompt_layout))
     try:
         if focus is None or not ask_focused(run, focus):
-            settled = ask_with_repairs(run, context, max_repairs, beams, widen=focus is not None)
-            if not settled and answer.sql and not answer.cancelled:
+            settled = ask_with_repairs(run, context, widen=focus is not None)
+            if not settled and run.answer.sql and not run.answer.cancelled:
                 settle_last(run)
     except OutOfTime:
-        answer.out_of_time = timer.note()
+        run.answer.out_of_time = timer.note()
+    answer = run.answer
     answer.cancelled = answer.cancelled or run.cancelled
     if answer.sql and not answer.cancelled and not answer.focused:
-        mend_last(answer, db)  # a no-op on an answer mended before its vote
+        mend_last(run)  # a no-op on an answer mended before its vote
     answer.seconds = clock() - timer.started
     return answer
 
@@ -144,25 +118,26 @@ def ask_focused(run: QuestionRun, focus: Context) -> bool:
     passes the check (joins mended if need be) with every value it compares found, and it or
     an answer drawn beside it returns a row (when run), or the user cancelled; otherwise it
     stands only until asking again with every table replaces it (`run.unsettled` says why)."""
-    answer, db = run.answer, run.db
-    answer.raw = run.read(run.prompt(answer.question, focus))
-    answer.attempts = 1
-    sql = extract_sql(answer.raw)
+    run.answer.raw = run.read(run.prompt(run.answer.question, focus))
+    run.answer.attempts = 1
+    sql = extract_sql(run.answer.raw)
     if run.cancelled:
-        answer.cancelled, answer.sql = True, sql  # partial: not worth checking
+        run.answer.cancelled, run.answer.sql = True, sql  # partial: not worth checking
         return True
-    sql, problems, corrected = checked(sql, db)
-    if (mend := mended(sql, db, doubts=False)) is not None:
-        sql, problems, answer.mended = mend
-    answer.sql, answer.problems, answer.corrected = sql, problems, corrected
+    ready = checked(sql, run.db)
+    if run.settings.mend_joins and (mend := mended(ready, run.db, doubts=False)) is not None:
+        ready = mend
+    answer = run.answer
+    answer.sql, answer.problems = ready.sql, ready.problems
+    answer.corrected, answer.mended = ready.corrected, ready.mended
     answer.tables_sent, answer.pruned, answer.focused = list(focus.tables), True, True
-    run.unsettled = [p.message for p in problems if p.fatal or p.kind == "value"]
+    run.unsettled = [p.message for p in ready.problems if p.fatal or p.kind == "value"]
     if run.unsettled:
         return False
     if (settled := run.vote(answer_candidate(answer))) is None:
         run.unsettled = [NO_ROWS]
         return False
-    take(answer, settled)
+    take(run.answer, settled)
     return True
 
 
@@ -174,16 +149,15 @@ def start_widening(run: QuestionRun, context: Context) -> None:
     answer.tables_sent, answer.pruned = list(context.tables), context.pruned
 
 
-def ask_with_repairs(run: QuestionRun, context: Context, max_repairs: int, beams: int,
-                     widen: bool = False) -> bool:
+def ask_with_repairs(run: QuestionRun, context: Context, widen: bool = False) -> bool:
     """Ask with `context` (`widen`: after the answer from the question's tables failed); when
     the first answer fails or doubts a value, vote among it and the answers drawn beside it
-    (when they are run), else take the first of `beams` other answers that passes; while it
-    fails, ask again with the error attached. Each a step of its own. True when the vote
-    settled the answer."""
-    answer, question = run.answer, run.answer.question
+    (when they are run), else take the first of the beams that passes; while it fails, ask
+    again with the error attached. Each a step of its own. True when the vote settled the
+    answer."""
+    question, settings = run.answer.question, run.settings
     asked, error = question, ""
-    for attempt in range(max_repairs + 1):
+    for attempt in range(settings.max_repairs + 1):
         prompt = run.prompt(asked, context)
         with run.step(later=widen or attempt > 0, reading=prompt):
             if attempt == 0 and widen:
@@ -193,25 +167,26 @@ def ask_with_repairs(run: QuestionRun, context: Context, max_repairs: int, beams
             sql = read_attempt(run, prompt, attempt)
         if sql is None:
             return False  # cancelled
-        fatal = [p.message for p in answer.problems if p.fatal]
-        doubts = [p.message for p in answer.problems if p.kind == "value"]
+        fatal = [p.message for p in run.answer.problems if p.fatal]
+        doubts = [p.message for p in run.answer.problems if p.kind == "value"]
         # Answers drawn on the same prompt first: more varied than the beams, which are near
         # copies of this one; the beams when none of the drawn answers returns anything.
         if (fatal or doubts) and attempt == 0:
-            if run.samples >= 0 and settle_last(run):
+            if run.drawing and settle_last(run):
                 return True
-            if beams and take_beam(run, prompt, beams, fatal or doubts):
+            if settings.beams and take_beam(run, prompt, fatal or doubts):
                 return False
-        if not fatal or attempt == max_repairs:
+        if not fatal or attempt == settings.max_repairs:
             return False
         error = "; ".join(fatal)
         asked = repair_question(question, sql, error)
     return False
 
 
-def take_beam(run: QuestionRun, prompt: str, beams: int, errors: list[str]) -> bool:
-    """A step: the first of `beams` other answers to `prompt` that passes, taken
+def take_beam(run: QuestionRun, prompt: str, errors: list[str]) -> bool:
+    """A step: the first of the beams (other answers to `prompt`) that passes, taken
     (`take_candidate`); the beams kept for a later vote."""
+    beams = run.settings.beams
     with run.step():
         run.say(CANDIDATES_MARKER.format(error="; ".join(errors), n=beams))
         run.beam_texts = run.engine.beams(prompt, n=beams, cancel=run.cancel, shared=run.kept)
@@ -233,22 +208,27 @@ def read_attempt(run: QuestionRun, prompt: str, attempt: int) -> str | None:
         answer.cancelled = True
         answer.sql, answer.problems = sql, []  # partial: not worth checking
         return None
-    answer.sql, answer.problems, answer.corrected = checked(sql, run.db)
+    ready = checked(sql, run.db)
+    answer.sql, answer.problems, answer.corrected = ready.sql, ready.problems, ready.corrected
     return sql
 
 
-def mend_last(answer: Answer, db: Database) -> None:
+def mend_last(run: QuestionRun) -> None:
     """The last answer's FROM clause mended to the schema when it can be (values no row holds
     allowed when the answer already fails or doubts one)."""
+    answer = run.answer
+    if not answer.sql or not run.settings.mend_joins:
+        return
     doubtful = not answer.ok or any(p.kind == "value" for p in answer.problems)
-    if answer.sql and (mend := mended(answer.sql, db, doubts=doubtful)) is not None:
-        answer.sql, answer.problems, answer.mended = mend
+    ready = Checked(answer.sql, answer.problems, answer.corrected)
+    if (mend := mended(ready, run.db, doubts=doubtful)) is not None:
+        answer.sql, answer.problems, answer.mended = mend.sql, mend.problems, mend.mended
 
 
 def settle_last(run: QuestionRun) -> bool:
     """The last answer, its joins mended (`mend_last`), voted on with the answers drawn beside
     it (`QuestionRun.vote`). True when one of them returned something."""
-    mend_last(run.answer, run.db)
+    mend_last(run)
     if (settled := run.vote(answer_candidate(run.answer))) is None:
         return False
     take(run.answer, settled)
@@ -282,18 +262,19 @@ def take_candidate(
     itself fails, the first candidate that passes."""
     fallback = None  # the first that passes with a doubtful value
     for text in texts:
-        sql, problems, corrected = checked(extract_sql(text), db)
-        if not sql or sql == answer.sql or any(p.fatal for p in problems):
+        ready = checked(extract_sql(text), db)
+        if not ready.sql or ready.sql == answer.sql or ready.fatal:
             continue
-        if not any(p.kind == "value" for p in problems):
-            choice = (text, sql, problems, corrected)
+        if not any(p.kind == "value" for p in ready.problems):
+            choice = (text, ready)
             break
-        fallback = fallback or (text, sql, problems, corrected)
+        fallback = fallback or (text, ready)
     else:  # no clean candidate: a doubtful one only replaces an answer that fails
         choice = None if answer.ok else fallback
     if choice is None:
         return False
-    answer.raw, answer.sql, answer.problems, answer.corrected = choice
+    answer.raw, ready = choice
+    answer.sql, answer.problems, answer.corrected = ready.sql, ready.problems, ready.corrected
     answer.repaired = True
     if on_chunk is not None:
         on_chunk(answer.raw)

@@ -1,4 +1,4 @@
-"""A question's time budget: how long the pipeline (`model.llm.pipeline.ask`) may go on checking and
+"""A question's time budget: how long the pipeline (`pipeline.ask`) may go on checking and
 improving its first answer.
 
 The first answer is always read to the end. The steps after it (every table, the beam
@@ -15,11 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# Seconds. On 36 Chinook questions (2 busy cores, bench/README.md "Time budget") the answers
-# that came from a step ending past 6 s were 1 right one in bf16 and 3 in fp32 (a CPU twice as
-# slow), as many as past 8 s; 5 s lost one more. The issue's aim for an AVX2 CPU is a p90 of 6 s.
-DEFAULT_BUDGET_S = 6.0
-
 
 class OutOfTime(Exception):
     """The budget ran out: the steps still to come are skipped."""
@@ -29,7 +24,7 @@ class OutOfTime(Exception):
 class Budget:
     """`seconds` from `started` by `clock` (0: unlimited)."""
 
-    seconds: float = DEFAULT_BUDGET_S
+    seconds: float
     clock: Callable[[], float] = time.perf_counter
     started: float = field(default=math.nan)
 

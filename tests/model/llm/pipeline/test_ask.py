@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Generator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,19 @@ from fakes import (
 
 from model.llm.pipeline.answer import Answer
 from model.llm.pipeline.ask import CANDIDATES_MARKER, RETRY_MARKER, WIDEN_MARKER, ask
-from model.llm.pipeline.vote import CHECK_BUDGET_S, SAMPLES, VOTE_MARKER
+from model.llm.pipeline.settings import DEFAULT, Settings
+from model.llm.pipeline.vote import CHECK_BUDGET_S, VOTE_MARKER
 from model.llm.prompting.prompt import CONTEXT_FIRST
 from model.llm.protocol import Sampled, TextEngine
 from model.sqlite.db import Database, WriteRefused
 
+SAMPLES = DEFAULT.samples
 
-def ask_every_table(engine: TextEngine, db: Database, question: str, **kwargs: Any) -> Answer:
+
+def ask_every_table(engine: TextEngine, db: Database, question: str,
+                    settings: Settings = DEFAULT, **kwargs: Any) -> Answer:
     """The pipeline after the focused first try, which these scripted answers exercise."""
-    return ask(engine, db, question, focused=False, **kwargs)
+    return ask(engine, db, question, replace(settings, focused=False), **kwargs)
 
 
 @pytest.fixture
@@ -70,7 +75,7 @@ def test_the_first_prompt_holds_only_the_questions_tables(db: Database) -> None:
     assert answer.ok and answer.pruned and set(answer.tables_sent) == sent
     assert len(engine.prompts) == 1 and not answer.widened and answer.notes == []
     whole = ScriptedEngine(" SELECT Title FROM albums WHERE AlbumId = 1")
-    ask(whole, db, "Title of album 1?", focused=False)
+    ask(whole, db, "Title of album 1?", settings=Settings(focused=False))
     assert create_statements(whole.prompts[0]) == every_table
     assert len(engine.prompts[0]) < len(whole.prompts[0]) * 0.7
 
@@ -88,7 +93,7 @@ def test_a_failed_focused_answer_asks_again_with_every_table(
     engine_answer = " SELECT CustomerId FROM customers"
     engine = ScriptedEngine(first, engine_answer)
     chunks: list[str] = []
-    answer = ask(engine, db, "Customer ids?", on_chunk=chunks.append, beams=0)
+    answer = ask(engine, db, "Customer ids?", settings=Settings(beams=0), on_chunk=chunks.append)
     assert len(engine.prompts) == 2 and answer.widened and answer.ok
     assert answer.sql == "SELECT\n  CustomerId\nFROM customers" and answer.attempts == 1
     assert len(create_statements(engine.prompts[0])) < len(db.schema().names)
@@ -135,14 +140,15 @@ def test_a_failed_last_answer_is_mended_when_it_can_be(db: Database) -> None:
     wrong_side = (" SELECT T1.Name FROM albums AS T1 JOIN artists AS T2"
                   " ON T1.ArtistId = T2.ArtistId WHERE T1.Title = 'Facelift'")
     engine = ScriptedBeamEngine([" SELECT nope FROM albums"], wrong_side, wrong_side)
-    answer = ask_every_table(engine, db, "Who made Facelift?", beams=4, max_repairs=1,
-                             check_runs=False)
+    answer = ask_every_table(engine, db, "Who made Facelift?",
+                             settings=Settings(beams=4, max_repairs=1, check_runs=False))
     assert answer.attempts == 2 and len(engine.beam_prompts) == 1 and answer.ok
     assert answer.mended == ["T1.Name → T2.Name"]
     assert db.conn.execute(answer.sql).fetchall() == [("Alice In Chains",)]
     # Answers are run: the mended first answer returns a row, so neither beams nor a repair
     engine = ScriptedBeamEngine([" SELECT nope FROM albums"], wrong_side, wrong_side)
-    ran = ask_every_table(engine, db, "Who made Facelift?", beams=4, max_repairs=1)
+    ran = ask_every_table(engine, db, "Who made Facelift?",
+                          settings=Settings(beams=4, max_repairs=1))
     assert ran.attempts == 1 and engine.beam_prompts == [] and ran.sql == answer.sql
     assert ran.mended == answer.mended and ran.agreed == "1 of 1"
     unmendable = ScriptedEngine(" SELECT Age FROM customers", " SELECT Age FROM customers")
@@ -173,7 +179,7 @@ def test_failed_sql_is_repaired_once_with_the_error(db: Database) -> None:
 
 def test_misspelt_names_are_corrected_without_asking_again(db: Database) -> None:
     engine = ScriptedBeamEngine([], " SELECT c.customer_id FROM customer AS c")
-    answer = ask_every_table(engine, db, "Customer ids?", beams=4)
+    answer = ask_every_table(engine, db, "Customer ids?", settings=Settings(beams=4))
     assert answer.sql == "SELECT\n  c.CustomerId\nFROM customers AS c" and answer.ok
     assert answer.corrected == ["customer → customers", "customer_id → CustomerId"]
     assert len(engine.prompts) == 1 and engine.beam_prompts == []
@@ -190,7 +196,8 @@ def test_a_failed_answer_takes_the_first_candidate_that_passes(db: Database) -> 
         " SELECT Age FROM customers",
     )
     chunks: list[str] = []
-    answer = ask_every_table(engine, db, "Customer ids?", on_chunk=chunks.append, beams=4)
+    answer = ask_every_table(engine, db, "Customer ids?",
+                             settings=Settings(beams=4), on_chunk=chunks.append)
     assert answer.sql == "SELECT\n  CustomerId\nFROM customers" and answer.ok and answer.repaired
     assert len(engine.prompts) == 1 and engine.beam_prompts == engine.prompts  # same prompt
     error = "unknown column Age"
@@ -203,7 +210,7 @@ def test_a_candidate_with_misspelt_names_is_corrected_and_taken(db: Database) ->
         [" SELECT nope FROM customers", " SELECT first_name FROM customer"],
         " SELECT Age FROM customers",
     )
-    answer = ask_every_table(engine, db, "First names?", beams=4)
+    answer = ask_every_table(engine, db, "First names?", settings=Settings(beams=4))
     assert answer.sql == "SELECT\n  FirstName\nFROM customers" and answer.ok and answer.repaired
     assert answer.corrected == ["customer → customers", "first_name → FirstName"]
     assert answer.attempts == 1
@@ -216,7 +223,7 @@ def test_a_comparison_that_is_never_true_fails_the_check(db: Database) -> None:
     right = (" SELECT count(*) FROM tracks JOIN genres ON tracks.GenreId = genres.GenreId"
              " WHERE genres.Name = 'Rock'")
     engine = ScriptedBeamEngine([right], " SELECT count(*) FROM tracks WHERE GenreId = 'Polka'")
-    answer = ask_every_table(engine, db, "How many rock tracks?", beams=4)
+    answer = ask_every_table(engine, db, "How many rock tracks?", settings=Settings(beams=4))
     assert answer.ok and answer.repaired and "genres.Name = 'Rock'" in answer.sql
 
 
@@ -235,7 +242,8 @@ def test_text_no_row_holds_sends_for_a_candidate_that_matches(db: Database) -> N
     engine = ScriptedBeamEngine(
         [doubtful, " SELECT count(*) FROM tracks WHERE Title = 'AC/DC'",  # fails
          " SELECT count(*) FROM tracks WHERE Composer = 'AC/DC'"], doubtful)
-    answer = ask_every_table(engine, db, "How many tracks did AC/DC compose?", beams=4)
+    answer = ask_every_table(engine, db, "How many tracks did AC/DC compose?",
+                             settings=Settings(beams=4))
     assert answer.ok and answer.repaired and "Composer = 'AC/DC'" in answer.sql
     assert answer.problems == [] and answer.attempts == 1
 
@@ -245,7 +253,8 @@ def test_a_doubtful_answer_is_kept_when_no_candidate_is_better(db: Database) -> 
     engine = ScriptedBeamEngine(
         [" SELECT count(*) FROM tracks WHERE Composer = 'ACDC'",  # doubtful too
          " SELECT count(*) FROM tracks WHERE Title = 'AC/DC'"], doubtful)
-    answer = ask_every_table(engine, db, "How many tracks did AC/DC compose?", beams=4)
+    answer = ask_every_table(engine, db, "How many tracks did AC/DC compose?",
+                             settings=Settings(beams=4))
     assert answer.ok and not answer.repaired and answer.attempts == 1
     assert "Name = 'AC/DC'" in answer.sql and [p.kind for p in answer.problems] == ["value"]
     assert len(engine.beam_prompts) == 1 and len(engine.prompts) == 1  # no repair either
@@ -256,12 +265,14 @@ def test_a_failed_answer_prefers_a_candidate_whose_values_exist(db: Database) ->
         [" SELECT count(*) FROM tracks WHERE Name = 'AC/DC'",
          " SELECT count(*) FROM tracks WHERE Composer = 'AC/DC'"],
         " SELECT count(*) FROM tracks WHERE Band = 'AC/DC'")
-    answer = ask_every_table(engine, db, "How many tracks did AC/DC compose?", beams=4)
+    answer = ask_every_table(engine, db, "How many tracks did AC/DC compose?",
+                             settings=Settings(beams=4))
     assert answer.ok and "Composer = 'AC/DC'" in answer.sql
     # ...and takes a doubtful one when nothing else passes
     engine = ScriptedBeamEngine([" SELECT count(*) FROM tracks WHERE Name = 'AC/DC'"],
                                 " SELECT count(*) FROM tracks WHERE Band = 'AC/DC'")
-    answer = ask_every_table(engine, db, "How many tracks did AC/DC compose?", beams=4)
+    answer = ask_every_table(engine, db, "How many tracks did AC/DC compose?",
+                             settings=Settings(beams=4))
     assert answer.ok and "Name = 'AC/DC'" in answer.sql and answer.attempts == 1
 
 
@@ -271,12 +282,13 @@ def test_when_no_candidate_passes_the_question_is_repaired(db: Database) -> None
         " SELECT Age FROM customers",
         " SELECT CustomerId FROM customers",
     )
-    answer = ask_every_table(engine, db, "Customer ids?", beams=4)
+    answer = ask_every_table(engine, db, "Customer ids?", settings=Settings(beams=4))
     assert answer.attempts == 2 and answer.ok and len(engine.beam_prompts) == 1
     assert answer.notes == ["asked again: the first answer failed the check"]
     assert "failed: unknown column Age" in engine.prompts[1]
     engine = ScriptedBeamEngine([" SELECT Title FROM albums"], " SELECT nope FROM albums")
-    assert ask_every_table(engine, db, "?", beams=0, max_repairs=0).error == "unknown column nope"
+    assert ask_every_table(engine, db, "?",
+                           settings=Settings(beams=0, max_repairs=0)).error == "unknown column nope"
 
 
 def test_a_copied_repair_note_is_cut_from_the_repair(db: Database) -> None:
@@ -291,11 +303,11 @@ def test_a_copied_repair_note_is_cut_from_the_repair(db: Database) -> None:
 
 def test_repairs_are_bounded(db: Database) -> None:
     engine = ScriptedEngine(" SELECT nope FROM albums", " SELECT nope2 FROM albums", "unused")
-    answer = ask_every_table(engine, db, "?", max_repairs=1)
+    answer = ask_every_table(engine, db, "?", settings=Settings(max_repairs=1))
     assert answer.attempts == 2 and not answer.ok
     assert answer.error == "unknown column nope2"
     engine = ScriptedEngine(" SELECT nope FROM albums")
-    assert ask_every_table(engine, db, "?", max_repairs=0).attempts == 1
+    assert ask_every_table(engine, db, "?", settings=Settings(max_repairs=0)).attempts == 1
 
 
 def test_warnings_do_not_trigger_a_repair(db: Database) -> None:
@@ -325,7 +337,8 @@ def test_cancel_stops_without_repair(db: Database, focused: bool) -> None:
         cancel.set()
 
     engine = ScriptedEngine(" SELECT Title FROM albums", "unused")
-    answer = ask(engine, db, "Album titles?", on_chunk=on_chunk, cancel=cancel, focused=focused)
+    answer = ask(engine, db, "Album titles?",
+                 settings=Settings(focused=focused), on_chunk=on_chunk, cancel=cancel)
     assert answer.cancelled and answer.attempts == 1 and answer.problems == []
     assert len(engine.prompts) == 1 and not answer.widened
 
@@ -350,7 +363,7 @@ def test_every_prompt_of_the_seeds_layout_keeps_its_head_read(db: Database) -> N
 
     failing = " SELECT Age FROM customers"
     engine = Recording([failing], failing, failing, failing)
-    answer = ask(engine, db, "Customer ages?", beams=4, max_repairs=1)
+    answer = ask(engine, db, "Customer ages?", settings=Settings(beams=4, max_repairs=1))
     assert answer.widened and answer.attempts == 2 and len(offered) == 4
     assert set(offered) == {prompt_head()} and all(p.startswith(prompt_head())
                                                    for p in engine.prompts)
@@ -379,7 +392,8 @@ def test_the_budget_stops_the_chain_and_the_first_answer_stands(db: Database) ->
     first = " SELECT Age FROM customers"  # 7 pieces of 4 characters: 7 s
     engine = TimedEngine(clock, 1.0, 0.0, [], first, " SELECT CustomerId FROM customers")
     chunks: list[str] = []
-    answer = ask(engine, db, "Customer ids?", on_chunk=chunks.append, budget=8, clock=clock)
+    answer = ask(engine, db, "Customer ids?",
+                 settings=Settings(budget=8), on_chunk=chunks.append, clock=clock)
     assert answer.raw == first and answer.error == "unknown column Age"  # read to its end
     assert answer.sql == "SELECT\n  Age\nFROM customers" and answer.focused
     assert not answer.widened and not answer.cancelled and answer.attempts == 1
@@ -397,7 +411,7 @@ def test_a_first_answer_past_the_budget_is_read_to_its_end_and_nothing_follows(
     clock = FakeClock()
     first = " SELECT Age FROM customers"
     engine = TimedEngine(clock, 2.0, 0.0, [], first, "never asked")
-    answer = ask_every_table(engine, db, "Customer ids?", budget=8, clock=clock)
+    answer = ask_every_table(engine, db, "Customer ids?", settings=Settings(budget=8), clock=clock)
     assert answer.raw == first and len(engine.prompts) == 1 and engine.beam_prompts == []
     assert answer.attempts == 1 and not answer.repaired and answer.notes == [BUDGET_NOTE]
 
@@ -421,7 +435,7 @@ def test_a_prompt_that_cannot_be_read_in_the_time_left_is_not_started(db: Databa
             self.last_stats.first_token_s = seconds
 
     engine = Reading(clock, 0.1, 0.0, [], " SELECT Age FROM customers", "never asked")
-    answer = ask(engine, db, "Customer ids?", budget=5, clock=clock)
+    answer = ask(engine, db, "Customer ids?", settings=Settings(budget=5), clock=clock)
     assert len(engine.prompts) == 1 and answer.focused
     assert answer.notes == ["time budget of 5 s reached: further checks skipped"]
     assert clock.now - 100 < 3  # stopped at once, not after reading a prompt past the budget
@@ -433,7 +447,7 @@ def test_a_later_step_cut_by_the_budget_leaves_the_answer_it_found(db: Database)
     clock = FakeClock()
     engine = TimedEngine(clock, 0.5, 10.0, [" SELECT CustomerId FROM customers"],
                          " SELECT Age FROM customers", "never asked")
-    answer = ask_every_table(engine, db, "Customer ids?", budget=8, clock=clock)
+    answer = ask_every_table(engine, db, "Customer ids?", settings=Settings(budget=8), clock=clock)
     assert engine.stopped == [True] and len(engine.prompts) == 1
     assert answer.error == "unknown column Age" and not answer.repaired
     assert answer.notes == [BUDGET_NOTE]
@@ -443,7 +457,7 @@ def test_steps_that_end_in_time_replace_the_answer(db: Database) -> None:
     clock = FakeClock()
     engine = TimedEngine(clock, 0.1, 1.0, [" SELECT CustomerId FROM customers"],
                          " SELECT Age FROM customers", " SELECT Age FROM customers")
-    answer = ask(engine, db, "Customer ids?", budget=8, clock=clock)
+    answer = ask(engine, db, "Customer ids?", settings=Settings(budget=8), clock=clock)
     assert answer.widened and answer.repaired and answer.ok and answer.out_of_time == ""
     assert answer.sql == "SELECT\n  CustomerId\nFROM customers"
 
@@ -452,7 +466,7 @@ def test_no_budget_lets_the_chain_run_to_its_end(db: Database) -> None:
     clock = FakeClock()
     engine = TimedEngine(clock, 1.0, 0.0, [], " SELECT Age FROM customers",
                          " SELECT CustomerId FROM customers")
-    answer = ask(engine, db, "Customer ids?", budget=0, clock=clock)
+    answer = ask(engine, db, "Customer ids?", settings=Settings(budget=0), clock=clock)
     assert answer.widened and answer.ok and answer.out_of_time == ""
     assert clock.now - 100 > 8
 
@@ -460,9 +474,8 @@ def test_no_budget_lets_the_chain_run_to_its_end(db: Database) -> None:
 @pytest.mark.slow
 def test_real_model_pipeline(real_engine: Any, db: Database) -> None:
     chunks: list[str] = []
-    answer = ask(
-        real_engine, db, "How many albums are there?", on_chunk=chunks.append, max_new_tokens=24
-    )
+    answer = ask(real_engine, db, "How many albums are there?",
+                 settings=Settings(max_new_tokens=24), on_chunk=chunks.append)
     assert chunks and answer.raw and 1 <= answer.attempts <= 2
     assert answer.stats and all(s.tokens <= 24 for s in answer.stats)
     assert "albums" in answer.tables_sent
@@ -474,7 +487,8 @@ def test_real_model_answers_are_voted_by_their_results(real_engine: Any, db: Dat
     answers are drawn and run, each alternative's result is what it says, and draws are
     seeded: the same prompt draws the same answers."""
     question = "How many customers are from Brazil?"
-    answer = ask(real_engine, db, question, budget=0)  # no time limit: a busy CPU draws too
+    answer = ask(real_engine, db, question,
+                 settings=Settings(budget=0))  # no time limit: a busy CPU draws too
     assert answer.ok and answer.alternatives
     agreeing, ran = map(int, answer.agreed.split(" of "))
     assert 1 <= agreeing <= ran <= SAMPLES + 1 + 4  # greedy, drawn, and any beam candidates
@@ -558,20 +572,21 @@ def test_cli_dtype_and_budget_reach_the_engine_and_the_pipeline(
 
     import model.llm.decoding.loading
     import model.llm.pipeline.ask
-    from model.llm.pipeline.budget import DEFAULT_BUDGET_S
+    from model.llm.pipeline.settings import DEFAULT_BUDGET_S
     from tui.cli import app
 
     loads: list[dict[str, Any]] = []
-    asked: list[dict[str, Any]] = []
+    asked: list[Settings] = []
     pipeline = model.llm.pipeline.ask.ask
 
     def load_engine(*args: Any, **kwargs: Any) -> ScriptedEngine:
         loads.append(kwargs)
         return ScriptedEngine(" SELECT count(*) FROM albums")
 
-    def ask_recorded(*args: Any, **kwargs: Any) -> Answer:
-        asked.append(kwargs)
-        return pipeline(*args, **kwargs)
+    def ask_recorded(engine: TextEngine, db: Database, question: str, settings: Settings,
+                     **kwargs: Any) -> Answer:
+        asked.append(settings)
+        return pipeline(engine, db, question, settings, **kwargs)
 
     monkeypatch.setattr(model.llm.decoding.loading, "load_engine", load_engine)
     monkeypatch.setattr(model.llm.pipeline.ask, "ask", ask_recorded)
@@ -579,10 +594,10 @@ def test_cli_dtype_and_budget_reach_the_engine_and_the_pipeline(
     result = CliRunner().invoke(app, ["ask", str(chinook), question, "--json",
                                       "--dtype", "fp32", "--budget", "2.5"])
     assert result.exit_code == 0, result.output
-    assert loads[-1]["dtype"] == "fp32" and asked[-1]["budget"] == 2.5
+    assert loads[-1]["dtype"] == "fp32" and asked[-1].budget == 2.5
     assert json.loads(result.stdout)["dtype"] == "fp32"  # the engine's own word
     result = CliRunner().invoke(app, ["ask", str(chinook), question])
-    assert loads[-1]["dtype"] is None and asked[-1]["budget"] == DEFAULT_BUDGET_S
+    assert loads[-1]["dtype"] is None and asked[-1].budget == DEFAULT_BUDGET_S
     result = CliRunner().invoke(app, ["ask", str(chinook), question, "--dtype", "int8"])
     assert result.exit_code == 2 and len(loads) == 2
 
@@ -621,7 +636,8 @@ def test_the_pipeline_reads_only_through_its_own_read_only_connection(chinook: P
     db.conn.set_authorizer(record)
     engine = ScriptedEngine("SELECT Title FROM albums WHERE Title = 'Nowhere'",
                             "SELECT Title FROM albums WHERE Title = 'Nowhere'")
-    answer = ask_every_table(engine, db, "Which album is called Nowhere?", beams=0)
+    answer = ask_every_table(engine, db, "Which album is called Nowhere?",
+                             settings=Settings(beams=0))
     assert answer.sql and not seen  # probes ran (a value no row holds) elsewhere
     assert any(p.kind == "value" for p in answer.problems)
     with pytest.raises(WriteRefused):
@@ -714,7 +730,7 @@ def test_without_check_runs_nothing_is_drawn_or_run(db: Database,
     ran: list[str] = []
     monkeypatch.setattr(Database, "run_bounded", lambda self, sql, *a: ran.append(sql))
     engine = ScriptedSampler([ROCK, ROCK], " SELECT count(*) FROM tracks")
-    answer = ask(engine, db, "How many rock tracks?", check_runs=False)
+    answer = ask(engine, db, "How many rock tracks?", settings=Settings(check_runs=False))
     assert answer.sql == "SELECT\n  COUNT(*)\nFROM tracks" and answer.alternatives == []
     assert ran == [] and engine.sample_prompts == []
 
@@ -741,7 +757,7 @@ def test_an_answer_that_runs_forever_is_cut_off_within_the_budget(db: Database) 
     assert time.perf_counter() - started < CHECK_BUDGET_S + 2
     assert answer.sql == "SELECT\n  COUNT(*)\nFROM albums" and answer.agreed == "2 of 2"
     engine = ScriptedSampler([], forever)  # the greedy answer itself: too slow to judge
-    answer = ask(engine, db, "How many numbers?", focused=False)
+    answer = ask(engine, db, "How many numbers?", settings=Settings(focused=False))
     assert answer.sql.startswith("WITH RECURSIVE") and answer.alternatives == []
 
 
@@ -782,13 +798,14 @@ def test_no_answers_are_drawn_past_the_time_budget(db: Database,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A slow machine gets fewer votes, not a longer wait: nothing is drawn once the budget is
     spent, and the answer is still run and kept."""
-    import model.llm.pipeline.question_run
+    import model.llm.pipeline.plan
 
-    monkeypatch.setattr(model.llm.pipeline.question_run, "DRAW_BUDGET_S", 0.0)
+    monkeypatch.setattr(model.llm.pipeline.plan, "DRAW_BUDGET_S", 0.0)
     engine = ScriptedSampler([ROCK, ROCK], " SELECT count(*) FROM tracks")
     answer = ask(engine, db, "How many rock tracks?")
     assert engine.sample_prompts == [] and not answer.voted
     assert answer.agreed == "1 of 1" and len(answer.alternatives) == 1
+
 
 
 class SureSampler(ScriptedSampler):
@@ -810,16 +827,16 @@ def test_an_answer_the_model_was_sure_of_is_taken_without_drawing(
     """Drawing costs more than the answer: an answer whose every token was likely, and that
     returns a row, is run and taken alone. Below the line, or returning nothing, the others
     are drawn and voted on as before."""
-    from model.llm.pipeline.vote import SURE_LOGPROB
+    sure_logprob = DEFAULT.policy.sure_logprob
 
     tracks = " SELECT count(*) FROM tracks"
-    sure = SureSampler(SURE_LOGPROB + 0.1, [ROCK, ROCK], tracks)
+    sure = SureSampler(sure_logprob + 0.1, [ROCK, ROCK], tracks)
     answer = ask(sure, db, "How many rock tracks?")
     assert sure.sample_prompts == [] and not answer.voted
     assert answer.sql == "SELECT\n  COUNT(*)\nFROM tracks" and answer.agreed == "1 of 1"
     assert [a.rows for a in answer.alternatives] == [1]  # it was run
 
-    unsure = SureSampler(SURE_LOGPROB - 0.1, [ROCK, ROCK], tracks)
+    unsure = SureSampler(sure_logprob - 0.1, [ROCK, ROCK], tracks)
     answer = ask(unsure, db, "How many rock tracks?")
     assert unsure.sample_prompts == unsure.prompts and answer.voted and "Rock" in answer.sql
 
@@ -864,11 +881,11 @@ def test_a_draw_that_cannot_end_within_the_budget_is_not_started(db: Database) -
     2 s of the budget left not even half the answers fit, so nothing is drawn and the answer
     stands with the budget's note at once; with time for half, half are drawn; with time for
     all, all."""
-    from model.llm.pipeline.vote import SAMPLES, draw_cost
+    from model.llm.pipeline.plan import draw_cost
 
     clock = FakeClock()
     engine = TimedSampler(clock, 3.0)
-    answer = ask(engine, db, "How many rock tracks?", budget=5, clock=clock)
+    answer = ask(engine, db, "How many rock tracks?", settings=Settings(budget=5), clock=clock)
     assert engine.draw_sizes == [] and clock.now - 100 == 3.0
     assert answer.sql == "SELECT\n  COUNT(*)\nFROM tracks" and not answer.voted
     assert answer.notes == ["time budget of 5 s reached: further checks skipped"]
@@ -877,7 +894,8 @@ def test_a_draw_that_cannot_end_within_the_budget_is_not_started(db: Database) -
                          (3.0 + draw_cost(SAMPLES) * 3.0 + 0.5, SAMPLES)]:
         clock = FakeClock()
         engine = TimedSampler(clock, 3.0)
-        answer = ask(engine, db, "How many rock tracks?", budget=budget, clock=clock)
+        answer = ask(engine, db, "How many rock tracks?",
+                     settings=Settings(budget=budget), clock=clock)
         assert engine.draw_sizes == [want] and answer.voted
 
 
@@ -885,17 +903,18 @@ def test_a_draw_leaves_the_budget_time_to_read_the_question_back(db: Database) -
     """Reading the question back from the two best answers is expected to take
     REVIEW_READ_COST times reading their text at the prompt's rate: a budget with room for
     every draw but not for that too draws half; with room for both, every one."""
-    from model.llm.pipeline.vote import REVIEW_READ_COST, REVIEWED, SAMPLES, draw_cost
+    from model.llm.pipeline.plan import REVIEW_READ_COST, draw_cost
 
     question, first = "How many rock tracks?", "SELECT\n  COUNT(*)\nFROM tracks"
     probe = TimedSampler(FakeClock(), 3.0, reading=1.0)
-    ask(probe, db, question, budget=0)
-    review = REVIEW_READ_COST / len(probe.prompts[0]) * REVIEWED * (len(first) + len(question))
+    ask(probe, db, question, settings=Settings(budget=0))
+    chars = DEFAULT.policy.reviewed * (len(first) + len(question))
+    review = REVIEW_READ_COST / len(probe.prompts[0]) * chars
     for room, want in [(0.5, SAMPLES // 2), (1.5, SAMPLES)]:
         clock = FakeClock()
         engine = TimedSampler(clock, 3.0, reading=1.0)
         budget = 3.0 + draw_cost(SAMPLES) * 2.0 + room * review
-        answer = ask(engine, db, question, budget=budget, clock=clock)
+        answer = ask(engine, db, question, settings=Settings(budget=budget), clock=clock)
         assert engine.draw_sizes == [want] and answer.voted
 
 
@@ -903,12 +922,12 @@ def test_a_draw_is_weighed_against_decoding_at_one_token_a_pass(db: Database) ->
     """A greedy answer decoded in 1.5 s by checking drafted guesses (3 passes for 7 tokens)
     would have taken 3.5 s one token a pass, as the draw decodes: the draw is weighed against
     that, and not started where only the drafted time would fit."""
-    from model.llm.pipeline.vote import draw_cost
+    from model.llm.pipeline.plan import draw_cost
 
     clock = FakeClock()
     engine = TimedSampler(clock, 1.5, passes=3)
-    answer = ask(engine, db, "How many rock tracks?", budget=1.5 + draw_cost(2) * 1.5 + 0.5,
-                 clock=clock)
+    answer = ask(engine, db, "How many rock tracks?",
+                 settings=Settings(budget=1.5 + draw_cost(2) * 1.5 + 0.5), clock=clock)
     assert engine.last_stats.one_token_seconds == pytest.approx(3.5)
     assert engine.sample_prompts == [] and not answer.voted
 
@@ -918,14 +937,13 @@ def test_without_a_budget_every_draw_ends_however_slow_the_machine(
 ) -> None:
     """`eval` runs without a budget so that its accuracy does not hang on the machine's speed:
     there the draw's own time limits do not apply, and all the answers asked for are voted on."""
-    import model.llm.pipeline.question_run
-    from model.llm.pipeline.vote import SAMPLES
+    import model.llm.pipeline.plan
 
-    monkeypatch.setattr(model.llm.pipeline.question_run, "DRAW_BUDGET_S", 0.0)
-    monkeypatch.setattr(model.llm.pipeline.question_run, "DRAW_MIN_S", 0.0)
-    monkeypatch.setattr(model.llm.pipeline.question_run, "DRAW_TIME_FACTOR", 0.0)
+    monkeypatch.setattr(model.llm.pipeline.plan, "DRAW_BUDGET_S", 0.0)
+    monkeypatch.setattr(model.llm.pipeline.plan, "DRAW_MIN_S", 0.0)
+    monkeypatch.setattr(model.llm.pipeline.plan, "DRAW_TIME_FACTOR", 0.0)
     engine = TimedSampler(FakeClock(), 30.0)
-    answer = ask(engine, db, "How many rock tracks?", budget=0)
+    answer = ask(engine, db, "How many rock tracks?", settings=Settings(budget=0))
     assert engine.draw_sizes == [SAMPLES] and answer.voted and "Rock" in answer.sql
 
 

@@ -1,4 +1,5 @@
-"""Choosing among answers by their results (model.llm.pipeline.vote), on real SQLite."""
+"""Running the answers and choosing among them by their results (pipeline.vote, pipeline.choose),
+on real SQLite."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from model.llm.pipeline.vote import (
-    CHECK_BUDGET_S,
+from model.llm.pipeline.choose import (
     Candidate,
+    Result,
+    choose,
     differences,
-    read_candidates,
+    group,
+    rank,
     result_key,
-    run_checks,
-    vote,
 )
+from model.llm.pipeline.settings import DEFAULT, Policy
+from model.llm.pipeline.vote import CHECK_BUDGET_S, read_candidates, run_candidates
 from model.sqlite.db import Database
 
 
@@ -28,10 +31,14 @@ def db(chinook: Path) -> Iterator[Database]:
 
 
 def ran(db: Database, *sqls: str) -> list[Candidate]:
-    candidates = read_candidates(sqls, db)
+    candidates = read_candidates(sqls, db, DEFAULT)
     candidates[0].origin = "greedy"
-    run_checks(db, candidates)
+    run_candidates(db, candidates)
     return candidates
+
+
+def vote(candidates: list[Candidate], policy: Policy = DEFAULT.policy) -> list[Result]:
+    return rank(group(candidates), policy)
 
 
 def test_the_majority_result_wins_and_failures_empties_and_nulls_drop_out(db: Database) -> None:
@@ -79,9 +86,9 @@ def test_results_agree_whatever_their_column_order(db: Database) -> None:
 def test_check_runs_stay_within_their_budget(db: Database) -> None:
     forever = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
                "SELECT count(*) FROM n WHERE i > {}")
-    candidates = read_candidates([forever.format(k) for k in range(6)], db)
+    candidates = read_candidates([forever.format(k) for k in range(6)], db, DEFAULT)
     started = time.perf_counter()
-    run_checks(db, candidates)
+    run_candidates(db, candidates)
     assert time.perf_counter() - started < CHECK_BUDGET_S + 1
     assert all(c.rows is None for c in candidates)
     assert candidates[0].timed_out and candidates[-1].timed_out  # cut off, then never started
@@ -93,3 +100,28 @@ def test_differences_name_the_clauses(db: Database) -> None:
     assert differences(first, "SELECT Title FROM albums") == ["columns", "tables", "WHERE"]
     assert differences(first, "SELECT Name FROM artists WHERE ArtistId = 1 LIMIT 3") == [
         "LIMIT"]
+
+
+def test_the_read_back_lets_a_runner_up_that_accounts_for_the_question_overtake(
+        db: Database) -> None:
+    """Support 2 against 1: a runner-up read back more than ln 2 likelier wins; less, not."""
+    ranked = vote(ran(db, "SELECT count(*) FROM artists", "SELECT count(*) FROM albums",
+                      "SELECT count(*) FROM albums"))
+    assert [len(r) for r in ranked] == [2, 1]
+    overtaken = choose(ranked, [-10.0, -9.0], DEFAULT.policy, ran=3)
+    assert overtaken.chosen.sql == ranked[1][0].sql and overtaken.read_back == [-9.0, -10.0]
+    assert overtaken.agreed == "1 of 3" and overtaken.alternatives()[1].read_back == -10.0
+    kept = choose(ranked, [-10.0, -9.5], DEFAULT.policy, ran=3)
+    assert kept.chosen.sql == ranked[0][0].sql and kept.agreed == "2 of 3"
+    unread = choose(ranked, [], DEFAULT.policy, ran=3)
+    assert unread.results == ranked and unread.alternatives()[0].read_back is None
+
+
+def test_the_policy_is_what_weighs_loose_answers(db: Database) -> None:
+    """The weights are the policy's, passed in: a loose answer counting one outvotes."""
+    loose = "SELECT genres.Name, count(*) FROM genres JOIN tracks USING (GenreId)"
+    grouped = ("SELECT genres.Name, count(*) FROM genres JOIN tracks USING (GenreId) "
+               "GROUP BY genres.GenreId")
+    candidates = ran(db, grouped, loose, loose)
+    assert vote(candidates)[0][0].sql == candidates[0].sql
+    assert vote(candidates, Policy(loose_weight=1.0))[0][0].sql == candidates[1].sql
