@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 
-# Guesses a greedy step checks (decoding.drafts). Emulated AVX2, 10 Chinook answers: 4 -> 14.7 s
-# of decoding, 6 -> 15.6, 10 -> 15.8 (one pass 1.1x a one-token step for 7 positions).
+# Guesses a greedy step checks (decoding.drafts): more cost more than they save on a CPU
+# (a pass over 7 positions costs 1.1x a one-token step; docs/experiments.md).
 DRAFT_TOKENS = 4
 
 

@@ -5,9 +5,8 @@ The output layer is the largest matmul of a decoding step: on two CPU cores a to
 answers with the tokens its training answers used (SQL words, aliases, punctuation, digits)
 and with the prompt's own words (table and column names, values, the question's words),
 perhaps in another case or after a quote or a dot. Decoding scores only those rows; the
-choice is the same whenever the model's choice is among them. On the held-out data every gold
-answer's tokens are, for 72/72 Chinook and 946/960 Spider questions; the app's answers were
-the same for 70/72 and 117/120, and as many were right.
+choice is the same whenever the model's choice is among them, as it is for almost every gold
+answer of the eval sets (docs/experiments.md, "The answer vocabulary").
 
 `gemma-sql finetune` writes the training answers' tokens next to the adapter
 (`answer_vocab.json`); a model without that file decodes over the whole vocabulary.
