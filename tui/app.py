@@ -14,6 +14,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -33,15 +34,20 @@ from tui.widgets.export import ExportScreen, ExportTarget
 from tui.widgets.history import HistoryScreen
 from tui.widgets.notes import SqlNotes
 from tui.widgets.question import QuestionBox
+from tui.widgets.reading import SqlReading
 from tui.widgets.results import ResultsTable
 from tui.widgets.schema_tree import SchemaTree
 from tui.widgets.status import StatusBar
 
 if TYPE_CHECKING:  # the model side loads lazily: the app runs as a plain SQL client without it
     from model.llm.pipeline.answer import Answer
+    from model.llm.pipeline.confidence import ReadOut
     from model.llm.protocol import TextEngine
+    from model.sqlite.schema import Schema
 
 _ACTIVE = (WorkerState.PENDING, WorkerState.RUNNING)
+# The editor's SQL is read out this long after the last key (a worker reads it).
+READING_DELAY_S = 0.3
 
 
 class GemmaSqlApp(App[None]):
@@ -65,6 +71,9 @@ class GemmaSqlApp(App[None]):
         self.settings = settings  # how far the pipeline goes for a question (budget, draws)
         self.answer: Answer | None = None  # the model's last answer, and which of its
         self.alternative = 0  # alternatives the editor shows (F7 turns to the next)
+        self.said: ReadOut | None = None  # the model's answer read out, and how sure it is
+        self.read_text: str | None = None  # the editor text the reading under it is of
+        self._reading_timer: Timer | None = None
         self.history = history or History()
         self.result: QueryResult | None = None  # the result on screen, maybe half fetched
         self.result_changed_data = False  # its statement wrote: never run it again
@@ -77,6 +86,7 @@ class GemmaSqlApp(App[None]):
             with Vertical(id="right"):
                 yield QuestionBox(id="question")
                 yield SqlEditor.code_editor(language="sql", id="editor")
+                yield SqlReading(id="sql-reading")
                 yield SqlNotes(id="sql-notes")
                 with ContentSwitcher(initial="results", id="results-area"):
                     yield ResultsTable(id="results")
@@ -148,6 +158,12 @@ class GemmaSqlApp(App[None]):
                  every_table: bool) -> None:
         workers.generate(engine, self.database, question, cancel, self.post_message,
                          replace(self.settings, focused=not every_table))
+
+    @work(thread=True, exclusive=True, group="reading", exit_on_error=False)
+    def read_sql(self, sql: str, schema: Schema) -> None:
+        from model.llm.sql.explain import explain
+
+        self.post_message(SqlReading.Read(sql, explain(sql, schema)))
 
     # Actions
 
@@ -390,6 +406,8 @@ class GemmaSqlApp(App[None]):
         self.cancel_generation = threading.Event()
         self.query_one(SqlEditor).replace_all("")
         self.query_one(SqlNotes).clear()
+        self.query_one(SqlReading).clear()
+        self.said = None
         self.status.say("writing SQL… (escape cancels)")
         self.generate(engine, question, self.cancel_generation, every_table)
 
@@ -413,8 +431,46 @@ class GemmaSqlApp(App[None]):
         editor.focus()
         self.answer, self.alternative = answer, 0
         self.query_one(SqlNotes).show_answer(answer)
+        from model.llm.pipeline.confidence import read_out
+
+        self.said = read_out(answer, self.database)  # the pipeline's value index: built
+        self._show_reading(editor.text, self.said.explanation)
         self.status.say(f"SQL written in {answer.seconds:.1f} s: review it, then ctrl+j runs it")
 
     @on(m.GenerationFailed)
     def _generation_failed(self, message: m.GenerationFailed) -> None:
         self.status.say(message.error, "warning" if message.cancelled else "error")
+
+    # The SQL read out under the editor: the model's answer with how sure it is, and whatever
+    # the user types or edits, read by a worker once the keys pause.
+
+    @on(SqlEditor.Changed, "#editor")
+    def _editor_changed(self) -> None:
+        if self._reading_timer is not None:
+            self._reading_timer.stop()
+        if self._busy("generate"):  # the model is writing: its answer is read when done
+            return
+        self._reading_timer = self.set_timer(READING_DELAY_S, self._read_editor)
+
+    def _read_editor(self) -> None:
+        editors = self.query(SqlEditor)  # none while the app closes, its timer still set
+        if editors and editors.first().text != self.read_text:
+            self.read_sql(editors.first().text, self.database.schema())
+
+    @on(SqlReading.Read)
+    def _sql_read(self, message: SqlReading.Read) -> None:
+        if message.sql == self.query_one(SqlEditor).text:  # not overtaken by more keys
+            self._show_reading(message.sql, message.reading)
+
+    def _show_reading(self, sql: str, reading: str) -> None:
+        """`reading` of `sql`; with the verdict while `sql` is the model's chosen answer."""
+        from model.llm.pipeline.confidence import unmatched_phrase
+
+        self.read_text = sql
+        said, answer = self.said, self.answer
+        if said is None or answer is None or sql != answer.sql:
+            self.query_one(SqlReading).show(reading)
+            return
+        self.query_one(SqlReading).show(reading, said.verdict.phrase,
+                                        unmatched_phrase(said.unmatched),
+                                        doubtful=said.verdict.kind in ("unsure", "unchecked"))

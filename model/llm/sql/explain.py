@@ -23,6 +23,7 @@ from model.sqlite.schema import Schema, Table
 
 NOT_PARSED = "not read out: sqlglot does not parse it"
 NOT_READ = "not read out: a construct this reading does not know"
+NOT_STATEMENT = "not read out: not a statement"
 
 # What each aggregate computes, as "<words> <its argument>".
 AGGREGATES: dict[type[exp.Expression], str] = {
@@ -115,8 +116,8 @@ class _Reader:
             text = f"{verb} the {kind} {tree.this.sql(DIALECT) if tree.this else ''}".rstrip()
         elif isinstance(tree, exp.Command | exp.Pragma | exp.Transaction | exp.Commit):
             text = f"a {tree.sql(DIALECT).split()[0].upper()} statement, not read out"
-        else:
-            return NOT_READ
+        else:  # an expression alone ("s", while the user types "select")
+            return NOT_STATEMENT
         if self.unread:
             text += " …and " + " and ".join(dict.fromkeys(self.unread)) + ", not read out"
         return text + "."
