@@ -13,6 +13,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from model.llm.pipeline.settings import DEFAULT
 from model.llm.prompting.context import schema_words
 from model.llm.prompting.values import ValueIndex, value_index
 from model.llm.sql.explain import explain
@@ -22,12 +23,8 @@ if TYPE_CHECKING:
     from model.sqlite.db import Database
     from model.sqlite.schema import Schema
 
-try:  # the pipeline's own line between a sure answer and one to draw beside
-    from model.llm.pipeline.settings import DEFAULT as _DEFAULT
-
-    SURE_LOGPROB = _DEFAULT.policy.sure_logprob
-except ImportError:  # before settings.py
-    from model.llm.pipeline.vote import SURE_LOGPROB  # type: ignore[attr-defined,no-redef]
+# The pipeline's own line between a sure answer and one to draw beside.
+SURE_LOGPROB = DEFAULT.policy.sure_logprob
 
 _AGREED = re.compile(r"^(\d+) of (\d+)$")
 
