@@ -46,7 +46,12 @@ class Budget:
         return self.left() <= 0
 
     def note(self) -> str:
-        """What the pipeline tells the user when the budget stopped it."""
+        """What the pipeline tells the user when the budget stopped it: when, and why (a step
+        that would not end in time is not started, so the checks may stop well before it)."""
+        at = self.clock() - self.started
+        if at < self.seconds:
+            return (f"checks stopped at {at:.1f} s: the next would not end within the "
+                    f"{self.seconds:g} s time budget")
         return f"time budget of {self.seconds:g} s reached: further checks skipped"
 
 

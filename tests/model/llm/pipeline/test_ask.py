@@ -437,7 +437,9 @@ def test_a_prompt_that_cannot_be_read_in_the_time_left_is_not_started(db: Databa
     engine = Reading(clock, 0.1, 0.0, [], " SELECT Age FROM customers", "never asked")
     answer = ask(engine, db, "Customer ids?", settings=Settings(budget=5), clock=clock)
     assert len(engine.prompts) == 1 and answer.focused
-    assert answer.notes == ["time budget of 5 s reached: further checks skipped"]
+    # Stopped at once, before the budget: the note says when (the status line's time).
+    assert answer.notes == ["checks stopped at 2.7 s: the next would not end within the 5 s "
+                            "time budget"]
     assert clock.now - 100 < 3  # stopped at once, not after reading a prompt past the budget
 
 
@@ -888,7 +890,8 @@ def test_a_draw_that_cannot_end_within_the_budget_is_not_started(db: Database) -
     answer = ask(engine, db, "How many rock tracks?", settings=Settings(budget=5), clock=clock)
     assert engine.draw_sizes == [] and clock.now - 100 == 3.0
     assert answer.sql == "SELECT\n  COUNT(*)\nFROM tracks" and not answer.voted
-    assert answer.notes == ["time budget of 5 s reached: further checks skipped"]
+    assert answer.notes == ["checks stopped at 3.0 s: the next would not end within the 5 s "
+                            "time budget"]
 
     for budget, want in [(3.0 + draw_cost(SAMPLES // 2) * 3.0 + 0.5, SAMPLES // 2),
                          (3.0 + draw_cost(SAMPLES) * 3.0 + 0.5, SAMPLES)]:
