@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def test_model_imports_neither_textual_nor_tui_nor_finetune() -> None:
     code = (
@@ -57,3 +59,15 @@ def test_no_model_starts_without_torch(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "tables 12" in result.stdout  # 11 and sqlite_sequence
     assert "heavy []" in result.stdout, result.stdout
+
+
+# Not clean yet: 11 errors (sqlglot 30's own types in sql/, prompting/context.py,
+# pipeline/ask.py). Strict: once clean, this marker must go.
+@pytest.mark.xfail(reason="mypy: 11 errors left (see above)", strict=True)
+def test_the_type_checker_passes() -> None:
+    """mypy over model/ and tui/ (pyproject's [tool.mypy]: its files, its overrides)."""
+    mypy = shutil.which("mypy", path=str(Path(sys.executable).parent))
+    assert mypy is not None, "mypy is a dev extra: pip install -e '.[dev]'"
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([mypy], capture_output=True, text=True, cwd=root)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr

@@ -261,7 +261,7 @@ class GemmaSqlApp(App[None]):
     # The chart (F4): of the rows loaded, never fetching more
 
     def _chart(self) -> Chart | NoChart:
-        return chart_of(self.query_one(ResultsTable), self.result and self.result.sql)
+        return chart_of(self.query_one(ResultsTable), self.result.sql if self.result else None)
 
     @property
     def _charting(self) -> bool:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -38,6 +37,8 @@ from model.llm.pipeline.settings import DEFAULT_BUDGET_S, Settings
 RUN_TIMEOUT_S = 30.0  # `ask --run`: a runaway query (an accidental cross join) is stopped
 
 if TYPE_CHECKING:
+    from typer._click import Context  # the click typer runs on (typer 0.29 carries its own)
+
     from model.llm.pipeline.answer import Answer
     from model.llm.pipeline.confidence import ReadOut
     from model.sqlite.db import Database
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 class DefaultOpenGroup(TyperGroup):
     """`gemma-sql chinook.db` means `gemma-sql open chinook.db` (click-default-group's idea)."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
             args = ["open", *args]
         return super().parse_args(ctx, args)
@@ -313,4 +314,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

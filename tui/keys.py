@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 from tui.widgets.editor import RUN_KEYS
 
@@ -85,7 +85,7 @@ def _plain(markdown: str) -> str:
     return re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", markdown).replace("`", "")
 
 
-def app_bindings() -> list[Binding]:
+def app_bindings() -> list[BindingType]:
     """The app's BINDINGS, each with its README line as the tooltip F1 shows."""
     return [Binding(k.key, k.action, k.description, priority=k.priority, tooltip=_plain(k.does))
             for k in KEYS if not k.widget]

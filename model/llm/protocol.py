@@ -54,7 +54,10 @@ class Sampled:
 
 @runtime_checkable
 class TextEngine(Protocol):
-    name: str  # shown in the status bar and recorded in each Answer
+    @property
+    def name(self) -> str:  # shown in the status bar and recorded in each Answer
+        ...
+
     device: str
     dtype: str  # compute dtype, "bf16", "fp32" or "fp16" (weights.dtype): shown with device
     prompt_layout: str  # the layout the model was trained on (model.llm.prompting.prompt)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual import on
 from textual.message import Message
 from textual.widgets import Input
@@ -15,9 +17,9 @@ class QuestionBox(Input):
             super().__init__()
             self.question = question
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         # A pasted control character is drawn visibly, not sent to the terminal.
-        super().__init__(placeholder="Ask about this database…",  # type: ignore[arg-type]
+        super().__init__(placeholder="Ask about this database…",
                          highlighter=VisibleControls(), **kwargs)
 
     @on(Input.Submitted)

@@ -36,16 +36,15 @@ def decode_attention(
 
     batch, heads, length, dim = query.shape
     kv_heads = key.shape[1]
-    masked = attention_mask is not None
     if (length != 1 or query.device.type != "cpu" or module.training or heads % kv_heads
-            or (masked and attention_mask.dtype != torch.bool)):
+            or (attention_mask is not None and attention_mask.dtype != torch.bool)):
         return sdpa_attention_forward(module, query, key, value, attention_mask,
                                       dropout=dropout, scaling=scaling, **kwargs)
     scale = scaling if scaling is not None else dim**-0.5
     # Query heads share a KV head in consecutive groups (as repeat_kv lays them out).
     q = query.float().view(batch, kv_heads, heads // kv_heads, dim)
     scores = torch.matmul(q, key.float().transpose(-1, -2)) * scale  # (b, kv, group, k)
-    if masked:
+    if attention_mask is not None:
         scores = scores.masked_fill(~attention_mask, float("-inf"))
     out = torch.matmul(scores.softmax(-1), value.float())  # (b, kv, group, d)
     return out.view(batch, heads, 1, dim).transpose(1, 2).to(query.dtype), None

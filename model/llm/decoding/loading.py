@@ -104,7 +104,7 @@ def load_engine(
     # What the training run wrote next to the weights; the last adapter's wins.
     sources = [*weights.adapters[::-1], path]
     vocab = next((v for d in sources if (v := AnswerVocab.read(d, tokenizer)) is not None), None)
-    drafts = next((x for d in sources if (x := AnswerDrafts.read(d, tokenizer)) is not None), None)
+    drafts = next((a for d in sources if (a := AnswerDrafts.read(d, tokenizer)) is not None), None)
     layout = next((x for d in sources if (x := read_layout(d))), QUESTION_FIRST)
     engine = Engine(name, llm, tokenizer, device=device, adapters=weights.adapters,
                     answer_vocab=vocab, answer_drafts=drafts, prompt_layout=layout, dtype=dtype)

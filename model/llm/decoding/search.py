@@ -6,6 +6,7 @@ prompt reading (`_prefill`), decoding step (`_step`) and output rows it uses.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,10 @@ class CandidateDecoding:
     stop_ids: set[int]
     device: str
     tokenizer: Any
+    encode: Callable[[str], list[int]]
+    _prefill: Callable[..., tuple[torch.Tensor, Any, int]]
+    _output_rows: Callable[[str, list[int]], OutputRows | None]
+    _step: Callable[..., Any]
 
     def _first_step(self, prompt: str, shared: str) -> tuple[torch.Tensor, Any, OutputRows | None]:
         """The prompt read (its kept beginning reused): the first token's log-probabilities,

@@ -56,11 +56,11 @@ def no_loading_bars() -> Iterator[None]:
         gguf_utils = None
     bar = getattr(gguf_utils, "tqdm", None)
     if bar is not None:
-        gguf_utils.tqdm = functools.partial(bar, disable=True)  # type: ignore[union-attr]
+        gguf_utils.tqdm = functools.partial(bar, disable=True)
     try:
         yield
     finally:
         if bar is not None:
-            gguf_utils.tqdm = bar  # type: ignore[union-attr]
+            gguf_utils.tqdm = bar
         if was_enabled:
             hf_logging.enable_progress_bar()
