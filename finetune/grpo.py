@@ -198,62 +198,65 @@ def grpo(cfg: GrpoConfig, policy: nn.Module, tokenizer: Any, questions: list[Que
     started = time.perf_counter()
     from tqdm import tqdm
 
+    from finetune.train import sigterm_as_ctrl_c
+
     bar = tqdm(total=cfg.steps, initial=state.step, unit="step", desc="grpo", dynamic_ncols=True)
-    try:
-        while state.step < cfg.steps:
-            t0 = time.perf_counter()
-            rewards_seen: list[float] = []
-            kls: list[float] = []
-            opt.zero_grad(set_to_none=True)
-            for j in range(cfg.questions):
-                q = questions[order[(state.step * cfg.questions + j) % len(order)]]
-                if q.db_id not in dbs:
-                    dbs[q.db_id] = Database.open(spider_db_path(db_root, q.db_id))
-                db = dbs[q.db_id]
-                try:
-                    gold = Gold.of(db, q.sql)
-                except GoldError:
-                    continue
-                prompt_text = build_prompt(q.question, asked_context(db, q.question, layout).text,
-                                           layout)
-                prompt = tokenizer(prompt_text, add_special_tokens=True)["input_ids"]
-                torch.manual_seed(cfg.seed * 1_000_003 + state.step * 1_009 + j)
-                answers = draw(policy, tokenizer, prompt, cfg.group, cfg.temperature,
-                               cfg.max_new_tokens, stop_ids)
-                texts = tokenizer.batch_decode(answers, skip_special_tokens=True)
-                rewards = [reward(db, gold, extract_sql(t)) for t in texts]
-                rewards_seen += rewards
-                if max(rewards) == min(rewards):
-                    continue  # no advantage anywhere: nothing to learn from this group
-                loss, kl = grpo_loss(policy, ref, prompt, answers, rewards, cfg.beta, pad_id)
-                (loss / cfg.questions).backward()
-                kls.append(kl)
-            if any(p.grad is not None for p in params):
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
-            state.step += 1
-            mean_reward = sum(rewards_seen) / max(len(rewards_seen), 1)
-            state.history.append({"step": state.step, "reward": round(mean_reward, 4),
-                                  "kl": round(sum(kls) / len(kls), 5) if kls else 0.0,
-                                  "learned_from": len(kls),
-                                  "seconds": round(time.perf_counter() - t0, 2)})
-            bar.update(1)
-            bar.set_postfix(reward=f"{mean_reward:.2f}")
-            if cfg.save_every and state.step % cfg.save_every == 0:
-                save_checkpoint(out, policy, opt, state, cfg)
-            if cfg.max_minutes and time.perf_counter() - started > cfg.max_minutes * 60:
-                state.status = "stopped at the time limit"
-                break
-        else:
-            state.status = "finished"
-    except KeyboardInterrupt:
-        state.status = "interrupted"
-        say(f"\ninterrupted at step {state.step}; saving (rerun with --resume)")
-    finally:
-        bar.close()
-        for db in dbs.values():
-            db.close()
+    with sigterm_as_ctrl_c():  # a kill (a background job's end) saves like Ctrl+C
+        try:
+            while state.step < cfg.steps:
+                t0 = time.perf_counter()
+                rewards_seen: list[float] = []
+                kls: list[float] = []
+                opt.zero_grad(set_to_none=True)
+                for j in range(cfg.questions):
+                    q = questions[order[(state.step * cfg.questions + j) % len(order)]]
+                    if q.db_id not in dbs:
+                        dbs[q.db_id] = Database.open(spider_db_path(db_root, q.db_id))
+                    db = dbs[q.db_id]
+                    try:
+                        gold = Gold.of(db, q.sql)
+                    except GoldError:
+                        continue
+                    context = asked_context(db, q.question, layout).text
+                    prompt_text = build_prompt(q.question, context, layout)
+                    prompt = tokenizer(prompt_text, add_special_tokens=True)["input_ids"]
+                    torch.manual_seed(cfg.seed * 1_000_003 + state.step * 1_009 + j)
+                    answers = draw(policy, tokenizer, prompt, cfg.group, cfg.temperature,
+                                   cfg.max_new_tokens, stop_ids)
+                    texts = tokenizer.batch_decode(answers, skip_special_tokens=True)
+                    rewards = [reward(db, gold, extract_sql(t)) for t in texts]
+                    rewards_seen += rewards
+                    if max(rewards) == min(rewards):
+                        continue  # no advantage anywhere: nothing to learn from this group
+                    loss, kl = grpo_loss(policy, ref, prompt, answers, rewards, cfg.beta, pad_id)
+                    (loss / cfg.questions).backward()
+                    kls.append(kl)
+                if any(p.grad is not None for p in params):
+                    if cfg.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    opt.step()
+                state.step += 1
+                mean_reward = sum(rewards_seen) / max(len(rewards_seen), 1)
+                state.history.append({"step": state.step, "reward": round(mean_reward, 4),
+                                      "kl": round(sum(kls) / len(kls), 5) if kls else 0.0,
+                                      "learned_from": len(kls),
+                                      "seconds": round(time.perf_counter() - t0, 2)})
+                bar.update(1)
+                bar.set_postfix(reward=f"{mean_reward:.2f}")
+                if cfg.save_every and state.step % cfg.save_every == 0:
+                    save_checkpoint(out, policy, opt, state, cfg)
+                if cfg.max_minutes and time.perf_counter() - started > cfg.max_minutes * 60:
+                    state.status = "stopped at the time limit"
+                    break
+            else:
+                state.status = "finished"
+        except KeyboardInterrupt:
+            state.status = "interrupted"
+            say(f"\ninterrupted at step {state.step}; saving (rerun with --resume)")
+        finally:
+            bar.close()
+            for db in dbs.values():
+                db.close()
     save_checkpoint(out, policy, opt, state, cfg)
     policy.save_pretrained(out)
     for name in COMPANIONS if start_adapter is not None else ():
@@ -279,11 +282,13 @@ def load_policy(adapter: Path, device: str, say: Callable[[str], None] | None = 
 
     from finetune.lora import resolve_base
     from model.llm.weights.dtype import resolve_dtype, torch_dtype
+    from model.llm.weights.progress import no_loading_bars
     from model.llm.weights.registry import adapter_base, load_tokenizer
 
     dtype = resolve_dtype(None, device)
     path = resolve_base(adapter_base(adapter), say)
-    base = AutoModelForCausalLM.from_pretrained(
-        path, dtype=torch_dtype("fp32" if dtype == "fp16" else dtype))
+    with no_loading_bars():
+        base = AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch_dtype("fp32" if dtype == "fp16" else dtype))
     policy = PeftModel.from_pretrained(base, str(adapter), is_trainable=True)
     return policy.to(device), load_tokenizer(Path(path))
