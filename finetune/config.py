@@ -26,6 +26,11 @@ class TrainConfig:
         "", "Start from this LoRA adapter (a directory) instead of a fresh one: continue training."
     )
     gradient_checkpointing: bool = knob(True, "Recompute activations in backward (less memory).")
+    dtype: str = knob(
+        "auto",
+        "Compute dtype without --quant nf4: auto (bf16 where the machine does bf16 itself, as "
+        "inference chooses; else fp32), bf16 or fp32.",
+    )
     parallel: str = knob(
         "ddp",
         "Several processes (torchrun/accelerate launch): ddp (each holds the whole model) or fsdp "
@@ -42,6 +47,14 @@ class TrainConfig:
         "the app then reads a database's schema once, not for every question).",
     )
     max_length: int = knob(1024, "Longest example in tokens; longer ones are skipped.")
+    pad_to: int = knob(
+        32, "Pad each batch to a multiple of N tokens: few distinct shapes, flat memory on CPU."
+    )
+    answer_vocab: bool = knob(
+        True,
+        "Softmax over the tokens the decoder chooses among (the training answers' and the "
+        "prompt's words), not all 262k: what is trained is what is decoded.",
+    )
     limit: int = knob(0, "Use only the first N examples (0: all).")
     kept: str = knob("", "The model's own right answers (a `finetune sample` JSONL) mixed with "
                      "--data, weighted toward the questions its greedy answer gets wrong.")

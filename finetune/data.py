@@ -20,11 +20,19 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from model.llm.prompting.context import CONTEXT_BUDGET_TOKENS, context_for
+from model.llm.prompting.context import (
+    CONTEXT_BUDGET_TOKENS,
+    Context,
+    context_for,
+    question_contexts,
+)
 from model.llm.prompting.prompt import QUESTION_FIRST, training_text
 from model.sqlite.files import file_problem
+
+if TYPE_CHECKING:
+    from model.sqlite.db import Database
 
 GRETEL = "gretelai/synthetic_text_to_sql"
 IGNORE = -100  # label of positions that carry no loss (PyTorch cross_entropy's ignore_index)
@@ -56,6 +64,7 @@ class Example:
 class Tokenized:
     input_ids: list[int]
     labels: list[int]  # IGNORE on the prompt, the token itself on the answer
+    prompt: str = ""  # the prompt's text: its words widen the answer vocabulary (train.py)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -181,7 +190,7 @@ def tokenize(tokenizer: Tokenizer, ex: Example, layout: str = QUESTION_FIRST) ->
     prompt, answer = training_text(ex.question, ex.context, ex.sql, layout)
     p = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
     a = list(tokenizer(answer, add_special_tokens=False)["input_ids"])
-    return Tokenized(p + a, [IGNORE] * len(p) + a)
+    return Tokenized(p + a, [IGNORE] * len(p) + a, prompt)
 
 
 def tokenize_all(
@@ -228,11 +237,16 @@ def length_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -
     return batches
 
 
-def collate(items: list[Tokenized], pad_id: int) -> dict[str, Any]:
-    """Right-padded input_ids, attention_mask, labels as tensors."""
+def collate(items: list[Tokenized], pad_id: int, multiple: int = 1) -> dict[str, Any]:
+    """Right-padded input_ids, attention_mask, labels as tensors, `multiple` wide a step.
+
+    Padding to a few widths bounds the distinct shapes a run computes with: CPU kernels keep
+    state a shape (oneDNN's primitive cache, the allocator's blocks), and a width a batch grew
+    the process without end (docs/training.md).
+    """
     import torch
 
-    width = max(len(t) for t in items)
+    width = -(-max(len(t) for t in items) // multiple) * multiple
     ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(items), width), dtype=torch.long)
@@ -274,6 +288,33 @@ def choose_heldout(db_ids: Iterable[str], n: int, seed: int) -> list[str]:
     return sorted(random.Random(seed).sample(pool, min(n, len(pool))))
 
 
+def training_context(db: Database, question: str, sql: str,
+                     budget_tokens: int = CONTEXT_BUDGET_TOKENS) -> Context:
+    """The context the app answers `question` from: its likeliest tables first, as `ask` sends
+    them; every table that fits when those lack one the gold SQL reads, as `ask` widens when
+    the first answer fails (a context without the answer's table would teach guessing)."""
+    contexts = question_contexts(db, question)
+    focus = contexts.focus
+    if focus is not None and gold_tables(sql) <= {t.lower() for t in focus.tables}:
+        return focus
+    if budget_tokens == CONTEXT_BUDGET_TOKENS:
+        return contexts.whole
+    return context_for(db.conn, db.schema(), question, budget_tokens, contexts.ranking)
+
+
+def gold_tables(sql: str) -> set[str]:
+    """The tables `sql` reads, lower-cased (its CTEs' names left out)."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="sqlite")
+    except sqlglot.errors.ParseError:
+        return {"?"}  # not read: no focused context can be shown to hold it
+    ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    return {t.name.lower() for t in tree.find_all(exp.Table)} - ctes
+
+
 def prepare_spider(
     source: Path,
     db_root: Path,
@@ -285,7 +326,7 @@ def prepare_spider(
 ) -> SpiderSplit:
     """Write train.jsonl (question, context, sql, db_id) and eval.jsonl (question, sql, db_id).
 
-    Contexts come from the live database via `context_for`, exactly what inference sends.
+    Contexts come from the live database, as `ask` renders them (`training_context`).
     Rows whose database file is missing or whose gold SQL does not execute are skipped.
     """
     from model.sqlite.db import Database
@@ -314,8 +355,7 @@ def prepare_spider(
                 continue
             if db_id not in dbs:
                 dbs[db_id] = Database.open(spider_db_path(db_root, db_id))
-            db = dbs[db_id]
-            ctx = context_for(db.conn, db.schema(), r["question"], budget_tokens)
+            ctx = training_context(dbs[db_id], r["question"], r["sql"], budget_tokens)
             tr.write(json.dumps({"question": r["question"], "context": ctx.text,
                                  "sql": r["sql"], "db_id": db_id}) + "\n")
             n_train += 1

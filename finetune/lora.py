@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from finetune.config import TrainConfig
+from model.llm.weights.dtype import resolve_dtype, torch_dtype
 from model.llm.weights.registry import (
     OFFLINE_BASES,
     ensure_base_checkpoint,
@@ -34,7 +35,9 @@ def load_base(
     from transformers import AutoModelForCausalLM
 
     path = resolve_base(cfg.base, say)
-    kwargs: dict[str, Any] = {"dtype": torch.bfloat16}  # = the 4-bit storage type under FSDP
+    # 4-bit: bf16 compute (= the 4-bit storage type under FSDP); else the dtype inference picks
+    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if cfg.quant == "nf4" else
+                              torch_dtype(train_dtype(cfg.dtype, device))}
     if cfg.quant == "nf4":
         # under FSDP the packed weights are bf16, a type FSDP can shard (FSDP-QLoRA)
         storage = torch.bfloat16 if cfg.parallel == "fsdp" else None
@@ -47,6 +50,16 @@ def load_base(
         model.to(device)
     tokenizer = load_tokenizer(Path(path))
     return model, tokenizer
+
+
+def train_dtype(requested: str, device: torch.device) -> str:
+    """bf16 or fp32: `requested`, or with "auto" what inference would choose on `device`
+    (model/llm/weights/dtype.py: bf16 only where the hardware computes it). fp16 becomes fp32:
+    this loop has no loss scaling."""
+    if requested not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"dtype must be auto, bf16 or fp32, not {requested!r}")
+    chosen = requested if requested != "auto" else resolve_dtype("auto", device.type)
+    return "fp32" if chosen == "fp16" else chosen
 
 
 def disable_cpu_repacking(model: nn.Module) -> int:

@@ -23,7 +23,9 @@ behind finetune/outputs.py. Written by hand, because the libraries do it badly h
 Gemma's vocabulary has 262k entries, so the output layer dominates a step; TRL and
 `model(labels=...)` compute logits at every position, prompt included. We run the model's body,
 keep the hidden states at the answer positions only, and apply the output layer (and Gemma 2's
-final logit softcap) to those: the same loss, a fraction of the work.
+final logit softcap) to those: the same loss, a fraction of the work. With --answer-vocab (the
+default) the output layer's rows are only those the decoder chooses among for that prompt
+(`model.llm.decoding.vocab`): the softmax trained is the one decoded.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +71,8 @@ from finetune.sharding import (
     launcher_settings,
 )
 from model.llm.decoding import drafts, vocab
+from model.llm.decoding.engine import stop_ids_for
+from model.llm.decoding.vocab import AnswerVocab
 from model.llm.prompting.prompt import LAYOUTS, write_layout
 from model.llm.weights.registry import causal_lm
 
@@ -91,20 +96,51 @@ class AnswerLoss(nn.Module):
         self.model = model
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+        rows: torch.Tensor | None = None, allowed: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`rows` (sorted token ids) and `allowed` (a row of booleans an example over `rows`):
+        the softmax over the tokens the decoder may choose for each example (`answer_rows`),
+        as it decodes; None: over the whole vocabulary."""
         lm = causal_lm(self.model)
         hidden = lm.model(
             input_ids=input_ids, attention_mask=attention_mask, use_cache=False
         ).last_hidden_state
         targets = labels[:, 1:]
         keep = targets != IGNORE  # position t predicts token t+1
-        logits = lm.get_output_embeddings()(hidden[:, :-1][keep]).float()
+        head = lm.get_output_embeddings()
+        wanted = targets[keep]
+        if rows is None:
+            logits = head(hidden[:, :-1][keep]).float()
+        else:  # the head is frozen: its rows are a constant, no graph to keep
+            logits = F.linear(hidden[:, :-1][keep], head.weight.index_select(0, rows)).float()
+            example = keep.nonzero()[:, 0]
+            logits = logits.masked_fill(~allowed[example], float("-inf"))
+            wanted = torch.searchsorted(rows, wanted)  # every answer token is a row (answer_rows)
         cap = getattr(lm.config, "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap
-        loss_sum = F.cross_entropy(logits, targets[keep], reduction="sum")
+        loss_sum = F.cross_entropy(logits, wanted, reduction="sum")
         return loss_sum, keep.sum()
+
+
+def answer_rows(items: list[Tokenized], vocab: AnswerVocab,
+                stop_ids: set[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The output rows a batch's answers are scored over: for each example what the decoder
+    allows after its prompt (`AnswerVocab.for_prompt`, the stop ids included) plus the
+    example's own answer tokens, so a token outside the vocabulary (none, when the vocabulary
+    is this data's) is still learnt. Returns the sorted union and an (examples, rows) mask."""
+    per_example = []
+    for t in items:
+        prompt_ids = [i for i, label in zip(t.input_ids, t.labels, strict=True) if label == IGNORE]
+        answer = [i for i in t.labels if i != IGNORE]
+        per_example.append(set(vocab.for_prompt(t.prompt, prompt_ids, also=stop_ids)) |
+                           set(answer))
+    rows = torch.tensor(sorted(set().union(*per_example)), dtype=torch.long)
+    allowed = torch.zeros((len(items), len(rows)), dtype=torch.bool)
+    for k, ids in enumerate(per_example):
+        allowed[k] = torch.isin(rows, torch.tensor(sorted(ids), dtype=torch.long))
+    return rows, allowed
 
 
 def get_lr(step: int, cfg: TrainConfig, total: int) -> float:
@@ -171,8 +207,10 @@ class MicroBatches:
     """This rank's micro-batches on its device, epochs concatenated, in an order fixed by the
     seed: the k-th is the same after a resume."""
 
-    def __init__(self, data: list[Tokenized], pad_id: int, run: Run) -> None:
-        self.data, self.pad_id, self.run = data, pad_id, run
+    def __init__(self, data: list[Tokenized], pad_id: int, run: Run,
+                 rows: Callable[[list[Tokenized]], tuple[torch.Tensor, torch.Tensor]] | None
+                 = None) -> None:
+        self.data, self.pad_id, self.run, self.rows = data, pad_id, run, rows
         self.lengths = [len(t) for t in data]
         cfg = run.cfg
         self.per_epoch = len(length_batches(self.lengths, cfg.batch_size, cfg.seed, 0)) // run.world
@@ -185,7 +223,10 @@ class MicroBatches:
             self._order.clear()
             self._order[epoch] = length_batches(self.lengths, cfg.batch_size, cfg.seed,
                                                 epoch)[run.rank::run.world]
-        batch = collate([self.data[j] for j in self._order[epoch][i]], self.pad_id)
+        items = [self.data[j] for j in self._order[epoch][i]]
+        batch = collate(items, self.pad_id, self.run.cfg.pad_to)
+        if self.rows is not None:
+            batch["rows"], batch["allowed"] = self.rows(items)
         return {name: t.to(self.run.device) for name, t in batch.items()}
 
 
@@ -268,7 +309,13 @@ def train(
     if not data:
         raise ValueError(f"{cfg.data}: no usable examples")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    batches = MicroBatches(data, pad_id, run)
+    rows = None
+    if cfg.answer_vocab:  # train the softmax the decoder uses: this data's answer tokens
+        answer_vocab = AnswerVocab(tokenizer, tokenizer.convert_ids_to_tokens(
+            sorted({t for d in data for t in d.labels if t != IGNORE})))
+        stops = stop_ids_for(model, tokenizer)
+        rows = partial(answer_rows, vocab=answer_vocab, stop_ids=stops)
+    batches = MicroBatches(data, pad_id, run, rows)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * batches.per_epoch / cfg.grad_accum))
 
     # model: LoRA, the loss (DDP/FSDP), its optimizer; then the checkpoint to resume from, if any
@@ -369,7 +416,8 @@ def optimizer_step(run: Run, opt: torch.optim.Optimizer, loss_fn: nn.Module,
         # under DDP/FSDP, gradients are averaged across ranks once, after the last micro-batch
         sync = gradient_sync_off(loss_fn) if run.world > 1 and not last else nullcontext()
         with sync:
-            loss_sum, _ = loss_fn(b["input_ids"], b["attention_mask"], b["labels"])
+            loss_sum, _ = loss_fn(b["input_ids"], b["attention_mask"], b["labels"],
+                                  b.get("rows"), b.get("allowed"))
             (loss_sum / n_answer).backward()
         loss_total += loss_sum.item()
     if run.cfg.grad_clip:

@@ -13,10 +13,14 @@ from __future__ import annotations
 import re
 import sqlite3
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from model.llm.prompting.prompt import render_context
-from model.llm.prompting.values import ValueHit
+from model.llm.prompting.values import ValueHit, value_index
 from model.sqlite.schema import Schema, Table
+
+if TYPE_CHECKING:
+    from model.sqlite.db import Database
 
 # In estimated tokens (see estimate_tokens): 850 keep the whole prompt under ~1,000 real
 # tokens, which the 270M model reads in about a second on two CPU cores, and which fits the
@@ -240,3 +244,25 @@ def rows_that_fit(conn: sqlite3.Connection | None, schema: Schema, tables: list[
         if bare + sum(cost[t] for t in tables[:k]) <= budget_tokens:
             return tables[:k]
     return []
+
+
+@dataclass(frozen=True)
+class QuestionContexts:
+    """What `pipeline.ask` shows the model for one question: the question's likeliest tables
+    first (`focus`, None when that is the whole schema), then every table that fits (`whole`)."""
+
+    ranking: Ranking
+    whole: Context
+    focus: Context | None
+
+
+def question_contexts(db: Database, question: str, link_values: bool = True,
+                      focused: bool = True) -> QuestionContexts:
+    """The contexts `ask` renders for `question` (the values it names linked first), so that
+    training shows the model what the app will (finetune/data.py)."""
+    schema = db.schema()
+    linked = tuple(value_index(db).find(question, schema_words(schema))) if link_values else ()
+    ranking = rank_tables(schema, question, linked)
+    whole = context_for(db.conn, schema, question, ranking=ranking)
+    focus = focused_context(db.conn, schema, question, ranking=ranking) if focused else None
+    return QuestionContexts(ranking, whole, focus)
