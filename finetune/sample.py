@@ -27,15 +27,8 @@ from typing import TYPE_CHECKING, Any
 from finetune.data import HELDOUT_FILE, DataError, Example, spider_db_path
 from finetune.eval import GoldError
 from finetune.reward import Gold, reward
-from model.llm.prompting.context import (
-    Context,
-    context_for,
-    focused_context,
-    rank_tables,
-    schema_words,
-)
+from model.llm.prompting.context import Context, question_contexts
 from model.llm.prompting.prompt import build_prompt, one_line, prompt_head, shared_prefix
-from model.llm.prompting.values import value_index
 from model.llm.sql.extract import extract_sql
 from model.sqlite.db import Database
 from model.sqlite.files import file_problem
@@ -77,16 +70,12 @@ def read_questions(path: Path) -> list[Question]:
 
 
 def asked_context(db: Database, question: str, layout: str) -> Context:
-    """The context of the first prompt `model.llm.pipeline.ask.ask` sends for `question`: the
-    likeliest tables (values the question names ranking their tables up), or every table
-    that fits where that is the whole schema or the layout keeps the schema's part read."""
-    schema = db.schema()
-    linked = tuple(value_index(db).find(question, schema_words(schema)))
-    ranking = rank_tables(schema, question, linked)
-    context = context_for(db.conn, schema, question, ranking=ranking)
-    if shared_prefix(context.text, layout):
-        return context
-    return focused_context(db.conn, schema, question, ranking=ranking) or context
+    """The context of the first prompt `model.llm.pipeline.ask.ask` sends for `question`
+    (`question_contexts`: values the question names linked): its likeliest tables, or every
+    table that fits where that is the whole schema or the layout keeps the schema's part read
+    (`shared_prefix`)."""
+    contexts = question_contexts(db, question, focused=not shared_prefix("", layout))
+    return contexts.focus or contexts.whole
 
 
 @dataclass

@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import ScriptedEngine
 
 from finetune.data import Example
 from finetune.sample import asked_context, mix_kept, pending, read_questions, sample_file
+from model.llm.pipeline.ask import ask
+from model.llm.pipeline.settings import Settings
 from model.llm.prompting.prompt import QUESTION_FIRST, build_prompt, one_line
 from model.llm.protocol import GenerationStats, Sampled
 from model.sqlite.db import Database
@@ -53,16 +56,17 @@ class DrawingEngine:
         return [Sampled(" " + text, -0.5, finished=i < 4) for i, text in enumerate(drawn)][:n]
 
 
-def questions_file(tmp_path: Path, n: int) -> Path:
+def questions_file(tmp_path: Path, n: int, start: int = 0) -> Path:
     path = tmp_path / "train.jsonl"
-    rows = [json.loads(line) for line in SPIDER.read_text().splitlines()[:n]]
+    rows = [json.loads(line) for line in SPIDER.read_text().splitlines()[start: start + n]]
     path.write_text("".join(json.dumps({k: r[k] for k in ("question", "sql", "db_id")}) + "\n"
                             for r in rows))
     return path
 
 
 def test_sample_keeps_distinct_right_answers_and_resumes_where_it_stopped(tmp_path: Path) -> None:
-    data, out = questions_file(tmp_path, 5), tmp_path / "kept.jsonl"
+    # student_assessment: 9 tables, so each question is asked with its likeliest ones alone
+    data, out = questions_file(tmp_path, 5, start=56), tmp_path / "kept.jsonl"
     questions = read_questions(data)
     golds = {q.question: q.sql for q in questions}
 
@@ -84,14 +88,18 @@ def test_sample_keeps_distinct_right_answers_and_resumes_where_it_stopped(tmp_pa
     # each question once, in order, its two right answers kept (the duplicate, the wrong one
     # and the unfinished one are not), each with the context it was asked with
     assert [r["question"] for r in rows] == [q.question for q in questions for _ in range(2)]
-    db = Database.open(SPIDER_DBS / "department_management" / "department_management.sqlite")
+    db = Database.open(SPIDER_DBS / "student_assessment" / "student_assessment.sqlite")
     for r in rows:
         assert r["greedy"] == "SELECT 1" and r["greedy_correct"] is False
         assert r["sql"] in (one_line(r["gold"]), one_line(f"SELECT * FROM ({r['gold']})"))
         context = asked_context(db, r["question"], QUESTION_FIRST)
         assert r["context"] == context.text
+    # the prompt is the first one `ask` sends for the question
     asked = again.asked[0]
     assert asked == build_prompt(questions[2].question, rows[4]["context"], QUESTION_FIRST)
+    app_engine = ScriptedEngine(*[" " + questions[2].sql] * 4)
+    ask(app_engine, db, questions[2].question, Settings(check_runs=False, budget=0))
+    assert app_engine.prompts[0] == asked
     db.close()
 
 
