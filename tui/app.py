@@ -159,6 +159,37 @@ class GemmaSqlApp(App[None]):
         workers.generate(engine, self.database, question, cancel, self.post_message,
                          replace(self.settings, focused=not every_table))
 
+    @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
+    def draw_more(self, engine: TextEngine, answer: Answer, cancel: threading.Event) -> None:
+        workers.draw_more(engine, self.database, answer, cancel, self.post_message,
+                          self.settings)
+
+    def _may_draw(self, answer: Answer) -> bool:
+        """Whether the time budget skipped the answers to draw beside `answer`."""
+        from model.llm.pipeline.confidence import verdict
+
+        return (self.engine is not None and self.settings.check_runs and bool(answer.prompt)
+                and bool(answer.out_of_time) and not self._busy("generate")
+                and verdict(answer).drawn <= 1)
+
+    @on(m.MoreAnswers)
+    def _more_answers(self, message: m.MoreAnswers) -> None:
+        if message.answer.prompt != (self.answer.prompt if self.answer else None):
+            return  # another question was asked meanwhile
+        if message.cancelled:
+            self.status.say("drawing cancelled", "warning")
+            return
+        from model.llm.pipeline.confidence import read_out
+
+        self.answer, self.alternative = message.answer, 0
+        self.said = read_out(message.answer, self.database)
+        if len(message.answer.alternatives) < 2:
+            self.status.say(f"no other answer: the answers drawn agree "
+                            f"({message.answer.agreed})", "warning")
+            self.query_one(SqlNotes).show_answer(message.answer)
+            return
+        self.action_next_answer()
+
     @work(thread=True, exclusive=True, group="reading", exit_on_error=False)
     def read_sql(self, sql: str, schema: Schema) -> None:
         from model.llm.sql.explain import explain
@@ -209,8 +240,15 @@ class GemmaSqlApp(App[None]):
         await super().action_quit()
 
     def action_next_answer(self) -> None:
-        """The editor turns to the model's next distinct answer (by result), round to the first."""
+        """The editor turns to the model's next distinct answer (by result), round to the first;
+        the answers the time budget skipped are drawn first (escape cancels)."""
         answer = self.answer
+        if answer is not None and len(answer.alternatives) < 2 and self._may_draw(answer):
+            self.cancel_generation = threading.Event()
+            self.status.say(f"drawing {self.settings.samples} more answers… (escape cancels)")
+            assert self.engine is not None  # _may_draw
+            self.draw_more(self.engine, answer, self.cancel_generation)
+            return
         if answer is None or len(answer.alternatives) < 2:
             self.status.say("no other answer: the model's answers that ran all agree"
                             if answer is not None and answer.alternatives

@@ -82,6 +82,14 @@ class SqlDone(Message):
 
 
 @dataclass
+class MoreAnswers(Message):
+    """The answer on screen with the answers its time budget skipped, drawn on request (F7)."""
+
+    answer: Answer
+    cancelled: bool = False
+
+
+@dataclass
 class GenerationFailed(Message):
     error: str
     cancelled: bool = False

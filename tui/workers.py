@@ -29,6 +29,7 @@ from tui.messages import (
     HistoryNotSaved,
     ModelReady,
     ModelStatus,
+    MoreAnswers,
     QueryFailed,
     QueryRan,
     RowCounted,
@@ -38,6 +39,7 @@ from tui.messages import (
 )
 
 if TYPE_CHECKING:  # the model side loads lazily: the app runs as a plain SQL client without it
+    from model.llm.pipeline.answer import Answer
     from model.llm.protocol import TextEngine
 
 Post = Callable[[Message], Any]
@@ -193,6 +195,19 @@ def generate(engine: TextEngine, db: Database, question: str, cancel: threading.
         post(GenerationFailed("generation cancelled", cancelled=True))
         return
     post(SqlDone(answer))
+
+
+def draw_more(engine: TextEngine, db: Database, answer: Answer, cancel: threading.Event,
+              post: Post, settings: Settings = DEFAULT) -> None:
+    """The answers `answer`'s time budget skipped, drawn now (F7), posted as MoreAnswers."""
+    try:
+        from model.llm.pipeline.ask import draw_more
+
+        more = draw_more(engine, db, answer, settings, cancel=cancel)
+    except Exception as e:  # the model's failure is shown, never raised into the UI
+        post(GenerationFailed(one_line(e), cancelled=cancel.is_set()))
+        return
+    post(MoreAnswers(more, cancelled=cancel.is_set()))
 
 
 def describe_engine(engine: TextEngine) -> str:

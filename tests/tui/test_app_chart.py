@@ -230,7 +230,7 @@ def fake_model(monkeypatch: pytest.MonkeyPatch, sql: str) -> None:
 
     answer = Answer("", sql=sql, seconds=0.1)
     fake_ask = types.ModuleType("model.llm.pipeline.ask")
-    fake_ask.ask = lambda engine, db, question, **kw: answer  # type: ignore[attr-defined]
+    fake_ask.ask = lambda engine, db, question, settings: answer  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "model.llm.pipeline.ask", fake_ask)
     monkeypatch.setattr(model.llm.decoding.loading, "load_engine",
                         lambda *a, **k: types.SimpleNamespace(name="fake"))

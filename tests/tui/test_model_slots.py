@@ -294,3 +294,24 @@ async def test_f7_without_other_answers_says_so(chinook, make_app):
         await pilot.press("f7")
         assert "all agree" in status(app).message
         assert "AlbumId = 1" in app.query_one(SqlEditor).text
+
+
+async def test_f7_after_a_budget_cut_answer_draws_and_shows_a_second(chinook, make_app):
+    """The budget ran out before any answer was drawn: F7 draws them then (the status says so,
+    escape would cancel) and turns the editor to the second result they agree on."""
+    one, two = (f" SELECT Title FROM albums WHERE AlbumId = {i}" for i in (1, 2))
+    engine = FakeEngine([one], drawn=[two, two])
+    app = make_app(chinook, engine=engine, settings=Settings(budget=1e-6))
+    async with app.run_test(size=SIZE) as pilot:
+        await ask(app, pilot, "What is the title of album 2?")
+        editor, notes = app.query_one(SqlEditor), app.query_one("#sql-notes")
+        assert "AlbumId = 1" in editor.text and app.answer.alternatives == []
+        assert "time budget" in str(notes.render())
+        await pilot.press("f7")
+        assert status(app).message.startswith("drawing 8 more answers")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "AlbumId = 2" in editor.text
+        assert "2 of 2: 1 row · differs from 1 in WHERE · 2 agree" in str(notes.render())
+        await pilot.press("f7")  # drawn once: F7 now only turns
+        assert "AlbumId = 1" in editor.text and "1 of 2" in str(notes.render())

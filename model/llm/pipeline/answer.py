@@ -41,6 +41,10 @@ class Answer:
     cancelled: bool = False
     model: str = ""
     stats: list[GenerationStats] = field(default_factory=list)  # one per attempt
+    # The prompt the SQL answers and its kept beginning: what more answers are drawn on later
+    # (`pipeline.ask.draw_more`).
+    prompt: str = ""
+    kept: str = ""
 
     @property
     def ok(self) -> bool:

@@ -15,14 +15,15 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from model.llm.pipeline.answer import Answer
 from model.llm.pipeline.budget import Budget, OutOfTime
-from model.llm.pipeline.choose import Candidate
+from model.llm.pipeline.choose import Candidate, led_by
 from model.llm.pipeline.question_run import QuestionRun
 from model.llm.pipeline.settings import DEFAULT, Settings
-from model.llm.pipeline.vote import Settled
+from model.llm.pipeline.vote import Settled, settle
 from model.llm.prompting.context import (
     Context,
     context_for,
@@ -94,7 +95,29 @@ def ask(
     if answer.sql and not answer.cancelled and not answer.focused:
         mend_last(run)  # a no-op on an answer mended before its vote
     answer.seconds = clock() - timer.started
+    answer.prompt, answer.kept = run.last_prompt, run.kept
     return answer
+
+
+def draw_more(engine: TextEngine, db: Database, answer: Answer, settings: Settings = DEFAULT,
+              on_chunk: Callable[[str], None] | None = None,
+              cancel: threading.Event | None = None) -> Answer:
+    """`answer` with the answers its time budget skipped: `settings.samples` drawn now on its
+    prompt, run and voted on with it (no budget: the user asked for them; `cancel` stops
+    them). The answer's own SQL stays first among the alternatives, the others follow in the
+    vote's order; unchanged when nothing could be drawn or the user cancelled."""
+    if not answer.prompt or not answer.sql:
+        return answer
+    tokens = answer.stats[-1].tokens if answer.stats else settings.max_new_tokens
+    settled = settle(engine, db.reader(), answer.prompt, answer_candidate(answer), settings,
+                     n=settings.samples, shared=answer.kept, cancel=cancel, on_chunk=on_chunk,
+                     max_new_tokens=min(settings.max_new_tokens, tokens * 3 // 2 + 16),
+                     question=answer.question)
+    if settled is None or (cancel is not None and cancel.is_set()):
+        return answer
+    alternatives = led_by(settled.alternatives, answer.sql)
+    own = alternatives[0].answers if alternatives[0].rows else 0
+    return replace(answer, alternatives=alternatives, agreed=f"{own} of {settled.ran}")
 
 
 def answer_candidate(answer: Answer) -> Candidate:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlglot import exp
@@ -141,6 +141,15 @@ def choose(ranked: Sequence[Result], read_back: Sequence[float], policy: Policy,
                    * math.exp(policy.review_weight * (read_back[i] - best)))
     return Choice([head[i] for i in order] + list(ranked[len(head):]),
                   [read_back[i] for i in order], ran)
+
+
+def led_by(alternatives: Sequence[Alternative], sql: str) -> list[Alternative]:
+    """`alternatives` with the one of `sql` first (added, of no rows, when it returned none),
+    the others after it as they came, each with the clauses it differs from `sql` in."""
+    own = next((a for a in alternatives if a.sql == sql), Alternative(sql, 0, 1))
+    others = [a for a in alternatives if a is not own]
+    return [replace(own, differs=[]),
+            *(replace(a, differs=differences(sql, a.sql)) for a in others)]
 
 
 def result_key(rows: list[tuple[Any, ...]]) -> tuple[str, ...]:

@@ -49,10 +49,11 @@ class Settled:
     chosen: Candidate
     alternatives: list[Alternative] = field(default_factory=list)
     agreed: str = ""  # "3 of 5": candidates returning the chosen result, of those that ran
+    ran: int = 0  # candidates that ran
 
     @classmethod
     def of(cls, choice: Choice) -> Settled:
-        return cls(choice.chosen, choice.alternatives(), choice.agreed)
+        return cls(choice.chosen, choice.alternatives(), choice.agreed, choice.ran)
 
 
 class _Until(threading.Event):

@@ -958,3 +958,23 @@ def test_the_question_is_read_back_after_the_sql_with_its_tables_named(db: Datab
     answer = ask(engine, db, "How many tracks last over 300000 ms?")
     assert engine.reviewed[0][1] == [ALL_TRACKS, named]
     assert answer.voted and "T1.Milliseconds > 300000" in answer.sql  # shown as written
+
+
+def test_draw_more_draws_what_the_budget_skipped_and_keeps_the_answer_first(
+        db: Database) -> None:
+    """F7's pipeline half: an answer whose budget skipped the draws gets them on request, on
+    its own prompt; its SQL stays first, the drawn result (1,297 rock tracks) follows."""
+    from model.llm.pipeline.ask import draw_more
+
+    clock = FakeClock()
+    engine = TimedSampler(clock, 3.0)
+    answer = ask(engine, db, "How many rock tracks?", settings=Settings(budget=4.0), clock=clock)
+    assert engine.draw_sizes == [] and answer.alternatives == [] and answer.prompt
+    more = draw_more(engine, db, answer, Settings(budget=4.0))
+    assert engine.draw_sizes == [DEFAULT.samples] and engine.sample_prompts == [answer.prompt]
+    assert more.sql == answer.sql and [a.sql for a in more.alternatives][0] == answer.sql
+    assert len(more.alternatives) == 2 and more.alternatives[1].answers == 2
+    assert "WHERE" in more.alternatives[1].differs and more.agreed == "1 of 3"
+    cancel = threading.Event()
+    cancel.set()
+    assert draw_more(engine, db, answer, cancel=cancel) is answer  # cancelled: as it was
