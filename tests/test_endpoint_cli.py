@@ -30,7 +30,7 @@ def test_ask_json_through_an_endpoint_gives_the_local_fields(chinook: Path) -> N
     out = json.loads(result.stdout)
     # as the local path (tests/model/llm/pipeline/test_ask.py, test_cli_json_with_the_real_model)
     assert set(out) == {"question", "sql", "columns", "rows", "error", "model", "dtype",
-                        "seconds", "alternatives"}
+                        "seconds", "alternatives", "explanation", "confidence", "unmatched"}
     assert (out["sql"], out["rows"], out["error"]) == ("SELECT\n  COUNT(*)\nFROM albums",
                                                        [[347]], None)
     assert out["model"] == "gemma-sql"

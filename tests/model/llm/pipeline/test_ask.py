@@ -542,7 +542,7 @@ def test_cli_json_with_the_real_model(chinook: Path, base_checkpoint: Path) -> N
         result.stderr
     out = json.loads(result.stdout)
     assert set(out) == {"question", "sql", "columns", "rows", "error", "model", "dtype",
-                        "seconds", "alternatives"}
+                        "seconds", "alternatives", "explanation", "confidence", "unmatched"}
     assert out["dtype"] in ("bf16", "fp32")
     assert out["model"] == "gemma-3-270m-sql" and out["seconds"] > 0
     # Either SQL that ran (exit 0) or a one-line reason (exit 1); never a changed database.
