@@ -156,7 +156,14 @@ def finetune_cmd(ctx: typer.Context, **options: object) -> None:
     from finetune.train import train
 
     try:
-        metrics = train(TrainConfig(**options))  # type: ignore[arg-type]
+        if options.get("recipe"):  # the file's settings, under the flags typed
+            # by name: typer ships its own copy of click, and so of the enum
+            given = {name for name in options
+                     if getattr(ctx.get_parameter_source(name), "name", "") != "DEFAULT"}
+            config = TrainConfig.with_recipe(options, given)
+        else:
+            config = TrainConfig(**options)  # type: ignore[arg-type]
+        metrics = train(config)
     except (DataError, ValueError, FileNotFoundError) as e:
         raise fail(str(e), 1) from None
     if metrics.get("status") == "interrupted":

@@ -4,6 +4,7 @@ the command line can build its flags from it and `--help` stays instant)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 
@@ -13,6 +14,11 @@ def knob(default: Any, help: str) -> Any:
 
 @dataclass
 class TrainConfig:
+    recipe: str = knob(
+        "",
+        "A TOML file of these settings, by field name (e.g. finetune/recipes/"
+        "gemma-3-270m-sql.toml, the shipped adapter's); flags given as well override it.",
+    )
     # model
     base: str = knob(
         "google/gemma-2-2b-it",
@@ -80,6 +86,30 @@ class TrainConfig:
     device: str = knob("", "cpu, cuda, cuda:1 ... (default: cuda if available).")
     threads: int = knob(0, "CPU threads for torch (0: torch's default, one a core).")
     push_to_hub: str = knob("", "Upload the adapter and its model card to this hub repo.")
+
+    @classmethod
+    def with_recipe(cls, options: dict[str, Any], given: set[str]) -> TrainConfig:
+        """`options` (every field) over the recipe file they name, except the `given` ones
+        (typed on the command line), which win. A bad file is a one-line ValueError."""
+        import tomllib
+
+        path = Path(options["recipe"])
+        try:
+            recipe = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"--recipe {path}: {getattr(e, 'strerror', None) or e}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"--recipe {path}: not TOML ({e})") from None
+        kinds = {f.name: f.type for f in fields(cls)}
+        for key, value in recipe.items():
+            kind = kinds.get(key)
+            if kind is None or key == "recipe":
+                raise ValueError(f"--recipe {path}: {key!r} is not a setting of gemma-sql finetune")
+            ok = {"bool": bool, "str": str, "int": int}.get(str(kind), (int, float))
+            if not isinstance(value, ok) or (kind != "bool" and isinstance(value, bool)):
+                article = "an" if str(kind) == "int" else "a"
+                raise ValueError(f"--recipe {path}: {key} must be {article} {kind}, not {value!r}")
+        return cls(**{**options, **{k: v for k, v in recipe.items() if k not in given}})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
