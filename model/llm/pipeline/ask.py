@@ -283,7 +283,8 @@ def take_candidate(
     """Take the first candidate that passes the check (near-miss names corrected), differs
     from the answer and compares with no value that no row holds; failing that, when the answer
     itself fails, the first candidate that passes."""
-    fallback = None  # the first that passes with a doubtful value
+    fallback: tuple[str, Checked] | None = None  # the first that passes with a doubtful value
+    choice: tuple[str, Checked] | None
     for text in texts:
         ready = checked(extract_sql(text), db)
         if not ready.sql or ready.sql == answer.sql or ready.fatal:

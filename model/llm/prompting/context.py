@@ -136,10 +136,10 @@ class Ranking:
                 elif fk.ref_table in chosen and t.name not in chosen:
                     neighbours.append(t.name)
         real = {t.name.lower(): t.name for t in schema.tables}
-        for n in sorted(neighbours, key=lambda n: -scores.get(real.get(n.lower(), n), 0)):
-            n = real.get(n.lower())
-            if n and n not in chosen and len(chosen) < max_tables:
-                chosen.append(n)
+        for n in sorted(neighbours, key=lambda n: -scores.get(real.get(n.lower()) or n, 0)):
+            name = real.get(n.lower())
+            if name and name not in chosen and len(chosen) < max_tables:
+                chosen.append(name)
         for t in ranked:  # fill remaining room with the next best scored tables
             if len(chosen) >= max_tables or scores[t.name] <= 0:
                 break

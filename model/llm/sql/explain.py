@@ -26,28 +26,28 @@ NOT_READ = "not read out: a construct this reading does not know"
 NOT_STATEMENT = "not read out: not a statement"
 
 # What each aggregate computes, as "<words> <its argument>".
-AGGREGATES: dict[type[exp.Expression], str] = {
+AGGREGATES: dict[type[exp.Expr], str] = {
     exp.Sum: "the sum of",
     exp.Avg: "the average of",
     exp.Min: "the smallest",
     exp.Max: "the largest",
     exp.GroupConcat: "the list of",
 }
-_COMPARISONS: dict[type[exp.Expression], str] = {
+_COMPARISONS: dict[type[exp.Expr], str] = {
     exp.EQ: "is", exp.NEQ: "is not", exp.GT: "is more than", exp.GTE: "is at least",
     exp.LT: "is less than", exp.LTE: "is at most", exp.NullSafeEQ: "is",
     exp.NullSafeNEQ: "is not",
 }
-_SYMBOLS: dict[type[exp.Expression], str] = {
+_SYMBOLS: dict[type[exp.Expr], str] = {
     exp.EQ: "=", exp.NEQ: "!=", exp.GT: ">", exp.GTE: ">=", exp.LT: "<", exp.LTE: "<=",
     exp.Add: "+", exp.Sub: "-", exp.Mul: "×", exp.Div: "/", exp.Mod: "modulo",
 }
-_SCALAR: dict[type[exp.Expression], str] = {
+_SCALAR: dict[type[exp.Expr], str] = {
     exp.Lower: "{} in lower case", exp.Upper: "{} in upper case",
     exp.Length: "the length of {}", exp.Abs: "the absolute value of {}",
 }
 # Constructs named rather than read ("…and a window function").
-_NAMED: dict[type[exp.Expression], str] = {exp.Window: "a window function"}
+_NAMED: dict[type[exp.Expr], str] = {exp.Window: "a window function"}
 _TEXT_TYPES = ("char", "text", "clob", "string")
 _DATE_TYPES = ("date", "time")
 _DATE_PARTS = {"%Y": "the year", "%m": "the month number", "%d": "the day of the month",
@@ -124,7 +124,7 @@ class _Reader:
 
     # Queries
 
-    def query(self, node: exp.Expression) -> str:
+    def query(self, node: exp.Expr) -> str:
         """A query's reading without "Shows": "albums.Title from albums where …"."""
         with_ = node.args.get("with_")
         prefix = "" if with_ is None else "with " + self.ctes_read(with_) + ": "
@@ -565,7 +565,7 @@ class _Reader:
         return (f"({self.expr(e.args.get('true'))} when {self.expr(e.this)}; otherwise "
                 f"{self.expr(false) if false is not None else 'NULL'})")
 
-    def named(self, e: exp.Expression) -> str:
+    def named(self, e: exp.Expr) -> str:
         """A construct not read: its SQL, quoted, and named at the end of the reading."""
         self.unread.append(f"a {e.key} expression")
         return f"`{e.sql(DIALECT)}`"

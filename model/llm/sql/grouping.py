@@ -44,6 +44,6 @@ def check_grouping(scopes: list[Scope]) -> list[Problem]:
 
 
 def _own(node: exp.Expression, select: exp.Select,
-         kind: type[exp.Expression]) -> list[exp.Expression]:
+         kind: type[exp.Expr]) -> list[exp.Expr]:
     """`node` and its descendants of `kind` that belong to `select`, not to a subquery in it."""
     return [n for n in node.find_all(kind) if n.find_ancestor(exp.Select) is select]

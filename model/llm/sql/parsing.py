@@ -7,6 +7,7 @@ that would keep it busy for minutes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import cast
 
 import sqlglot
 from sqlglot import exp
@@ -27,7 +28,8 @@ def parse(sql: str) -> list[exp.Expression | None]:
     """sqlglot.parse, refusing (ParseError) the input it would take minutes over."""
     if _bare_join_run(sql) > MAX_BARE_JOINS:
         raise ParseError(f"more than {MAX_BARE_JOINS} JOINs in a row without ON")
-    return sqlglot.parse(sql, read=DIALECT)
+    # sqlglot 30 types its trees as their base, Expr; each is an Expression.
+    return cast(list[exp.Expression | None], sqlglot.parse(sql, read=DIALECT))
 
 
 def _bare_join_run(sql: str) -> int:

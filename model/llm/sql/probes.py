@@ -108,10 +108,9 @@ def _text(node: exp.Expression, scope: Scope, schema: Schema) -> str | None:
     """The text a value stands for: a 'string', or a "string" that names no column."""
     if isinstance(node, exp.Literal) and node.is_string:
         return str(node.this)
-    quoted_name = (isinstance(node, exp.Column) and not node.table
-                   and node.this.args.get("quoted"))
-    if quoted_name and check_column(node, scope, schema, select_aliases(scope)) is not None:
-        return node.name  # names no column, so SQLite reads it as text
+    if isinstance(node, exp.Column) and not node.table and node.this.args.get("quoted") \
+            and check_column(node, scope, schema, select_aliases(scope)) is not None:
+        return node.name  # a quoted name that names no column: SQLite reads it as text
     return None
 
 
@@ -124,7 +123,7 @@ def _resolve(column: exp.Column, scope: Scope, schema: Schema) -> tuple[Table, C
         if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier):
             table = schema.table(source.name)
             found = table.column(column.name) if table is not None else None
-            if found is not None:
+            if table is not None and found is not None:
                 return table, found
     return None
 
