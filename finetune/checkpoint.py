@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from finetune.config import TrainConfig
+from model.llm import adapter_files
 
 CHECKPOINT = "checkpoint"
 
@@ -83,7 +84,7 @@ def load_checkpoint(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"{ckpt / 'training.pt'}: not a checkpoint of ours ({first})") from None
-    weights = load_file(str(ckpt / "adapter_model.safetensors"))
+    weights = load_file(str(ckpt / adapter_files.WEIGHTS))
     set_peft_model_state_dict(model, weights)  # FSDP2's load_state_dict takes whole tensors
     if blob.get("sharded", False) != sharded:
         raise ValueError(f"{ckpt}: saved with --parallel {'fsdp' if blob['sharded'] else 'ddp'}: "

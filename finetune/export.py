@@ -6,8 +6,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from model.llm.decoding import drafts, vocab
-from model.llm.prompting import prompt
+from model.llm import adapter_files
 from model.llm.weights import registry as checkpoints
 from model.llm.weights.registry import ModelUnavailable
 
@@ -47,7 +46,7 @@ def merge(adapter: Path, out: Path, base: str | None = None,
     merged.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     # what the engine needs besides the weights: its decoding vocabulary and drafts, the layout
-    for name in (vocab.FILE, drafts.FILE, prompt.LAYOUT_FILE):
+    for name in adapter_files.DECODING:
         if (adapter / name).is_file():
             shutil.copy(adapter / name, out / name)
     return out

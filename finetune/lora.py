@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from finetune.config import TrainConfig
+from model.llm import adapter_files
 from model.llm.weights.dtype import resolve_dtype, torch_dtype
 from model.llm.weights.registry import (
     OFFLINE_BASES,
@@ -109,7 +110,7 @@ def read_init_adapter(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     folder = Path(cfg.init_adapter)
-    config_file, weights_file = folder / "adapter_config.json", folder / "adapter_model.safetensors"
+    config_file, weights_file = folder / adapter_files.CONFIG, folder / adapter_files.WEIGHTS
     if not (config_file.is_file() and weights_file.is_file()):
         raise ValueError(f"{folder}: not a PEFT adapter (adapter_config.json and "
                          "adapter_model.safetensors expected)")

@@ -13,6 +13,7 @@ from torch import nn
 from finetune.checkpoint import TrainState
 from finetune.config import TrainConfig
 from finetune.lora import OFFLINE_BASES
+from model.llm import adapter_files
 
 
 def save_adapter(model: nn.Module, out: Path, base: str,
@@ -22,12 +23,12 @@ def save_adapter(model: nn.Module, out: Path, base: str,
     from safetensors.torch import load_file, save_file
 
     model.save_pretrained(out, state_dict=weights)
-    path = out / "adapter_model.safetensors"
+    path = out / adapter_files.WEIGHTS
     weights = {k: v.to(torch.bfloat16).contiguous() for k, v in load_file(str(path)).items()}
     save_file(weights, str(path), metadata={"format": "pt"})
-    config = json.loads((out / "adapter_config.json").read_text())
+    config = json.loads((out / adapter_files.CONFIG).read_text())
     config["base_model_name_or_path"] = base  # the name the user gave, not a cache path
-    (out / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (out / adapter_files.CONFIG).write_text(json.dumps(config, indent=2) + "\n")
 
 
 def plot_loss(history: list[dict[str, float]], path: Path) -> None:

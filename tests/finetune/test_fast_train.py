@@ -130,3 +130,19 @@ def test_training_context_is_what_ask_sends(tmp_path: Path) -> None:
             assert prompt == engine.prompts[0 if focus is None else 1]
             seconds += 1
     assert firsts and seconds
+
+
+def test_a_run_leaves_what_an_adapter_folder_holds(tok: Any, rows_file: Path,
+                                                   tmp_path: Path) -> None:
+    """The files named once in model/llm/adapter_files.py: a run writes them all, and the
+    shipped adapter holds them."""
+    from model.llm import adapter_files
+
+    out = tmp_path / "o"
+    cfg = TrainConfig(base="tiny", quant="none", data=str(rows_file), output=str(out),
+                      batch_size=2, max_steps=1, save_every=0, lora_r=4, lora_alpha=8,
+                      gradient_checkpointing=False, prompt_layout="context-first")
+    train(cfg, tiny_gemma(tok), tok, say=lambda _: None)
+    assert all((out / name).is_file() for name in (*adapter_files.SHIPPED, adapter_files.LAYOUT))
+    shipped = Path(__file__).resolve().parents[2] / "model" / "adapters" / "gemma-3-270m-sql"
+    assert all((shipped / name).is_file() for name in adapter_files.SHIPPED)

@@ -21,7 +21,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-FILE = "answer_drafts.json"
+from model.llm import adapter_files
+
+FILE = adapter_files.DRAFTS
 ORDER = 3  # the longest run of tokens a guess is looked up by
 MIN_COUNT = 2  # a continuation seen once is noise, and would double the file
 

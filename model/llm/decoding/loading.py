@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model.llm import adapter_files
 from model.llm.decoding.drafts import AnswerDrafts
 from model.llm.decoding.engine import Engine
 from model.llm.decoding.vocab import AnswerVocab
@@ -133,7 +134,7 @@ def _find_weights(
     merged = False  # the weights already hold the adapters
     if spec is not None and spec.repo_id is None:
         path = ensure_base_checkpoint(progress)
-        if not adapters and spec.adapter and (spec.adapter / "adapter_config.json").is_file():
+        if not adapters and spec.adapter and (spec.adapter / adapter_files.CONFIG).is_file():
             adapters = [spec.adapter]
             try:
                 path, merged = ensure_merged_checkpoint(spec.adapter, progress), True
@@ -161,7 +162,7 @@ def _find_weights(
     name = spec.name if spec is not None else model
 
     # A directory holding only an adapter: load the base it names, then the adapter on top.
-    if not (path / "config.json").is_file() and (path / "adapter_config.json").is_file():
+    if not (path / "config.json").is_file() and (path / adapter_files.CONFIG).is_file():
         adapters.insert(0, path)
         path = _base_of_adapter(path, name, progress)
     return _Weights(name, path, adapters, four_bit=four_bit, merged=merged)

@@ -16,6 +16,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from model.llm import adapter_files
+
 _PREFIX = "base_model.model."  # how peft names the adapted model's modules
 
 
@@ -27,10 +29,10 @@ def lora_deltas(adapter_dir: Path, like: Any) -> Deltas:
     on the device and in the dtype of the tensor `like`."""
     from safetensors.torch import load_file
 
-    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    config = json.loads((adapter_dir / adapter_files.CONFIG).read_text())
     if config.get("use_dora"):
         raise ValueError(f"{adapter_dir}: a DoRA adapter's merge is not a LoRA delta")
-    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    weights = load_file(str(adapter_dir / adapter_files.WEIGHTS))
     deltas = {}
     for key, a in weights.items():
         if not key.endswith(".lora_A.weight"):

@@ -20,7 +20,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-FILE = "answer_vocab.json"
+from model.llm import adapter_files
+
+FILE = adapter_files.VOCAB
 _WORD = re.compile(r"[A-Za-z_]+|[0-9]+")
 # What may stand before a prompt's word in SQL: `'Rock'`, `T1.Name`, `count(Name)`, `'%rock%'`.
 _PREFIXES = ("", " ", "'", '"', ".", "(", "%", "_", "`", "[")

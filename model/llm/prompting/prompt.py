@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+from model.llm import adapter_files
 from model.sqlite.schema import Schema, quote
 from model.text import one_line
 
@@ -42,7 +43,7 @@ PROMPT = _HEAD + _QUESTION + " {question} \n\n" + _CONTEXT + _TAIL
 QUESTION_FIRST = "question-first"
 CONTEXT_FIRST = "context-first"
 LAYOUTS = (QUESTION_FIRST, CONTEXT_FIRST)
-LAYOUT_FILE = "prompt_layout.json"
+LAYOUT_FILE = adapter_files.LAYOUT
 # The answer follows the prompt directly: " {sql} <end_of_turn>". The space before the SQL
 # belongs to the answer so that it tokenizes as Gemma's usual " SELECT".
 ANSWER = " {sql} " + END_OF_TURN

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 # Imported for its OpenMP setting: the conversion and the merge here may be the first to load torch.
 import model.llm.weights.cpu  # noqa: F401
+from model.llm import adapter_files
 from model.llm.weights.gguf_base import (
     BASE_MARKER,
     TOKENIZER_FILES,
@@ -109,7 +110,7 @@ def ensure_merged_checkpoint(adapter_dir: Path, progress: Progress | None = None
     """
     base = ensure_base_checkpoint(progress)
     digest = hashlib.sha256()
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
+    for name in adapter_files.REQUIRED:
         digest.update((adapter_dir / name).read_bytes())
     target = base.with_name(f"{BASE_DIRNAME}+{digest.hexdigest()[:16]}")
     if is_complete(target):
@@ -149,7 +150,7 @@ def _superseded(merged: Path, adapter_dir: Path) -> bool:
         return False
     made_from = Path(source)
     return (made_from.resolve() == adapter_dir.resolve()
-            or not (made_from / "adapter_config.json").is_file())
+            or not (made_from / adapter_files.CONFIG).is_file())
 
 
 def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
@@ -246,7 +247,7 @@ def nf4_config(compute_dtype: Any = None, storage_dtype: Any = None) -> BitsAndB
 
 def adapter_base(adapter_dir: Path) -> str:
     """The base model an adapter was trained on (from its adapter_config.json)."""
-    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    config = json.loads((adapter_dir / adapter_files.CONFIG).read_text())
     base = config.get("base_model_name_or_path")
     if not base:
         raise ModelUnavailable(f"{adapter_dir}: adapter_config.json names no base model")
@@ -256,7 +257,7 @@ def adapter_base(adapter_dir: Path) -> str:
 def check_adapter(path: str | Path) -> Path:
     """`path` as an adapter directory; ModelUnavailable when it holds no adapter."""
     adapter_dir = Path(path).expanduser()
-    if not (adapter_dir / "adapter_config.json").is_file():
+    if not (adapter_dir / adapter_files.CONFIG).is_file():
         raise ModelUnavailable(
             f"{adapter_dir}: not a PEFT adapter directory (no adapter_config.json)"
         )
