@@ -73,7 +73,7 @@ def check_endpoint(endpoint: str | None, model: str | None, device: str | None) 
         raise fail("--endpoint asks a server: --model and --device are for a model loaded here "
                    "(--endpoint-model names the server's)")
     if endpoint:  # a warning, not a refusal (docs/serving.md)
-        from model.llm.server.endpoint import key_in_clear
+        from model.llm.server.address import key_in_clear
 
         if (warning := key_in_clear(endpoint)) is not None:
             typer.echo(f"gemma-sql: warning: {shown(warning)}", err=True)

@@ -6,7 +6,7 @@ import pytest
 from scripted_server import models, scripted_server
 
 from model.llm.open import open_engine
-from model.llm.server.endpoint import EndpointError
+from model.llm.server.address import EndpointError
 
 
 def test_an_endpoint_opens_the_servers_model_and_a_dead_one_raises() -> None:

@@ -24,14 +24,8 @@ from scripted_server import (
 
 from model.llm.prompting.prompt import CONTEXT_FIRST, QUESTION_FIRST, build_prompt, user_turn
 from model.llm.protocol import TextEngine
-from model.llm.server.endpoint import (
-    Endpoint,
-    EndpointEngine,
-    EndpointError,
-    choose_model,
-    connect,
-    key_in_clear,
-)
+from model.llm.server.address import Endpoint, EndpointError, choose_model, key_in_clear
+from model.llm.server.endpoint import EndpointEngine, connect
 
 PROMPT = build_prompt("How many albums are there?", "CREATE TABLE albums (AlbumId, Title);")
 PIECES = [" SELECT", " count(*)", " FROM", " albums"]
