@@ -17,8 +17,8 @@ read back with torch.load(weights_only=True), step, history) is written every `s
 steps, at the end and on Ctrl+C/SIGTERM; the final adapter sits in OUT beside the starting
 adapter's answer vocabulary, drafts and prompt layout, so `--adapter OUT` loads it in the app.
 
-TRL's GRPOTrainer does the same sum; on the tiny model its steps took longer than these
-(bench/grpo.py), and it cannot draw as `ask` prompts nor take a resumed optimizer from us.
+TRL's GRPOTrainer does the same sum; on the tiny model its steps took 2-3x the CPU time of
+these (bench/grpo.py), and it would not draw with `ask`'s prompts.
 """
 
 from __future__ import annotations
