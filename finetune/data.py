@@ -147,8 +147,10 @@ def _looks_offline(e: Exception) -> bool:
     )
 
 
-def to_example(row: dict[str, Any]) -> Example | str:
+def to_example(row: Any) -> Example | str:
     """The row as an Example, or the reason it is unusable."""
+    if not isinstance(row, dict):  # a JSON line holding a number, a string, a list
+        return "not a JSON object"
     if "__bad__" in row:
         return "not JSON"
     for layout in _LAYOUTS:

@@ -273,6 +273,18 @@ def answer_loss(model: nn.Module, run: Run) -> nn.Module:
 # --- the run -------------------------------------------------------------------------------
 
 
+def refuse_output(out: Path, resume: bool) -> None:
+    """A ValueError when `out` cannot take this run: a file, or a folder holding another run
+    (unless resuming it). Only the first process looks: the others start as it creates it."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: is a file, not a folder; choose another --output")
+    if not resume and out.is_dir() and any(out.iterdir()):
+        raise ValueError(f"{out}: holds files already; --resume goes on from its checkpoint, "
+                         "or choose another --output")
+
+
 def train(
     cfg: TrainConfig,
     model: nn.Module | None = None,
@@ -289,6 +301,7 @@ def train(
         raise ValueError(f"parallel must be {' or '.join(PARALLEL_MODES)}, not {cfg.parallel!r}")
     if launched_with_fsdp():  # accelerate launch with an FSDP config: it says how to shard
         cfg = replace(cfg, parallel="fsdp")
+    refuse_output(Path(cfg.output), cfg.resume)
     run = start(cfg, say)
     init_weights = read_init_adapter(cfg) if cfg.init_adapter else None
 

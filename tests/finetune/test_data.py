@@ -53,12 +53,13 @@ def test_gretel_columns_and_bad_rows_are_counted(tmp_path: Path) -> None:
         {"sql_prompt": "Q", "sql_context": "C", "sql": None},
     ])
     with path.open("a") as f:
-        f.write("{not json\n")
+        f.write("{not json\n42\n[1, 2]\n")  # the last two JSON, but not objects
     examples, report = load_examples(path)
     assert examples == [Example("How many?", "CREATE TABLE t (a int);", "SELECT count(*) FROM t")]
-    assert report.read == 5 and report.kept == 1
-    assert report.skipped == {"empty field": 2, "missing columns": 1, "not JSON": 1}
-    assert "1 of 5 rows kept" in report.line()
+    assert report.read == 7 and report.kept == 1
+    assert report.skipped == {"empty field": 2, "missing columns": 1, "not JSON": 1,
+                              "not a JSON object": 2}
+    assert "1 of 7 rows kept" in report.line()
 
 
 def test_question_context_sql_columns_from_parquet(tmp_path: Path) -> None:

@@ -92,6 +92,25 @@ def test_data_that_is_not_a_regular_file_is_one_line_and_writes_nothing(tmp_path
         assert not out.exists()
 
 
+def test_an_output_that_is_a_file_or_holds_a_run_is_one_line_and_left_alone(
+    rows_file: Path, tmp_path: Path
+) -> None:
+    """--output naming a file used to end in FileExistsError; a folder holding another run was
+    trained into, over its files."""
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    result = runner.invoke(app, ["finetune", "--data", str(rows_file), "--output", str(taken)])
+    assert result.exit_code == 1 and result.output.strip().endswith(
+        f"{taken}: is a file, not a folder; choose another --output"), result.output
+    assert taken.read_text() == "mine"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text("{}")
+    result = runner.invoke(app, ["finetune", "--data", str(rows_file), "--output", str(run)])
+    assert result.exit_code == 1 and "holds files already; --resume goes on" in result.output
+    assert [p.name for p in run.iterdir()] == ["metrics.json"]
+
+
 def test_an_unknown_prompt_layout_is_one_line_and_writes_nothing(
     rows_file: Path, tmp_path: Path
 ) -> None:
