@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/train.py                 # the real Gemma 3 270M base, 4 steps each
     .venv/bin/python bench/train.py --tiny --steps 6  # a tiny random Gemma (seconds)
+    .venv/bin/python bench/train.py --loops --steps 12 --batch-size 2 --grad-accum 2 --threads 1
+                                                    # today's loop against the one before
 
 Same model, same LoRA (all linear projections), same Spider examples (contexts rendered by
 `finetune prepare-spider`), batch 4, same max length, same machine, one after the other.
@@ -141,6 +143,118 @@ def trl(args: argparse.Namespace, examples: list[Any], checkpointing: bool) -> d
             "tokens_per_cpu_second": tokens / (cpu[-1] - cpu[0])}
 
 
+# --- today's loop against the one before issue 33 (same questions, same CPU) ---------------
+
+# The loop before issue 33 (full-vocabulary softmax, the whole schema's context, any width,
+# bf16 always) and today's defaults; the recipe's LoRA and batch otherwise.
+LOOPS = {
+    "before": dict(answer_vocab=False, pad_to=1, dtype="bf16"),
+    "today": dict(answer_vocab=True, pad_to=32, dtype="auto"),
+}
+
+
+def loop_examples(kind: str, n: int, seed: int) -> list[Any]:
+    """`n` Spider training questions (the same for both loops), each with the context its loop
+    trains on: before, `context_for` alone; today, what `ask` sends (`training_context`)."""
+    from finetune.data import HELDOUT_FILE, Example, spider_db_path, training_context
+    from model.llm.prompting.context import context_for
+    from model.sqlite.db import Database
+
+    held = {json.loads(line)["db_id"] for line in HELDOUT_FILE.read_text().splitlines()}
+    rows = [json.loads(line) for line in
+            (SPIDER / "train" / "spider_train.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["db_id"] not in held and r.get("gold_executes") is not False
+            and spider_db_path(SPIDER / "spider_train_databases", r["db_id"]).exists()]
+    random.Random(seed).shuffle(rows)
+    out = []
+    for r in rows[:n]:
+        db = Database.open(spider_db_path(SPIDER / "spider_train_databases", r["db_id"]))
+        try:
+            ctx = (training_context(db, r["question"], r["sql"]) if kind == "today" else
+                   context_for(db.conn, db.schema(), r["question"]))
+        finally:
+            db.close()
+        out.append(Example(r["question"], ctx.text, r["sql"], r["db_id"]))
+    return out
+
+
+def one_loop(args: argparse.Namespace) -> dict[str, Any]:
+    """One loop's run in this process: throughput and the process's memory after each step."""
+    import resource
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import finetune.train as train_mod
+    from finetune.config import TrainConfig
+    from finetune.lora import train_dtype
+    from model.llm.weights.dtype import torch_dtype
+    from model.llm.weights.registry import ensure_base_checkpoint
+
+    settings = LOOPS[args.loop]
+    path = ensure_base_checkpoint(None)
+    dtype = train_dtype(str(settings["dtype"]), torch.device("cpu"))
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
+    tok = AutoTokenizer.from_pretrained(path)
+    examples = loop_examples(args.loop, args.steps * args.batch_size * args.grad_accum,
+                             args.seed)
+    rss: list[float] = []
+    recorded = train_mod.record
+
+    def record(*a: Any) -> None:  # the resident set after every step
+        recorded(*a)
+        rss.append(int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 1e9)
+
+    train_mod.record = record
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data.jsonl"
+        data.write_text("".join(json.dumps(
+            {"question": e.question, "context": e.context, "sql": e.sql}) + "\n"
+            for e in examples))
+        cfg = TrainConfig(
+            base="bench", quant="none", data=str(data), output=str(Path(tmp) / "out"),
+            batch_size=args.batch_size, grad_accum=args.grad_accum, max_length=args.max_length,
+            max_steps=args.steps, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
+            lora_dropout=0.05, lr=2e-4, warmup_steps=1, save_every=0,
+            gradient_checkpointing=False, seed=args.seed, threads=args.threads,
+            **settings,  # type: ignore[arg-type]
+        )
+        metrics = train_mod.train(cfg, model, tok, say=lambda _: None)
+    h = metrics["history"]
+    tokens = sum(x["tokens"] for x in h[1:])
+    seconds = h[-1]["elapsed"] - h[0]["elapsed"]
+    cpu = h[-1]["cpu_seconds"] - h[0]["cpu_seconds"]
+    examples_done = (len(h) - 1) * args.batch_size * args.grad_accum
+    return {"loop": args.loop, "dtype": dtype, "tokens_per_second": tokens / seconds,
+            "tokens_per_cpu_second": tokens / cpu, "examples_per_second": examples_done / seconds,
+            "examples_per_cpu_second": examples_done / cpu,
+            "tokens_per_example": tokens / examples_done, "rss_gb": [round(x, 2) for x in rss],
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+
+
+def compare_loops(args: argparse.Namespace) -> None:
+    """Each loop in a process of its own (its own peak memory), one after the other."""
+    import subprocess
+
+    results = []
+    for loop in LOOPS:
+        cmd = [sys.executable, __file__, "--loop", loop, "--steps", str(args.steps),
+               "--batch-size", str(args.batch_size), "--grad-accum", str(args.grad_accum),
+               "--max-length", str(args.max_length), "--lora-r", str(args.lora_r),
+               "--seed", str(args.seed), "--threads", str(args.threads)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        results.append(r := json.loads(out.strip().splitlines()[-1]))
+        print(f"{loop:7s} ({r['dtype']}) {r['tokens_per_second']:6.0f} tokens/s "
+              f"{r['tokens_per_cpu_second']:6.0f} tokens/CPU-s "
+              f"{r['examples_per_cpu_second']:6.3f} examples/CPU-s "
+              f"{r['tokens_per_example']:5.0f} tokens/example, peak RSS {r['peak_rss_gb']:.2f} GB,"
+              f" RSS by step {r['rss_gb'][:: max(1, len(r['rss_gb']) // 8)]}", flush=True)
+    before, today = results
+    for key in ("tokens_per_second", "tokens_per_cpu_second", "examples_per_second",
+                "examples_per_cpu_second"):
+        print(f"today / before, {key}: {today[key] / before[key]:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -155,7 +269,15 @@ def main() -> None:
                              "and tokens per CPU-second give a ratio that contention barely moves")
     parser.add_argument("--skip-matched", action="store_true",
                         help="skip the extra gradient-checkpointing-matched runs")
+    parser.add_argument("--grad-accum", type=int, default=1)
+    parser.add_argument("--loops", action="store_true",
+                        help="today's loop against the one before issue 33 (the real 270M)")
+    parser.add_argument("--loop", choices=list(LOOPS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.loops:
+        return compare_loops(args)
+    if args.loop:
+        return print(json.dumps(one_loop(args)))
     import torch
 
     if args.threads:
