@@ -7,8 +7,9 @@ model is trained on exactly the text it is later asked. Loss is on the answer on
 labels are -100 over the prompt.
 
 `prepare_spider` turns Spider's training questions into a train file whose contexts are
-rendered from the live database files by `prompting.context.context_for` (same pruning, sample
-rows and budget as the app), holding out whole databases as the eval split.
+rendered from the live database files as `ask` renders them (`training_context`: the values the
+question names linked, its likeliest tables first), holding out whole databases as the eval
+split.
 """
 
 from __future__ import annotations
