@@ -60,7 +60,8 @@ KEYS: tuple[Key, ...] = (
         priority=True),
     Key("f7", "next_answer", "Next answer",
         "the model's next answer: the editor turns to the next distinct result among its answers"
-        " (\"2 of 4: 25 rows · differs from 1 in WHERE\"), round to the first",
+        " (\"2 of 4: 25 rows · differs from 1 in WHERE\"), round to the first; when the time"
+        " budget skipped drawing them, they are drawn first (escape cancels)",
         main_screen_only=True, priority=True),
     Key("enter", "choose", "Insert name",
         "insert its quoted name into the editor (`space` expands)", widget="SchemaTree",
