@@ -319,6 +319,7 @@ def test_prepare_reads_the_database_before_the_first_question(tok: Any, tmp_path
     import sqlite3
 
     from model.llm.pipeline.ask import ask, prepare
+    from model.llm.pipeline.settings import Settings
     from model.llm.prompting.prompt import CONTEXT_FIRST, prompt_head, shared_prefix
     from model.sqlite.db import Database
 
@@ -333,13 +334,14 @@ def test_prepare_reads_the_database_before_the_first_question(tok: Any, tmp_path
     seed_layout = Engine("tiny", engine.model, tok, device="cpu", stop_ids=set())
     prepare(seed_layout, db)  # its prompts share only their head: that is read ahead
     assert reads == [len(seed_layout.encode(prompt_head()))]
-    ask(seed_layout, db, "How many albums?", max_repairs=0, beams=0, max_new_tokens=4)
+    quick = Settings(max_repairs=0, beams=0, max_new_tokens=4)
+    ask(seed_layout, db, "How many albums?", quick)
     assert seed_layout.last_stats.cached_tokens == reads[0]
     assert reads[1] == seed_layout.last_stats.prompt_tokens - reads[0]
     del reads[:]
     prepare(engine, db)
     assert len(reads) == 1
-    ask(engine, db, "How many albums?", max_repairs=0, beams=0, max_new_tokens=4)
+    ask(engine, db, "How many albums?", quick)
     shared = shared_prefix(context_for(db.conn, db.schema(), "").text, CONTEXT_FIRST)
     assert engine.last_stats.cached_tokens == len(engine.encode(shared)) == reads[0]
     assert reads[1] == engine.last_stats.prompt_tokens - reads[0]
