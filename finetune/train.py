@@ -19,13 +19,7 @@ which also shards the weights; rank 0 alone logs and saves.
 
 `train` reads top to bottom (nanoGPT's shape): set up, data, model, the loop (`run_steps`),
 outputs. The model side is finetune/lora.py, resuming finetune/checkpoint.py, what a run leaves
-behind finetune/outputs.py. Written by hand, because the libraries do it badly here: the loss.
-Gemma's vocabulary has 262k entries, so the output layer dominates a step; TRL and
-`model(labels=...)` compute logits at every position, prompt included. We run the model's body,
-keep the hidden states at the answer positions only, and apply the output layer (and Gemma 2's
-final logit softcap) to those: the same loss, a fraction of the work. With --answer-vocab (the
-default) the output layer's rows are only those the decoder chooses among for that prompt
-(`model.llm.decoding.vocab`): the softmax trained is the one decoded.
+behind finetune/outputs.py, the loss (by hand: the libraries do it badly here) finetune/loss.py.
 """
 
 from __future__ import annotations
@@ -44,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from finetune.checkpoint import CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
@@ -59,6 +52,7 @@ from finetune.data import (
     tokenize_all,
 )
 from finetune.lora import add_lora, load_base, load_init_adapter, read_init_adapter
+from finetune.loss import AnswerLoss, answer_rows, get_lr
 from finetune.outputs import finish
 from finetune.sharding import (
     PARALLEL_MODES,
@@ -74,83 +68,8 @@ from model.llm.decoding import drafts, vocab
 from model.llm.decoding.engine import stop_ids_for
 from model.llm.decoding.vocab import AnswerVocab
 from model.llm.prompting.prompt import LAYOUTS, write_layout
-from model.llm.weights.registry import causal_lm
 
 Batch = dict[str, torch.Tensor]
-
-
-# --- loss and schedule ---------------------------------------------------------------------
-
-
-class AnswerLoss(nn.Module):
-    """Cross-entropy on the answer tokens only, with logits computed only there.
-
-    Identical to `model(input_ids, attention_mask, labels).loss` (tested), but the 262k-wide
-    output layer runs on the answer positions (~10 % of a text-to-SQL example), not all.
-    Returns the summed loss and the number of answer tokens, so gradient accumulation can
-    average over every token of the step. A module so that DDP can wrap it.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
-        rows: torch.Tensor | None = None, allowed: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`rows` (sorted token ids) and `allowed` (a row of booleans an example over `rows`):
-        the softmax over the tokens the decoder may choose for each example (`answer_rows`),
-        as it decodes; None: over the whole vocabulary."""
-        lm = causal_lm(self.model)
-        hidden = lm.model(
-            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
-        ).last_hidden_state
-        targets = labels[:, 1:]
-        keep = targets != IGNORE  # position t predicts token t+1
-        head = lm.get_output_embeddings()
-        wanted = targets[keep]
-        if rows is None:
-            logits = head(hidden[:, :-1][keep]).float()
-        else:  # the head is frozen: its rows are a constant, no graph to keep
-            logits = F.linear(hidden[:, :-1][keep], head.weight.index_select(0, rows)).float()
-            example = keep.nonzero()[:, 0]
-            logits = logits.masked_fill(~allowed[example], float("-inf"))
-            wanted = torch.searchsorted(rows, wanted)  # every answer token is a row (answer_rows)
-        cap = getattr(lm.config, "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        loss_sum = F.cross_entropy(logits, wanted, reduction="sum")
-        return loss_sum, keep.sum()
-
-
-def answer_rows(items: list[Tokenized], vocab: AnswerVocab,
-                stop_ids: set[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The output rows a batch's answers are scored over: for each example what the decoder
-    allows after its prompt (`AnswerVocab.for_prompt`, the stop ids included) plus the
-    example's own answer tokens, so a token outside the vocabulary (none, when the vocabulary
-    is this data's) is still learnt. Returns the sorted union and an (examples, rows) mask."""
-    per_example = []
-    for t in items:
-        prompt_ids = [i for i, label in zip(t.input_ids, t.labels, strict=True) if label == IGNORE]
-        answer = [i for i in t.labels if i != IGNORE]
-        per_example.append(set(vocab.for_prompt(t.prompt, prompt_ids, also=stop_ids)) |
-                           set(answer))
-    rows = torch.tensor(sorted(set().union(*per_example)), dtype=torch.long)
-    allowed = torch.zeros((len(items), len(rows)), dtype=torch.bool)
-    for k, ids in enumerate(per_example):
-        allowed[k] = torch.isin(rows, torch.tensor(sorted(ids), dtype=torch.long))
-    return rows, allowed
-
-
-def get_lr(step: int, cfg: TrainConfig, total: int) -> float:
-    """Linear warm-up, then cosine decay to min_lr_ratio * lr (a pure function of step, so
-    the schedule's state is the step number)."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
-    floor = cfg.lr * cfg.min_lr_ratio
-    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
 
 
 # --- setup ---------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from tiny import ROWS, tiny_gemma
 from finetune.config import TrainConfig
 from finetune.data import IGNORE, collate, gold_tables, tokenize, training_context
 from finetune.lora import add_lora, train_dtype
-from finetune.train import AnswerLoss, answer_rows, train
+from finetune.loss import AnswerLoss, answer_rows
+from finetune.train import train
 from model.llm.decoding.engine import stop_ids_for
 from model.llm.decoding.vocab import AnswerVocab
 from model.llm.weights.dtype import machine_dtype

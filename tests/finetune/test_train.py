@@ -15,7 +15,8 @@ import finetune.train as train_mod
 from finetune.config import TrainConfig
 from finetune.data import collate, tokenize
 from finetune.lora import add_lora
-from finetune.train import AnswerLoss, train
+from finetune.loss import AnswerLoss
+from finetune.train import train
 from model.llm.decoding.drafts import AnswerDrafts, table
 
 
