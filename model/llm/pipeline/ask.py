@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from model.llm.pipeline.answer import Answer
 from model.llm.pipeline.budget import Budget, OutOfTime
 from model.llm.pipeline.choose import Candidate, led_by
+from model.llm.pipeline.plan import draw_tokens
 from model.llm.pipeline.question_run import QuestionRun
 from model.llm.pipeline.settings import DEFAULT, Settings
 from model.llm.pipeline.vote import Settled, settle
@@ -111,7 +112,7 @@ def draw_more(engine: TextEngine, db: Database, answer: Answer, settings: Settin
     tokens = answer.stats[-1].tokens if answer.stats else settings.max_new_tokens
     settled = settle(engine, db.reader(), answer.prompt, answer_candidate(answer), settings,
                      n=settings.samples, shared=answer.kept, cancel=cancel, on_chunk=on_chunk,
-                     max_new_tokens=min(settings.max_new_tokens, tokens * 3 // 2 + 16),
+                     max_new_tokens=draw_tokens(tokens, settings.max_new_tokens),
                      question=answer.question)
     if settled is None or (cancel is not None and cancel.is_set()):
         return answer

@@ -24,6 +24,12 @@ DRAW_BUDGET_S = 15.0
 REVIEW_READ_COST = 6.0
 
 
+def draw_tokens(greedy_tokens: int, cap: int) -> int:
+    """Tokens a drawn answer may take: 1.5 times the greedy answer's and 16 more, at most `cap`
+    (a draw that runs on past that is rambling, not answering)."""
+    return min(cap, greedy_tokens * 3 // 2 + 16)
+
+
 def draw_cost(n: int) -> float:
     """Drawing `n` answers (a batch of n rows a step, the prompt's reading kept), in units of the
     greedy answer's decoding at one token a pass."""

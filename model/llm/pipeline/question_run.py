@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from model.llm.pipeline.answer import Answer
 from model.llm.pipeline.budget import Budget, Deadline, OutOfTime
 from model.llm.pipeline.choose import Candidate
-from model.llm.pipeline.plan import DrawPlan
+from model.llm.pipeline.plan import DrawPlan, draw_tokens
 from model.llm.pipeline.settings import Settings
 from model.llm.pipeline.vote import Settled, settle, sure_of
 from model.llm.prompting.prompt import build_prompt
@@ -142,6 +142,6 @@ class QuestionRun:
         self.drawn_on.add(self.last_prompt)
         return settle(self.engine, self.db, self.last_prompt, first, self.settings,
                       self.beam_texts, n=0 if drawn else n,
-                      max_new_tokens=min(self.settings.max_new_tokens, tokens * 3 // 2 + 16),
+                      max_new_tokens=draw_tokens(tokens, self.settings.max_new_tokens),
                       shared=self.kept, cancel=self.cancel, on_chunk=self.on_chunk,
                       deadline=deadline, question=self.answer.question)
