@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from model.llm.pipeline.ask import ask
+from model.llm.pipeline.settings import Settings
 from model.llm.server.endpoint import connect
 from model.sqlite.db import Database
 
@@ -28,8 +29,8 @@ def test_the_pipeline_streams_sql_from_the_server(served_model: str, chinook: Pa
     chunks: list[str] = []
     db = Database.open(chinook)
     try:
-        answer = ask(engine, db, "How many albums are there?", on_chunk=chunks.append,
-                     max_new_tokens=48)
+        answer = ask(engine, db, "How many albums are there?", Settings(max_new_tokens=48),
+                     on_chunk=chunks.append)
     finally:
         db.close()
     assert engine.route == "/completions"  # our own prompt text, not a chat template's
@@ -71,7 +72,7 @@ def test_cli_ask_json_through_the_server(served_model: str, chinook: Path) -> No
     assert result.stderr == "" or result.returncode == 1, result.stderr
     out = json.loads(result.stdout)
     assert set(out) == {"question", "sql", "columns", "rows", "error", "model", "dtype",
-                        "seconds", "alternatives"}
+                        "seconds", "alternatives", "explanation", "confidence", "unmatched"}
     assert out["model"].startswith("gemma-3-270m-base+")
     assert (result.returncode == 0) == (out["error"] is None)
     assert out["rows"] == [[347]], out
