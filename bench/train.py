@@ -75,11 +75,12 @@ def batch_order(tokenizer: Any, examples: list[Any], args: argparse.Namespace) -
     return [examples[i] for b in length_batches(lengths, args.batch_size, args.seed, 0) for i in b]
 
 
-def ours(args: argparse.Namespace, examples: list[Any], checkpointing: bool) -> dict[str, Any]:
+def bench_run(train: Any, model: Any, tok: Any, examples: list[Any], args: argparse.Namespace,
+              **fields: Any) -> dict[str, Any]:
+    """`train` over `examples` with the bench's settings (and `fields`) in a temporary folder;
+    its metrics."""
     from finetune.config import TrainConfig
-    from finetune.train import train
 
-    model, tok = load(args.tiny)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data.jsonl"
         data.write_text("".join(json.dumps(
@@ -89,9 +90,16 @@ def ours(args: argparse.Namespace, examples: list[Any], checkpointing: bool) -> 
             base="bench", quant="none", data=str(data), output=str(Path(tmp) / "out"),
             batch_size=args.batch_size, max_length=args.max_length, max_steps=args.steps,
             lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.05, lr=2e-4,
-            warmup_steps=1, save_every=0, gradient_checkpointing=checkpointing, seed=args.seed,
+            warmup_steps=1, save_every=0, seed=args.seed, **fields,
         )
-        metrics = train(cfg, model, tok, say=lambda _: None)
+        return train(cfg, model, tok, say=lambda _: None)  # type: ignore[no-any-return]
+
+
+def ours(args: argparse.Namespace, examples: list[Any], checkpointing: bool) -> dict[str, Any]:
+    from finetune.train import train
+
+    model, tok = load(args.tiny)
+    metrics = bench_run(train, model, tok, examples, args, gradient_checkpointing=checkpointing)
     h = metrics["history"]
     tokens = sum(x["tokens"] for x in h[1:])
     seconds = h[-1]["elapsed"] - h[0]["elapsed"]
@@ -186,7 +194,6 @@ def one_loop(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import finetune.train as train_mod
-    from finetune.config import TrainConfig
     from finetune.lora import train_dtype
     from model.llm.weights.dtype import torch_dtype
     from model.llm.weights.registry import ensure_base_checkpoint
@@ -206,20 +213,8 @@ def one_loop(args: argparse.Namespace) -> dict[str, Any]:
         rss.append(int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 1e9)
 
     train_mod.record = record
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data.jsonl"
-        data.write_text("".join(json.dumps(
-            {"question": e.question, "context": e.context, "sql": e.sql}) + "\n"
-            for e in examples))
-        cfg = TrainConfig(
-            base="bench", quant="none", data=str(data), output=str(Path(tmp) / "out"),
-            batch_size=args.batch_size, grad_accum=args.grad_accum, max_length=args.max_length,
-            max_steps=args.steps, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
-            lora_dropout=0.05, lr=2e-4, warmup_steps=1, save_every=0,
-            gradient_checkpointing=False, seed=args.seed, threads=args.threads,
-            **settings,  # type: ignore[arg-type]
-        )
-        metrics = train_mod.train(cfg, model, tok, say=lambda _: None)
+    metrics = bench_run(train_mod.train, model, tok, examples, args, grad_accum=args.grad_accum,
+                        gradient_checkpointing=False, threads=args.threads, **settings)
     h = metrics["history"]
     tokens = sum(x["tokens"] for x in h[1:])
     seconds = h[-1]["elapsed"] - h[0]["elapsed"]
