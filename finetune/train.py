@@ -243,8 +243,9 @@ def train(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rows = None
     if cfg.answer_vocab:  # train the softmax the decoder uses: this data's answer tokens
-        answer_vocab = AnswerVocab(tokenizer, tokenizer.convert_ids_to_tokens(
-            sorted({t for d in data for t in d.labels if t != IGNORE})))
+        answer_ids = sorted({t for d in data for t in d.labels if t != IGNORE})
+        answer_vocab = AnswerVocab(
+            tokenizer, inherited_pieces(cfg) + tokenizer.convert_ids_to_tokens(answer_ids))
         stops = stop_ids_for(model, tokenizer)
         rows = partial(answer_rows, vocab=answer_vocab, stop_ids=stops)
     batches = MicroBatches(data, pad_id, run, rows)
@@ -396,6 +397,12 @@ def gather_shards(run: Run, model: nn.Module, opt: torch.optim.Optimizer
     return gather_adapter(model), gather_optimizer(model, opt)
 
 
+def inherited_pieces(cfg: TrainConfig) -> list[str]:
+    """The answer vocabulary of the adapter trained further, kept: training on a few questions
+    must not narrow what the decoder may write for all the others."""
+    return vocab.pieces(Path(cfg.init_adapter)) if cfg.init_adapter else []
+
+
 def save_run(run: Run, state: TrainState, model: nn.Module, opt: torch.optim.Optimizer,
              tokenizer: Any, answers: list[list[int]], extra: dict[str, Any],
              adapter: dict[str, torch.Tensor] | None = None,
@@ -405,7 +412,8 @@ def save_run(run: Run, state: TrainState, model: nn.Module, opt: torch.optim.Opt
     upload with --push-to-hub. Returns the metrics. `adapter`, `optimizer`: see gather_shards."""
     cfg = run.cfg
     save_checkpoint(run.out, model, opt, state, cfg, adapter, optimizer)
-    vocab.write(run.out, tokenizer, (t for a in answers for t in a))  # decoding's rows
+    vocab.write(run.out, tokenizer, (t for a in answers for t in a),  # decoding's rows
+                inherited_pieces(cfg))
     drafts.write(run.out, tokenizer, answers)  # guesses greedy decoding checks ahead
     write_layout(run.out, cfg.prompt_layout)
     metrics = finish(run.out, model, cfg, state, extra, adapter)

@@ -42,3 +42,8 @@ def one_line(text: str | BaseException) -> str:
     if isinstance(text, BaseException):
         return line or type(text).__name__
     return line
+
+
+def counted(n: int, noun: str) -> str:
+    """"1 row", "2,000 rows": a count with its noun, plural when it is not one."""
+    return f"{n:,} {noun}{'s' * (n != 1)}"

@@ -83,11 +83,9 @@ class AnsweringApp(App[None]):
 
     def _may_draw(self, answer: Answer) -> bool:
         """Whether the time budget skipped the answers to draw beside `answer`."""
-        from model.llm.pipeline.confidence import verdict
-
         return (self.engine is not None and self.settings.check_runs and bool(answer.prompt)
                 and bool(answer.out_of_time) and not self._busy("generate")
-                and verdict(answer).drawn <= 1)
+                and answer.ran <= 1)
 
     @on(m.MoreAnswers)
     def _more_answers(self, message: m.MoreAnswers) -> None:
@@ -99,7 +97,7 @@ class AnsweringApp(App[None]):
         from model.llm.pipeline.confidence import read_out
 
         self.answer, self.alternative = message.answer, 0
-        self.said = read_out(message.answer, self.database)
+        self.said = read_out(message.answer, self.database, self.settings.policy)
         if len(message.answer.alternatives) < 2:
             self.status.say(f"no other answer: the answers drawn agree "
                             f"({message.answer.agreed})", "warning")
@@ -191,7 +189,7 @@ class AnsweringApp(App[None]):
         self.query_one(SqlNotes).show_answer(answer)
         from model.llm.pipeline.confidence import read_out
 
-        self.said = read_out(answer, self.database)  # the pipeline's value index: built
+        self.said = read_out(answer, self.database, self.settings.policy)  # index: built
         self._show_reading(editor.text, self.said.explanation)
         self.status.say(f"SQL written in {answer.seconds:.1f} s: review it, then ctrl+j runs it")
 

@@ -22,6 +22,7 @@ from model.sqlite.chart import Chart, NoChart
 from model.sqlite.db import Database, QueryResult
 from model.sqlite.export import format_for
 from model.sqlite.history import History
+from model.text import counted
 from tui import messages as m
 from tui import workers
 from tui.answering import AnsweringApp
@@ -328,4 +329,4 @@ class GemmaSqlApp(AnsweringApp):
             self.notify(shown(message.error), title="Export failed", severity="error",
                         markup=False)
         else:
-            self.status.say(f"exported {message.rows:,} rows to {message.path}")
+            self.status.say(f"exported {counted(message.rows, 'row')} to {message.path}")

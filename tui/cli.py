@@ -159,7 +159,7 @@ def ask(
     except ModelUnavailable as e:  # a server that failed mid-answer
         raise fail(str(e), 1) from None
     error = answer.error or (None if answer.sql else "the model wrote no SQL")
-    said = read_out(answer, database)
+    said = read_out(answer, database, settings.policy)
     result = Ran()
     if run and error is None:
         result = run_answer(database, answer.sql, chart, timeout)

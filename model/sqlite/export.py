@@ -7,9 +7,10 @@ chart is of the rows already loaded, as on screen.
 
 JSON and JSONL rows are objects keyed by column name. Two columns of one name keep both values:
 the later ones are renamed with a suffix (FirstName, FirstName_2), skipping a suffix that is
-another column's name, as sqlite-utils does for query results. JSON has no infinity: +-Inf is
-written 9e999 / -9e999, as SQLite's own json() does (a valid number that reads back as
-infinity); NaN, which SQLite stores as NULL anyway, as null.
+another column's name, as sqlite-utils does for query results; Parquet's columns are named so
+too (its readers, pandas and polars among them, take a column by its name). JSON has no
+infinity: +-Inf is written 9e999 / -9e999, as SQLite's own json() does (a valid number that
+reads back as infinity); NaN, which SQLite stores as NULL anyway, as null.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def _csv(f: IO[bytes], columns: list[str], rows: Iterator[tuple[Any, ...]]) -> i
     return n
 
 
-def json_keys(columns: list[str]) -> list[str]:
+def unique_names(columns: list[str]) -> list[str]:
     """Unique keys for a row object: a repeated name gets _2, _3, ..., skipping any suffix that
     is another column's name (sqlite-utils' rule for query results)."""
     taken, keys = set(columns), []
@@ -172,7 +173,7 @@ def _json_object(keys: list[str], row: tuple[Any, ...]) -> str:
 
 def _json(f: IO[bytes], columns: list[str], rows: Iterator[tuple[Any, ...]]) -> int:
     """A JSON array of objects, one per line, written without holding the rows in memory."""
-    n, keys = 0, json_keys(columns)
+    n, keys = 0, unique_names(columns)
     text = _text(f)
     text.write("[")
     for row in rows:
@@ -185,7 +186,7 @@ def _json(f: IO[bytes], columns: list[str], rows: Iterator[tuple[Any, ...]]) -> 
 
 
 def _jsonl(f: IO[bytes], columns: list[str], rows: Iterator[tuple[Any, ...]]) -> int:
-    n, keys = 0, json_keys(columns)
+    n, keys = 0, unique_names(columns)
     text = _text(f)
     for row in rows:
         text.write(_json_object(keys, row) + "\n")
@@ -219,10 +220,9 @@ def _parquet(path: IO[bytes], columns: list[str], rows: Iterator[tuple[Any, ...]
         while batch := list(islice(rows, BATCH_ROWS)):
             cols = list(zip(*batch, strict=True))
             if schema is None:
-                schema = pa.schema(
-                    [pa.field(name or f"column{i + 1}", _arrow_type(list(c)))
-                     for i, (name, c) in enumerate(zip(columns, cols, strict=True))]
-                )
+                names = unique_names([name or f"column{i + 1}" for i, name in enumerate(columns)])
+                schema = pa.schema([pa.field(name, _arrow_type(list(c)))
+                                    for name, c in zip(names, cols, strict=True)])
                 writer = pq.ParquetWriter(path, schema)
             arrays = []
             for field, c in zip(schema, cols, strict=True):

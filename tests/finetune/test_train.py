@@ -257,6 +257,25 @@ def test_init_adapter_continues_from_its_weights(
     assert kept["history"][0]["loss"] < fresh_start - 0.2  # it starts where the first ended
 
 
+def test_init_adapter_keeps_its_answer_vocabulary(
+    tok: Any, rows_file: Path, tmp_path: Path
+) -> None:
+    from model.llm.decoding import vocab
+
+    train(config(rows_file, tmp_path / "first", max_steps=1), tiny_gemma(tok), tok,
+          say=lambda _: None)
+    parent = set(vocab.pieces(tmp_path / "first"))
+    one_row = tmp_path / "one.jsonl"
+    one_row.write_text(rows_file.read_text().splitlines()[0] + "\n")
+    train(config(one_row, tmp_path / "narrow", max_steps=1), tiny_gemma(tok), tok,
+          say=lambda _: None)
+    train(config(one_row, tmp_path / "further", max_steps=1, init_adapter=str(tmp_path / "first")),
+          tiny_gemma(tok), tok, say=lambda _: None)
+    # trained on one question, it may still write every token its parent could
+    assert set(vocab.pieces(tmp_path / "narrow")) < parent
+    assert set(vocab.pieces(tmp_path / "further")) == parent
+
+
 def test_init_adapter_of_another_rank_is_refused_before_writing(
     tok: Any, rows_file: Path, tmp_path: Path
 ) -> None:

@@ -19,6 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from model.sqlite.export import ExportError, format_for
+from model.text import counted
 from tui.safe_text import VisibleControls, plain
 
 
@@ -42,8 +43,8 @@ class ExportScreen(ModalScreen[ExportTarget | None]):
             what = (f"The query runs again and every row is streamed to the file, not only "
                     f"the {self.loaded_rows:,} loaded here.")
         else:
-            rows = f"{self.loaded_rows:,} row{'s' * (self.loaded_rows != 1)}"
-            what = f"Writes the {rows} shown; the statement changed data and is not run again."
+            what = (f"Writes the {counted(self.loaded_rows, 'row')} shown; the statement "
+                    "changed data and is not run again.")
         with Vertical(id="export-box", classes="dialog"):
             yield Label("Export the result", classes="title")
             yield Static(

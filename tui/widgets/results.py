@@ -17,6 +17,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from model.sqlite.db import shown_number
+from model.text import counted
 from tui.safe_text import plain
 
 MAX_CELL_CHARS = 80
@@ -111,7 +112,7 @@ class ResultsTable(DataTable[Any]):
         self.more = more
         self._waiting = False
         n = len(self.raw)
-        rows_text = f"{n:,} rows loaded, more below" if more else f"{n:,} row{'s' * (n != 1)}"
+        rows_text = f"{n:,} rows loaded, more below" if more else counted(n, "row")
         self.border_subtitle = f"{rows_text} · {self.seconds:.3f} s"
         self._maybe_more()
 

@@ -28,11 +28,19 @@ _WORD = re.compile(r"[A-Za-z_]+|[0-9]+")
 _PREFIXES = ("", " ", "'", '"', ".", "(", "%", "_", "`", "[")
 
 
-def write(folder: Path, tokenizer: Any, token_ids: Iterable[int]) -> None:
+def write(folder: Path, tokenizer: Any, token_ids: Iterable[int],
+          inherited: Iterable[str] = ()) -> None:
     """Save the tokens the training answers used, as token strings (readable, and portable
-    between tokenizers that share pieces, as Gemma 2 and 3 do)."""
-    pieces = sorted(set(tokenizer.convert_ids_to_tokens(sorted(set(token_ids)))))
-    (folder / FILE).write_text(json.dumps(pieces, ensure_ascii=False, indent=0) + "\n")
+    between tokenizers that share pieces, as Gemma 2 and 3 do), with `inherited` pieces (an
+    adapter trained further keeps what its parent could write)."""
+    names = sorted(set(tokenizer.convert_ids_to_tokens(sorted(set(token_ids)))) | set(inherited))
+    (folder / FILE).write_text(json.dumps(names, ensure_ascii=False, indent=0) + "\n")
+
+
+def pieces(folder: Path) -> list[str]:
+    """The pieces an adapter folder's vocabulary holds; none when it has no such file."""
+    path = folder / FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
 
 
 class AnswerVocab:
@@ -52,10 +60,9 @@ class AnswerVocab:
 
     @classmethod
     def read(cls, folder: Path, tokenizer: Any) -> AnswerVocab | None:
-        path = folder / FILE
-        if not path.is_file():
+        if not (folder / FILE).is_file():
             return None
-        return cls(tokenizer, json.loads(path.read_text(encoding="utf-8")))
+        return cls(tokenizer, pieces(folder))
 
     def for_prompt(self, prompt: str, prompt_ids: list[int], also: Iterable[int] = ()) -> list[int]:
         """Sorted ids: the answers' tokens, the prompt's, and its words respelled."""

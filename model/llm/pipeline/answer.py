@@ -33,7 +33,8 @@ class Answer:
     linked: list[str] = field(default_factory=list)  # values found: "'Prague' in customers.City"
     # The distinct results of the answers run, the chosen one first (empty: none were run).
     alternatives: list[Alternative] = field(default_factory=list)
-    agreed: str = ""  # "3 of 5": answers returning the chosen result, of those that ran
+    agreeing: int = 0  # answers returning the chosen result,
+    ran: int = 0  # of those that ran (0: none was run)
     voted: bool = False  # the agreement chose another answer than the pipeline's own
     out_of_time: str = ""  # the note, when the time budget stopped the chain before its end
     attempts: int = 0
@@ -45,6 +46,11 @@ class Answer:
     # (`pipeline.ask.draw_more`).
     prompt: str = ""
     kept: str = ""
+
+    @property
+    def agreed(self) -> str:
+        """"3 of 5": answers returning the chosen result, of those that ran."""
+        return f"{self.agreeing} of {self.ran}" if self.ran else ""
 
     @property
     def ok(self) -> bool:

@@ -118,7 +118,7 @@ def draw_more(engine: TextEngine, db: Database, answer: Answer, settings: Settin
         return answer
     alternatives = led_by(settled.alternatives, answer.sql)
     own = alternatives[0].answers if alternatives[0].rows else 0
-    return replace(answer, alternatives=alternatives, agreed=f"{own} of {settled.ran}")
+    return replace(answer, alternatives=alternatives, agreeing=own, ran=settled.ran)
 
 
 def answer_candidate(answer: Answer) -> Candidate:
@@ -132,7 +132,8 @@ def take(answer: Answer, settled: Settled) -> None:
     chosen = settled.chosen
     answer.sql, answer.problems = chosen.sql, chosen.problems
     answer.corrected, answer.mended = chosen.corrected, chosen.mended
-    answer.alternatives, answer.agreed = settled.alternatives, settled.agreed
+    answer.alternatives = settled.alternatives
+    answer.agreeing, answer.ran = settled.agreeing, settled.ran
     if chosen.origin != "greedy":
         answer.raw, answer.voted = chosen.raw, True
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from model.llm.pipeline.settings import DEFAULT
+from model.llm.pipeline.settings import DEFAULT, Policy
 from model.llm.prompting.context import schema_words
 from model.llm.prompting.values import ValueIndex, value_index
 from model.llm.sql.explain import explain
@@ -23,10 +23,6 @@ if TYPE_CHECKING:
     from model.sqlite.db import Database
     from model.sqlite.schema import Schema
 
-# The pipeline's own line between a sure answer and one to draw beside.
-SURE_LOGPROB = DEFAULT.policy.sure_logprob
-
-_AGREED = re.compile(r"^(\d+) of (\d+)$")
 
 
 @dataclass(frozen=True)
@@ -40,18 +36,18 @@ class Verdict:
         return asdict(self)
 
 
-def verdict(answer: Answer) -> Verdict:
-    """How sure `answer` is: "sure" when the model was sure of every token and its result has
-    rows; "agree" when most of the answers that ran returned its result; "unsure" when they
-    mostly did not, or it fails the check; "unchecked" when nothing was compared."""
-    agreed = _AGREED.match(answer.agreed)
-    agreeing, drawn = (int(agreed.group(1)), int(agreed.group(2))) if agreed else (0, 0)
+def verdict(answer: Answer, policy: Policy = DEFAULT.policy) -> Verdict:
+    """How sure `answer` is: "sure" when the model was sure of every token (by the line
+    `policy` draws between a sure answer and one to draw beside) and its result has rows;
+    "agree" when most of the answers that ran returned its result; "unsure" when they mostly
+    did not, or it fails the check; "unchecked" when nothing was compared."""
+    agreeing, drawn = answer.agreeing, answer.ran
     results = len(answer.alternatives)
     if not answer.ok:
         return Verdict("unsure", agreeing, drawn, "unsure: the SQL fails the check")
     stats = answer.stats[-1] if answer.stats else None
     sure = stats is not None and stats.min_logprob is not None and \
-        stats.min_logprob >= SURE_LOGPROB
+        stats.min_logprob >= policy.sure_logprob
     if drawn > 1:
         if agreeing * 2 > drawn:
             return Verdict("agree", agreeing, drawn, f"{agreeing} of {drawn} answers agree")
@@ -137,8 +133,9 @@ class ReadOut:
     unmatched: list[str]
 
 
-def read_out(answer: Answer, db: Database) -> ReadOut:
-    """`answer` read out against `db` (the value index is the pipeline's, already built)."""
+def read_out(answer: Answer, db: Database, policy: Policy = DEFAULT.policy) -> ReadOut:
+    """`answer` read out against `db` (the value index is the pipeline's, already built),
+    judged by the `policy` it was asked with."""
     schema = db.schema()
-    return ReadOut(explain(answer.sql, schema) if answer.sql else "", verdict(answer),
+    return ReadOut(explain(answer.sql, schema) if answer.sql else "", verdict(answer, policy),
                    unmatched(answer.question, schema, value_index(db.reader())))

@@ -48,12 +48,12 @@ class Settled:
 
     chosen: Candidate
     alternatives: list[Alternative] = field(default_factory=list)
-    agreed: str = ""  # "3 of 5": candidates returning the chosen result, of those that ran
+    agreeing: int = 0  # candidates returning the chosen result
     ran: int = 0  # candidates that ran
 
     @classmethod
     def of(cls, choice: Choice) -> Settled:
-        return cls(choice.chosen, choice.alternatives(), choice.agreed, choice.ran)
+        return cls(choice.chosen, choice.alternatives(), len(choice.results[0]), choice.ran)
 
 
 class _Until(threading.Event):

@@ -86,14 +86,17 @@ def test_from_a_real_query(tmp_path: Path) -> None:
     assert len(out.read_text().splitlines()) == 1235
 
 
-@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+@pytest.mark.parametrize("suffix", [".json", ".jsonl", ".parquet"])
 def test_two_columns_of_one_name_keep_both_values(tmp_path: Path, suffix: str) -> None:
     """As sqlite-utils names them: the later ones get _2, _3, skipping a real column's name."""
     out = tmp_path / f"r{suffix}"
     columns = ["FirstName", "FirstName", "FirstName_2", "FirstName"]
     export.write(out, columns, iter([("Luís", "Jane", "x", "Nancy")]))
-    text = out.read_text()
-    [row] = json.loads(text) if suffix == ".json" else [json.loads(text)]
+    if suffix == ".parquet":
+        [row] = pq.read_table(out).to_pylist()
+    else:
+        text = out.read_text()
+        [row] = json.loads(text) if suffix == ".json" else [json.loads(text)]
     assert row == {"FirstName": "Luís", "FirstName_3": "Jane", "FirstName_2": "x",
                    "FirstName_4": "Nancy"}
 

@@ -7,12 +7,12 @@ import pytest
 
 from model.llm.pipeline.answer import Answer
 from model.llm.pipeline.confidence import (
-    SURE_LOGPROB,
     Verdict,
     unmatched,
     unmatched_phrase,
     verdict,
 )
+from model.llm.pipeline.settings import DEFAULT, Policy
 from model.llm.pipeline.vote import Alternative
 from model.llm.prompting.values import value_index
 from model.llm.protocol import GenerationStats
@@ -26,15 +26,23 @@ SQL = "SELECT count(*) FROM albums"
 def answer(agreed: str = "", rows: list[int] | None = None, answers: list[int] | None = None,
            min_logprob: float | None = None, out_of_time: str = "") -> Answer:
     alternatives = [Alternative(SQL, r, a) for r, a in zip(rows or [], answers or [], strict=True)]
-    return Answer("q", sql=SQL, alternatives=alternatives, agreed=agreed,
+    agreeing, ran = map(int, agreed.split(" of ")) if agreed else (0, 0)
+    return Answer("q", sql=SQL, alternatives=alternatives, agreeing=agreeing, ran=ran,
                   out_of_time=out_of_time, stats=[GenerationStats(min_logprob=min_logprob)])
 
 
 def test_sure_of_every_token_with_rows() -> None:
-    sure = answer("1 of 1", [1], [1], min_logprob=SURE_LOGPROB / 2)
+    sure = answer("1 of 1", [1], [1], min_logprob=DEFAULT.policy.sure_logprob / 2)
     assert verdict(sure) == Verdict("sure", 1, 1, "sure")
     assert verdict(sure).to_dict() == {"kind": "sure", "agreeing": 1, "drawn": 1,
                                        "phrase": "sure"}
+
+
+def test_sure_by_the_policy_it_was_asked_with() -> None:
+    doubtful = answer("1 of 1", [1], [1], min_logprob=DEFAULT.policy.sure_logprob * 2)
+    assert verdict(doubtful).kind == "unchecked"
+    lax = Policy(sure_logprob=DEFAULT.policy.sure_logprob * 3)
+    assert verdict(doubtful, lax).kind == "sure"
 
 
 def test_most_answers_agreeing() -> None:
