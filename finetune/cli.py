@@ -13,7 +13,7 @@ import inspect
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -33,6 +33,9 @@ from finetune.options import (
 )
 from model.llm.pipeline.settings import Settings
 from model.sqlite.files import file_problem
+
+if TYPE_CHECKING:
+    from finetune.sample import Question
 
 # --- eval (mounted by tui/cli.py as the top-level `gemma-sql eval`) -----------------------
 
@@ -253,12 +256,35 @@ def export_gguf_cmd(
     typer.echo(f"gguf ({done.kind}, {done.size / 1e6:.0f} MB, {done.seconds:.0f} s): {done.path}")
 
 
+# --- sample and grpo: both work through training questions on their databases ------------
+
+QuestionsArg = Annotated[Path, typer.Argument(
+    help="JSONL of training questions: question, sql (gold), db_id.")]
+TrainingDbRootOpt = Annotated[Path, typer.Option(
+    "--db-root", help="Folder of <db_id>/<db_id>.sqlite files.", show_default=False)]
+StartOpt = Annotated[int, typer.Option("--start", min=0, help="Skip the first N questions.")]
+LimitOpt = Annotated[int, typer.Option("--limit", min=0, help="Only N questions from --start "
+                                                              "(0: all).")]
+
+
+def training_questions(data: Path, db_root: Path) -> list[Question]:
+    """The questions of `data`, or one line and exit 2 (1 for what is inside the file)."""
+    from finetune.sample import read_questions
+
+    if (problem := file_problem(data)) is not None:
+        raise fail(f"{data}: {problem}")
+    if not db_root.is_dir():
+        raise fail(f"--db-root {db_root}: not a folder")
+    try:
+        return read_questions(data)
+    except (ValueError, OSError) as e:
+        raise fail(str(e), 1) from None
+
+
 @app.command("sample")
 def sample_cmd(
-    data: Annotated[Path, typer.Argument(
-        help="JSONL of training questions: question, sql (gold), db_id.")],
-    db_root: Annotated[Path, typer.Option(
-        "--db-root", help="Folder of <db_id>/<db_id>.sqlite files.", show_default=False)],
+    data: QuestionsArg,
+    db_root: TrainingDbRootOpt,
     out: Annotated[Path, typer.Option(
         "--out", help="JSONL the kept answers are appended to (rerun: goes on where it "
                       "stopped).")] = Path("runs/spider/kept.jsonl"),
@@ -269,9 +295,8 @@ def sample_cmd(
     k: Annotated[int, typer.Option("--k", min=1, help="Answers drawn a question.")] = 8,
     temperature: Annotated[float, typer.Option(
         "--temperature", min=0.01, help="Sampling temperature.")] = 0.8,
-    start: Annotated[int, typer.Option("--start", min=0, help="Skip the first N questions.")] = 0,
-    limit: Annotated[int, typer.Option(
-        "--limit", min=0, help="Only N questions from --start (0: all).")] = 0,
+    start: StartOpt = 0,
+    limit: LimitOpt = 0,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=8)] = 160,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the draws.")] = 0,
 ) -> None:
@@ -280,17 +305,10 @@ def sample_cmd(
     Each answer runs read-only on its training database; the distinct ones whose result equals
     the gold's go to --out, for training with --kept (docs/training.md).
     """
-    from finetune.sample import SampleReport, pending, read_questions, sample_file
+    from finetune.sample import SampleReport, pending, sample_file
     from model.sqlite.db import DatabaseError
 
-    if (problem := file_problem(data)) is not None:
-        raise fail(f"{data}: {problem}")
-    if not db_root.is_dir():
-        raise fail(f"--db-root {db_root}: not a folder")
-    try:
-        questions = read_questions(data)
-    except (ValueError, OSError) as e:
-        raise fail(str(e), 1) from None
+    questions = training_questions(data, db_root)
     report = SampleReport()
     todo = pending(questions, out, start, limit, report)
     engine = engine_or_exit(model, adapter, device, None, None,
@@ -321,10 +339,8 @@ def sample_cmd(
 
 @app.command("grpo")
 def grpo_cmd(
-    data: Annotated[Path, typer.Argument(
-        help="JSONL of training questions: question, sql (gold), db_id.")],
-    db_root: Annotated[Path, typer.Option(
-        "--db-root", help="Folder of <db_id>/<db_id>.sqlite files.", show_default=False)],
+    data: QuestionsArg,
+    db_root: TrainingDbRootOpt,
     adapter: Annotated[Path | None, typer.Option(
         "--adapter", help="The supervised adapter to start from, and the KL term's reference.",
         show_default="the shipped one")] = None,
@@ -337,9 +353,8 @@ def grpo_cmd(
     beta: Annotated[float, typer.Option("--beta", min=0, help="Weight of the KL term.")] = 0.04,
     temperature: Annotated[float, typer.Option("--temperature", min=0.01)] = 1.0,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=8)] = 128,
-    start: Annotated[int, typer.Option("--start", min=0, help="Skip the first N questions.")] = 0,
-    limit: Annotated[int, typer.Option(
-        "--limit", min=0, help="Only N questions from --start (0: all).")] = 0,
+    start: StartOpt = 0,
+    limit: LimitOpt = 0,
     save_every: Annotated[int, typer.Option("--save-every", min=0)] = 10,
     max_minutes: Annotated[float, typer.Option(
         "--max-minutes", min=0, help="Stop and save after this many minutes (0: no limit).")] = 0,
@@ -350,23 +365,17 @@ def grpo_cmd(
 ) -> None:
     """Reinforce the adapter with an execution reward (GRPO; docs/training.md)."""
     from finetune.grpo import GrpoConfig, grpo, load_policy
-    from finetune.sample import read_questions, select
+    from finetune.sample import select
     from model.llm.decoding.loading import resolve_device
     from model.llm.prompting.prompt import QUESTION_FIRST, read_layout
     from model.llm.weights.registry import DEFAULT_MODEL, MODELS, ModelUnavailable
     from model.sqlite.db import DatabaseError
 
-    if (problem := file_problem(data)) is not None:
-        raise fail(f"{data}: {problem}")
-    if not db_root.is_dir():
-        raise fail(f"--db-root {db_root}: not a folder")
+    questions = training_questions(data, db_root)
     start_adapter = adapter or MODELS[DEFAULT_MODEL].adapter
     if start_adapter is None or not (start_adapter / "adapter_config.json").is_file():
         raise fail(f"--adapter {start_adapter}: not a PEFT adapter folder")
-    try:
-        chosen = select(read_questions(data), start, limit)
-    except (ValueError, OSError) as e:
-        raise fail(str(e), 1) from None
+    chosen = select(questions, start, limit)
     if not chosen:
         raise fail(f"{data}: no training questions in the range chosen", 1)
     cfg = GrpoConfig(output=str(output), group=group, questions=questions, steps=steps, lr=lr,
