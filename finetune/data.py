@@ -78,10 +78,16 @@ class LoadReport:
     read: int = 0
     kept: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    added: int = 0  # examples from the model's own right answers (--kept)
 
     def line(self) -> str:
         why = ", ".join(f"{n} {reason}" for reason, n in self.skipped.most_common())
-        return f"{self.kept} of {self.read} rows kept" + (f" (skipped: {why})" if why else "")
+        if self.added:
+            head = (f"{self.kept} of {self.read + self.added} examples kept ({self.read} rows, "
+                    f"{self.added} from --kept)")
+        else:
+            head = f"{self.kept} of {self.read} rows kept"
+        return head + (f" (skipped: {why})" if why else "")
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -232,7 +232,9 @@ def train(
     if cfg.kept:  # the model's own right answers (finetune sample), toward its wrong ones
         from finetune.sample import mix_kept
 
+        gold = len(examples)
         examples = mix_kept(examples, Path(cfg.kept), cfg.kept_weight)
+        report.added = len(examples) - gold
     run.out.mkdir(parents=True, exist_ok=True)
     if model is None:
         model, tokenizer = load_base(cfg, run.device, run.log)

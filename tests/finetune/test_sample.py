@@ -148,6 +148,7 @@ def test_training_with_kept_answers_sees_them_beside_the_gold(
                       gradient_checkpointing=False, kept=str(kept), kept_weight=2)
     metrics = train(cfg, tiny_gemma(tok), tok, say=lambda _: None)
     assert metrics["examples"] == 6 + 2 * 2  # the gold rows; the kept answer and gold, twice
+    assert metrics["data_report"] == "10 of 10 examples kept (6 rows, 4 from --kept)"
 
     kept.write_text('{"question": "no gold"}\n')
     with pytest.raises(DataError, match=r"kept.jsonl:1: not a row of `finetune sample`"):
