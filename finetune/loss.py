@@ -6,11 +6,17 @@ keep the hidden states at the answer positions only, and apply the output layer 
 final logit softcap) to those: the same loss, a fraction of the work. With --answer-vocab (the
 default) the output layer's rows are only those the decoder chooses among for that prompt
 (`model.llm.decoding.vocab`): the softmax trained is the one decoded.
+
+The output layer's shapes are padded (answer positions to a multiple of 64, rows to one of
+256, the padding scored and thrown away): with a new (positions x rows) shape every step the
+CPU kernels' per-shape state grew the process without bound (alone, that matmul and its
+backward over 800 steps of random shapes: 0.59 -> 1.71 GB; padded, flat at 0.75 GB).
 """
 
 from __future__ import annotations
 
 import math
+from itertools import count, islice
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +26,9 @@ from finetune.config import TrainConfig
 from finetune.data import IGNORE, Tokenized
 from model.llm.decoding.vocab import AnswerVocab
 from model.llm.weights.registry import causal_lm
+
+POSITION_MULTIPLE = 64  # answer positions scored a step, padded up to a multiple of this
+ROW_MULTIPLE = 256  # output rows of a step (--answer-vocab), padded likewise
 
 
 class AnswerLoss(nn.Module):
@@ -49,18 +58,22 @@ class AnswerLoss(nn.Module):
         targets = labels[:, 1:]
         keep = targets != IGNORE  # position t predicts token t+1
         head = lm.get_output_embeddings()
-        wanted = targets[keep]
-        if rows is None:
-            logits = head(hidden[:, :-1][keep]).float()
-        else:  # the head is frozen: its rows are a constant, no graph to keep
-            logits = F.linear(hidden[:, :-1][keep], head.weight.index_select(0, rows)).float()
-            example = keep.nonzero()[:, 0]
-            logits = logits.masked_fill(~allowed[example], float("-inf"))
+        wanted, states = targets[keep], hidden[:, :-1][keep]
+        if rows is not None:
             wanted = torch.searchsorted(rows, wanted)  # every answer token is a row (answer_rows)
+        extra = -len(wanted) % POSITION_MULTIPLE  # zero states whose loss is ignored
+        states = torch.cat([states, states.new_zeros(extra, states.shape[-1])])
+        wanted = torch.cat([wanted, wanted.new_full((extra,), IGNORE)])
+        if rows is None:
+            logits = head(states).float()
+        else:  # the head is frozen: its rows are a constant, no graph to keep
+            logits = F.linear(states, head.weight.index_select(0, rows)).float()
+            example = torch.cat([keep.nonzero()[:, 0], keep.new_zeros(extra, dtype=torch.long)])
+            logits = logits.masked_fill(~allowed[example], float("-inf"))
         cap = getattr(lm.config, "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap
-        loss_sum = F.cross_entropy(logits, wanted, reduction="sum")
+        loss_sum = F.cross_entropy(logits, wanted, ignore_index=IGNORE, reduction="sum")
         return loss_sum, keep.sum()
 
 
@@ -69,14 +82,17 @@ def answer_rows(items: list[Tokenized], vocab: AnswerVocab,
     """The output rows a batch's answers are scored over: for each example what the decoder
     allows after its prompt (`AnswerVocab.for_prompt`, the stop ids included) plus the
     example's own answer tokens, so a token outside the vocabulary (none, when the vocabulary
-    is this data's) is still learnt. Returns the sorted union and an (examples, rows) mask."""
+    is this data's) is still learnt. Returns the sorted union, padded to a multiple of
+    ROW_MULTIPLE with ids no example allows, and an (examples, rows) mask."""
     per_example = []
     for t in items:
         prompt_ids = [i for i, label in zip(t.input_ids, t.labels, strict=True) if label == IGNORE]
         answer = [i for i in t.labels if i != IGNORE]
         per_example.append(set(vocab.for_prompt(t.prompt, prompt_ids, also=stop_ids)) |
                            set(answer))
-    rows = torch.tensor(sorted(set().union(*per_example)), dtype=torch.long)
+    ids = set().union(*per_example)
+    padding = islice((i for i in count() if i not in ids), -len(ids) % ROW_MULTIPLE)
+    rows = torch.tensor(sorted(ids.union(padding)), dtype=torch.long)
     allowed = torch.zeros((len(items), len(rows)), dtype=torch.bool)
     for k, ids in enumerate(per_example):
         allowed[k] = torch.isin(rows, torch.tensor(sorted(ids), dtype=torch.long))
