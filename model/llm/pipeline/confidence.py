@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from model.sqlite.schema import Schema
 
 
-
 @dataclass(frozen=True)
 class Verdict:
     kind: str  # "sure", "agree", "unsure" or "unchecked"
