@@ -9,8 +9,8 @@ default) the output layer's rows are only those the decoder chooses among for th
 
 The output layer's shapes are padded (answer positions to a multiple of 64, rows to one of
 256, the padding scored and thrown away): with a new (positions x rows) shape every step the
-CPU kernels' per-shape state grew the process without bound (alone, that matmul and its
-backward over 800 steps of random shapes: 0.59 -> 1.71 GB; padded, flat at 0.75 GB).
+CPU kernels' per-shape state kept growing (that matmul and its backward alone, over 800 steps
+of such shapes: 0.59 -> 1.71 GB; padded, flat at 0.75 GB; bench/README.md has the real loop).
 """
 
 from __future__ import annotations
