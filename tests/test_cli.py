@@ -366,3 +366,32 @@ def test_ctrl_c_stops_ask_run_while_sqlite_runs(monkeypatch: pytest.MonkeyPatch)
     assert started.is_set()
     assert result.exit_code == 130, result.output
     assert result.stderr == "gemma-sql: interrupted\n"
+
+
+def test_ctrl_c_handed_to_the_sqlite_thread_stops_ask_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal's SIGINT goes to whichever thread the kernel picks: sent to the thread
+    running SQLite, it stops the query as well (one endless join never saw it; only the
+    --timeout ended the wait)."""
+    import signal
+    import threading
+    import time
+
+    from typer.testing import CliRunner
+
+    from tui.cli import app
+
+    sent = threading.Event()
+
+    def interrupt_this_thread() -> int:
+        if not sent.is_set():
+            sent.set()
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        return 1
+
+    ask_endless(monkeypatch, interrupt_this_thread)
+    began = time.monotonic()
+    result = CliRunner().invoke(app, ["ask", str(CHINOOK), "count forever", "--run",
+                                      "--timeout", "60"])
+    assert sent.is_set()
+    assert result.exit_code == 130, result.output
+    assert time.monotonic() - began < 30, "the interrupt waited for --timeout"

@@ -8,8 +8,10 @@ them so `--help` stays instant.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -211,11 +213,15 @@ def run_answer(database: Database, sql: str, chart: Path | None,
 
     # SQLite runs in a thread: the main thread, waiting, takes ctrl+c at once (Python's
     # handler would wait for SQLite) and interrupts the query, again until it has stopped
-    # (an interrupt that comes before the statement starts is lost).
+    # (an interrupt that comes before the statement starts is lost). It waits in short
+    # joins: a SIGINT the kernel hands to the SQLite thread only sets a flag, which the main
+    # thread reads when it wakes; one endless join never woke.
     worker = threading.Thread(target=query, daemon=True, name="ask-run")
+    deadline = time.monotonic() + timeout if timeout else math.inf
     try:
         worker.start()
-        worker.join(timeout or None)
+        while worker.is_alive() and time.monotonic() < deadline:
+            worker.join(min(0.1, max(0.0, deadline - time.monotonic())))
     except KeyboardInterrupt:
         stop(database, worker)
         raise fail("interrupted", 130) from None
