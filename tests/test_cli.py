@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -344,6 +344,18 @@ def test_ask_run_stops_a_query_past_its_timeout(
     assert not (tmp_path / "c.png").exists()
 
 
+@pytest.fixture
+def python_sigint() -> Iterator[None]:
+    """SIGINT raising KeyboardInterrupt, as in a fresh `gemma-sql` process: an earlier test's
+    server (uvicorn) may have left a handler of its own in this one."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("python_sigint")
 def test_ctrl_c_stops_ask_run_while_sqlite_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl+C (SIGINT) once the query runs: one line, exit 130, the query stopped."""
     import signal
@@ -368,6 +380,7 @@ def test_ctrl_c_stops_ask_run_while_sqlite_runs(monkeypatch: pytest.MonkeyPatch)
     assert result.stderr == "gemma-sql: interrupted\n"
 
 
+@pytest.mark.usefixtures("python_sigint")
 def test_ctrl_c_handed_to_the_sqlite_thread_stops_ask_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """A terminal's SIGINT goes to whichever thread the kernel picks: sent to the thread
     running SQLite, it stops the query as well (one endless join never saw it; only the
