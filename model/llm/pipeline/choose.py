@@ -94,9 +94,14 @@ class Choice:
         return self.results[0][0]
 
     @property
+    def agreeing(self) -> int:
+        """Answers returning the chosen result."""
+        return len(self.results[0])
+
+    @property
     def agreed(self) -> str:
         """"3 of 5": answers returning the chosen result, of those that ran."""
-        return f"{len(self.results[0])} of {self.ran}"
+        return f"{self.agreeing} of {self.ran}"
 
     def alternatives(self) -> list[Alternative]:
         """One alternative a result: its first answer, its size, its support, its reading."""

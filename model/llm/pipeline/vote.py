@@ -53,7 +53,7 @@ class Settled:
 
     @classmethod
     def of(cls, choice: Choice) -> Settled:
-        return cls(choice.chosen, choice.alternatives(), len(choice.results[0]), choice.ran)
+        return cls(choice.chosen, choice.alternatives(), choice.agreeing, choice.ran)
 
 
 class _Until(threading.Event):
