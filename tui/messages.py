@@ -104,6 +104,8 @@ class HistoryNotSaved(Message):
 
 @dataclass
 class Exported(Message):
+    """An export ended: `rows` written to `path`, or `error` (and no rows)."""
+
     path: str
-    rows: int | None
+    rows: int
     error: str | None = None

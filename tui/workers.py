@@ -129,7 +129,7 @@ def export_result(db: Database, sql: str, columns: list[str], path: str,
         rows = fetched if fetched is not None else db.iter_rows(sql)
         n = export.write(path, columns, rows, cancelled, replace)
     except (export.ExportError, DatabaseError) as e:
-        post(Exported(path, None, one_line(e)))
+        post(Exported(path, 0, one_line(e)))
         return
     post(Exported(path, n))
 
@@ -139,7 +139,7 @@ def export_chart(chart: Chart, path: str, colors: list[str], post: Post,
     try:
         n = export.write_chart(path, chart, colors, replace)
     except export.ExportError as e:
-        post(Exported(path, None, one_line(e)))
+        post(Exported(path, 0, one_line(e)))
         return
     post(Exported(path, n))
 
