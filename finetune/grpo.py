@@ -12,10 +12,13 @@ loss of an answer is the mean over its tokens of
 
 (DeepSeekMath's GRPO, one update a draw, so the ratio is 1 and only its gradient counts; KL the
 k3 estimate against the reference, the supervised adapter the run started from, merged and
-frozen). Only the LoRA weights train. OUT/checkpoint (adapter safetensors, optimizer state
-read back with torch.load(weights_only=True), step, history) is written every `save_every`
-steps, at the end and on Ctrl+C/SIGTERM; the final adapter sits in OUT beside the starting
-adapter's answer vocabulary, drafts and prompt layout, so `--adapter OUT` loads it in the app.
+frozen). Both are over the tokens the decoder chooses among for the prompt (the starting
+adapter's answer vocabulary, `model.llm.decoding.vocab`), and the answers are drawn from that
+softmax too: what is rewarded is what `ask` would write. Only the LoRA weights train.
+OUT/checkpoint (adapter safetensors, optimizer state read back with
+torch.load(weights_only=True), step, history) is written every `save_every` steps, at the end
+and on Ctrl+C/SIGTERM; the final adapter sits in OUT beside the starting adapter's answer
+vocabulary, drafts and prompt layout, so `--adapter OUT` loads it in the app.
 
 TRL's GRPOTrainer does the same sum; on the tiny model its steps took 2-3x the CPU time of
 these (bench/grpo.py), and it would not draw with `ask`'s prompts.
@@ -42,8 +45,10 @@ from finetune.eval import GoldError
 from finetune.reward import Gold, reward
 from finetune.sample import Question, asked_context
 from model.llm.decoding import drafts, vocab
+from model.llm.decoding.vocab import AnswerVocab
 from model.llm.prompting.prompt import LAYOUT_FILE, build_prompt
 from model.llm.sql.extract import extract_sql
+from model.llm.weights.registry import causal_lm
 from model.sqlite.db import Database
 
 CHECKPOINT = "checkpoint"
@@ -79,10 +84,12 @@ class GrpoState:
 
 
 def answer_logprobs(model: nn.Module, prompt: list[int], answers: list[list[int]],
-                    pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+                    pad_id: int, rows: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities of each answer's tokens after `prompt` (G, T) and their mask (G, T):
-    one batched forward, logits kept for the answer positions only (the output layer's 262k
-    rows at every prompt position would be most of the memory)."""
+    one batched forward, the output layer applied at the answer positions only (its 262k rows
+    at every prompt position would be most of the memory), and only its `rows` (sorted ids,
+    every answer token among them) when given: the softmax the decoder draws from."""
     width = max(len(a) for a in answers)
     device = next(model.parameters()).device
     ids = torch.full((len(answers), len(prompt) + width), pad_id, dtype=torch.long)
@@ -91,9 +98,20 @@ def answer_logprobs(model: nn.Module, prompt: list[int], answers: list[list[int]
         ids[row, : len(prompt) + len(a)] = torch.tensor(prompt + a)
         mask[row, : len(prompt) + len(a)] = 1
     ids, mask = ids.to(device), mask.to(device)
-    logits = model(input_ids=ids, attention_mask=mask, use_cache=False,
-                   logits_to_keep=width + 1).logits[:, :-1].float()
-    target = ids[:, len(prompt):]
+    lm = causal_lm(model)
+    hidden = lm.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False
+                      ).last_hidden_state[:, len(prompt) - 1 : -1]
+    target = ids[:, len(prompt):].contiguous()
+    weight = lm.get_output_embeddings().weight
+    if rows is not None:
+        rows = rows.to(device)
+        weight = weight.index_select(0, rows)
+        # padding's ids need not be rows: any in-range index, masked out below
+        target = torch.searchsorted(rows, target).clamp(max=len(rows) - 1)
+    logits = torch.nn.functional.linear(hidden, weight).float()
+    cap = getattr(lm.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
     logp = logits.gather(-1, target[..., None]).squeeze(-1) - logits.logsumexp(-1)
     return logp, mask[:, len(prompt):].float()
 
@@ -104,11 +122,13 @@ def advantages(rewards: list[float]) -> torch.Tensor:
 
 
 def grpo_loss(policy: nn.Module, ref: nn.Module, prompt: list[int], answers: list[list[int]],
-              rewards: list[float], beta: float, pad_id: int) -> tuple[torch.Tensor, float]:
-    """The group's loss (see the module's docstring) and its mean KL to the reference."""
-    logp, mask = answer_logprobs(policy, prompt, answers, pad_id)
+              rewards: list[float], beta: float, pad_id: int,
+              rows: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    """The group's loss (see the module's docstring) and its mean KL to the reference, over
+    the softmax of `rows` (all the vocabulary when None)."""
+    logp, mask = answer_logprobs(policy, prompt, answers, pad_id, rows)
     with torch.no_grad():
-        ref_logp, _ = answer_logprobs(ref, prompt, answers, pad_id)
+        ref_logp, _ = answer_logprobs(ref, prompt, answers, pad_id, rows)
     a = advantages(rewards).to(logp.device)[:, None]
     delta = ref_logp - logp
     kl = torch.exp(delta) - delta - 1
@@ -118,16 +138,33 @@ def grpo_loss(policy: nn.Module, ref: nn.Module, prompt: list[int], answers: lis
     return per_answer.mean(), mean_kl
 
 
+class OnlyRows:
+    """A `generate` logits processor: every token outside `rows` impossible."""
+
+    def __init__(self, rows: torch.Tensor) -> None:
+        self.rows = rows
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        keep = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
+        keep[self.rows.to(scores.device)] = True
+        return scores.masked_fill(~keep, float("-inf"))
+
+
 def draw(policy: nn.Module, tokenizer: Any, prompt: list[int], n: int, temperature: float,
-         max_new_tokens: int, stop_ids: list[int]) -> list[list[int]]:
-    """`n` answers' token ids from the current policy (the stop token left off)."""
+         max_new_tokens: int, stop_ids: list[int],
+         rows: torch.Tensor | None = None) -> list[list[int]]:
+    """`n` answers' token ids from the current policy (the stop token left off), each token
+    among `rows` when given."""
+    from transformers import LogitsProcessorList
+
     device = next(policy.parameters()).device
+    only = LogitsProcessorList([OnlyRows(rows)] if rows is not None else [])
     with torch.no_grad():
         out = policy.generate(
             input_ids=torch.tensor([prompt], device=device), do_sample=True,
             temperature=temperature, top_k=0, top_p=1.0, num_return_sequences=n,
             max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
-            pad_token_id=tokenizer.pad_token_id, use_cache=True)
+            pad_token_id=tokenizer.pad_token_id, use_cache=True, logits_processor=only)
     answers = []
     for row in out[:, len(prompt):].tolist():
         ends = [i for i, t in enumerate(row) if t in stop_ids]
@@ -173,9 +210,11 @@ def load_checkpoint(out: Path, policy: nn.Module, opt: torch.optim.Optimizer) ->
 
 def grpo(cfg: GrpoConfig, policy: nn.Module, tokenizer: Any, questions: list[Question],
          db_root: Path, layout: str, start_adapter: Path | None = None,
-         say: Callable[[str], None] = print) -> dict[str, Any]:
+         say: Callable[[str], None] = print,
+         answer_vocab: AnswerVocab | None = None) -> dict[str, Any]:
     """Train `policy` (a PEFT model: its LoRA weights only) by GRPO on `questions`; returns the
-    metrics written to OUT/metrics.json."""
+    metrics written to OUT/metrics.json. Answers are drawn and scored over `answer_vocab`
+    (default: the starting adapter's; the whole vocabulary when it has none)."""
     from model.llm.decoding.engine import stop_ids_for
 
     out = Path(cfg.output)
@@ -192,6 +231,8 @@ def grpo(cfg: GrpoConfig, policy: nn.Module, tokenizer: Any, questions: list[Que
     order = list(range(len(questions)))
     random.Random(cfg.seed).shuffle(order)
     stop_ids = sorted(stop_ids_for(policy, tokenizer))
+    if answer_vocab is None and start_adapter is not None:
+        answer_vocab = AnswerVocab.read(start_adapter, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     dbs: dict[str, Database] = {}
     policy.eval()  # no dropout: the answers are scored under the policy that drew them
@@ -220,15 +261,18 @@ def grpo(cfg: GrpoConfig, policy: nn.Module, tokenizer: Any, questions: list[Que
                     context = asked_context(db, q.question, layout).text
                     prompt_text = build_prompt(q.question, context, layout)
                     prompt = tokenizer(prompt_text, add_special_tokens=True)["input_ids"]
+                    rows = None if answer_vocab is None else torch.tensor(
+                        answer_vocab.for_prompt(prompt_text, prompt, also=stop_ids))
                     torch.manual_seed(cfg.seed * 1_000_003 + state.step * 1_009 + j)
                     answers = draw(policy, tokenizer, prompt, cfg.group, cfg.temperature,
-                                   cfg.max_new_tokens, stop_ids)
+                                   cfg.max_new_tokens, stop_ids, rows)
                     texts = tokenizer.batch_decode(answers, skip_special_tokens=True)
                     rewards = [reward(db, gold, extract_sql(t)) for t in texts]
                     rewards_seen += rewards
                     if max(rewards) == min(rewards):
                         continue  # no advantage anywhere: nothing to learn from this group
-                    loss, kl = grpo_loss(policy, ref, prompt, answers, rewards, cfg.beta, pad_id)
+                    loss, kl = grpo_loss(policy, ref, prompt, answers, rewards, cfg.beta, pad_id,
+                                         rows)
                     (loss / cfg.questions).backward()
                     kls.append(kl)
                 if any(p.grad is not None for p in params):

@@ -15,6 +15,7 @@ from finetune.config import TrainConfig
 from finetune.grpo import GrpoConfig, answer_logprobs, grpo, grpo_loss, reference_of
 from finetune.lora import add_lora
 from finetune.sample import read_questions
+from model.llm.decoding.vocab import AnswerVocab
 from model.llm.prompting.prompt import build_prompt
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -70,8 +71,9 @@ def test_grpo_runs_on_a_spider_database_and_resumes(tok: Any, tmp_path: Path) ->
     questions = read_questions(data)
     cfg = GrpoConfig(output=str(tmp_path / "out"), group=3, steps=2, max_new_tokens=6,
                      save_every=1)
+    sql_words = AnswerVocab(tok, ["▁SELECT", "▁count", "▁FROM", "▁WHERE"])
     first = grpo(cfg, policy_of(tok), tok, questions, SPIDER_DBS, "question-first",
-                 say=lambda _: None)
+                 say=lambda _: None, answer_vocab=sql_words)
     assert first["steps"] == 2 and first["status"] == "finished"
     out = tmp_path / "out"
     assert (out / "adapter_model.safetensors").is_file()
@@ -79,6 +81,40 @@ def test_grpo_runs_on_a_spider_database_and_resumes(tok: Any, tmp_path: Path) ->
     more = GrpoConfig(**{**cfg.__dict__, "steps": 3, "resume": True})
     said: list[str] = []
     again = grpo(more, policy_of(tok), tok, questions, SPIDER_DBS, "question-first",
-                 say=said.append)
+                 say=said.append, answer_vocab=sql_words)
     assert said[0].startswith("resumed from") and said[0].endswith("at step 2")
     assert again["steps"] == 3 and again["history"][:2] == first["history"]
+
+
+def test_answers_are_drawn_and_scored_over_the_answer_vocabulary(tok: Any) -> None:
+    """The draw never leaves the rows the decoder would choose among, and the log-probabilities
+    are those of that softmax: the whole vocabulary's, renormalised over the rows."""
+    from finetune.grpo import draw
+    from model.llm.decoding.engine import stop_ids_for
+
+    policy = policy_of(tok)
+    prompt_text = build_prompt("How many singers are there?",
+                               'CREATE TABLE "singer" ("id" int, "name" text);')
+    prompt = tok(prompt_text)["input_ids"]
+    stops = sorted(stop_ids_for(policy, tok))
+    vocab = AnswerVocab(tok, ["▁SELECT", "▁count", "▁FROM"])
+    rows = torch.tensor(vocab.for_prompt(prompt_text, prompt, also=stops))
+    assert len(rows) < 2_000  # of 262k: the restriction is real
+    torch.manual_seed(0)
+    answers = draw(policy, tok, prompt, 6, 1.0, 8, stops, rows)
+    allowed = set(rows.tolist())
+    assert all(t in allowed for a in answers for t in a)
+    torch.manual_seed(0)
+    anywhere = draw(policy, tok, prompt, 6, 1.0, 8, stops)
+    assert any(t not in allowed for a in anywhere for t in a)  # the random model strays
+
+    with torch.no_grad():
+        over_rows, mask = answer_logprobs(policy, prompt, answers, tok.pad_token_id, rows)
+        full, _ = answer_logprobs(policy, prompt, answers, tok.pad_token_id)
+        # the first answer token's softmax over the rows, from the whole vocabulary's logits
+        logits = policy(input_ids=torch.tensor([prompt])).logits[0, -1].float()
+    first = torch.tensor([a[0] for a in answers])
+    renormalised = logits.log_softmax(-1)[first] - logits.log_softmax(-1)[rows].logsumexp(-1)
+    torch.testing.assert_close(over_rows[:, 0], renormalised, atol=1e-4, rtol=1e-4)
+    assert bool((over_rows[:, 0] > full[:, 0]).all())  # less mass to share: likelier
+    assert mask.sum() == sum(len(a) for a in answers)
