@@ -28,6 +28,18 @@ def test_the_shipped_recipe_is_the_documented_one() -> None:
     assert "--recipe $RECIPE" in docs and "RECIPE=(" not in docs
 
 
+def test_every_recipe_loads_and_names_files_the_repository_has() -> None:
+    """A recipe with an unknown key, or naming an adapter or kept file that moved, fails here
+    rather than an hour into someone's run (data from `prepare-spider` is made, not shipped)."""
+    root = RECIPE.parents[2]
+    recipes = sorted(RECIPE.parent.glob("*.toml"))
+    assert len(recipes) >= 2
+    for path in recipes:
+        cfg = TrainConfig.with_recipe({**asdict(TrainConfig()), "recipe": str(path)}, given=set())
+        for shipped in (cfg.init_adapter, cfg.kept):
+            assert not shipped or (root / shipped).exists(), f"{path.name}: {shipped}"
+
+
 def test_flags_typed_win_over_the_recipe(tok: Any, rows_file: Path, tmp_path: Path) -> None:
     base = tmp_path / "base"
     tiny_gemma(tok).save_pretrained(base)
