@@ -99,8 +99,9 @@ def answer_logprobs(model: nn.Module, prompt: list[int], answers: list[list[int]
         mask[row, : len(prompt) + len(a)] = 1
     ids, mask = ids.to(device), mask.to(device)
     lm = causal_lm(model)
-    hidden = lm.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False
-                      ).last_hidden_state[:, len(prompt) - 1 : -1]
+    hidden = lm.get_decoder()(
+        input_ids=ids, attention_mask=mask, use_cache=False
+    ).last_hidden_state[:, len(prompt) - 1 : -1]
     target = ids[:, len(prompt):].contiguous()
     weight = lm.get_output_embeddings().weight
     if rows is not None:

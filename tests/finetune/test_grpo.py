@@ -12,9 +12,10 @@ import torch
 from tiny import tiny_gemma
 
 from finetune.config import TrainConfig
-from finetune.grpo import GrpoConfig, answer_logprobs, grpo, grpo_loss, reference_of
+from finetune.grpo import GrpoConfig, answer_logprobs, draw, grpo, grpo_loss, reference_of
 from finetune.lora import add_lora
 from finetune.sample import read_questions
+from model.llm.decoding.engine import stop_ids_for
 from model.llm.decoding.vocab import AnswerVocab
 from model.llm.prompting.prompt import build_prompt
 
@@ -89,9 +90,6 @@ def test_grpo_runs_on_a_spider_database_and_resumes(tok: Any, tmp_path: Path) ->
 def test_answers_are_drawn_and_scored_over_the_answer_vocabulary(tok: Any) -> None:
     """The draw never leaves the rows the decoder would choose among, and the log-probabilities
     are those of that softmax: the whole vocabulary's, renormalised over the rows."""
-    from finetune.grpo import draw
-    from model.llm.decoding.engine import stop_ids_for
-
     policy = policy_of(tok)
     prompt_text = build_prompt("How many singers are there?",
                                'CREATE TABLE "singer" ("id" int, "name" text);')
