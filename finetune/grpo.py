@@ -42,6 +42,7 @@ from torch import nn
 
 from finetune.data import spider_db_path
 from finetune.eval import GoldError
+from finetune.loss import softcapped
 from finetune.reward import Gold, reward
 from finetune.sample import Question, asked_context
 from model.llm.decoding import drafts, vocab
@@ -109,10 +110,7 @@ def answer_logprobs(model: nn.Module, prompt: list[int], answers: list[list[int]
         weight = weight.index_select(0, rows)
         # padding's ids need not be rows: any in-range index, masked out below
         target = torch.searchsorted(rows, target).clamp(max=len(rows) - 1)
-    logits = torch.nn.functional.linear(hidden, weight).float()
-    cap = getattr(lm.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
+    logits = softcapped(lm, torch.nn.functional.linear(hidden, weight).float())
     logp = logits.gather(-1, target[..., None]).squeeze(-1) - logits.logsumexp(-1)
     return logp, mask[:, len(prompt):].float()
 
@@ -144,11 +142,13 @@ class OnlyRows:
 
     def __init__(self, rows: torch.Tensor) -> None:
         self.rows = rows
+        self.outside: torch.Tensor | None = None  # built at the first step, reused after
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        keep = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
-        keep[self.rows.to(scores.device)] = True
-        return scores.masked_fill(~keep, float("-inf"))
+        if self.outside is None:
+            self.outside = torch.ones(scores.shape[-1], dtype=torch.bool, device=scores.device)
+            self.outside[self.rows.to(scores.device)] = False
+        return scores.masked_fill(self.outside, float("-inf"))
 
 
 def draw(policy: nn.Module, tokenizer: Any, prompt: list[int], n: int, temperature: float,

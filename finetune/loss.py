@@ -70,11 +70,15 @@ class AnswerLoss(nn.Module):
             logits = F.linear(states, head.weight.index_select(0, rows)).float()
             example = torch.cat([keep.nonzero()[:, 0], keep.new_zeros(extra, dtype=torch.long)])
             logits = logits.masked_fill(~allowed[example], float("-inf"))
-        cap = getattr(lm.config, "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
+        logits = softcapped(lm, logits)
         loss_sum = F.cross_entropy(logits, wanted, ignore_index=IGNORE, reduction="sum")
         return loss_sum, keep.sum()
+
+
+def softcapped(lm: nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    """The logits as the model scores them: Gemma 2's final soft cap, where the config has one."""
+    cap = getattr(lm.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
 
 
 def answer_rows(items: list[Tokenized], vocab: AnswerVocab,
