@@ -54,7 +54,7 @@ def ours(tok: Any, steps: int, group: int, tokens: int) -> list[float]:
     times = []
     for _ in range(steps):
         t0 = time.process_time()
-        answers = draw(model, tok, prompt, group, 1.0, tokens, stops)
+        answers = draw(model, prompt, group, 1.0, tokens, stops)
         rewards = [variety(t) for t in tok.batch_decode(answers, skip_special_tokens=True)]
         loss, _ = grpo_loss(model, ref, prompt, answers, rewards, 0.04, tok.pad_token_id)
         loss.backward()

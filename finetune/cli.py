@@ -371,11 +371,11 @@ def grpo_cmd(
     from model.llm.weights.registry import DEFAULT_MODEL, MODELS, ModelUnavailable
     from model.sqlite.db import DatabaseError
 
-    questions = training_questions(data, db_root)
+    training = training_questions(data, db_root)
     start_adapter = adapter or MODELS[DEFAULT_MODEL].adapter
     if start_adapter is None or not (start_adapter / "adapter_config.json").is_file():
         raise fail(f"--adapter {start_adapter}: not a PEFT adapter folder")
-    chosen = select(questions, start, limit)
+    chosen = select(training, start, limit)
     if not chosen:
         raise fail(f"{data}: no training questions in the range chosen", 1)
     cfg = GrpoConfig(output=str(output), group=group, questions=questions, steps=steps, lr=lr,

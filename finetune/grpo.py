@@ -84,35 +84,57 @@ class GrpoState:
 # --- one step ------------------------------------------------------------------------------
 
 
+def read_prompt(model: nn.Module, prompt: list[int], n: int) -> tuple[torch.Tensor, Any]:
+    """The prompt read once for `n` answers: its last position's hidden state (n, hidden),
+    which scores each answer's first token, and its KV cache repeated n times. Reading it once
+    rather than once an answer is most of a step's saving: the prompt (schema, values, question:
+    ~700 tokens) is ten times an answer. Differentiable when grad is on: the answers' gradient
+    flows back through the cache into the prompt's positions."""
+    device = next(model.parameters()).device
+    out = causal_lm(model).get_decoder()(input_ids=torch.tensor([prompt], device=device),
+                                         use_cache=True)
+    cache = out.cache
+    cache.batch_repeat_interleave(n)
+    return out.last_hidden_state[:, -1].expand(n, -1), cache
+
+
+def output_rows(model: nn.Module, rows: torch.Tensor | None) -> torch.Tensor:
+    """The output layer's weight, only its `rows` when given."""
+    weight = causal_lm(model).get_output_embeddings().weight
+    return weight if rows is None else weight.index_select(0, rows.to(weight.device))
+
+
 def answer_logprobs(model: nn.Module, prompt: list[int], answers: list[list[int]],
                     pad_id: int, rows: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities of each answer's tokens after `prompt` (G, T) and their mask (G, T):
-    one batched forward, the output layer applied at the answer positions only (its 262k rows
-    at every prompt position would be most of the memory), and only its `rows` (sorted ids,
-    every answer token among them) when given: the softmax the decoder draws from."""
+    the prompt read once (`read_prompt`), then the answers in one batched forward after its
+    cache; the output layer applied at the answer positions only (its 262k rows at every
+    position would be most of the memory), and only its `rows` (sorted ids, every answer token
+    among them) when given: the softmax the decoder draws from."""
     width = max(len(a) for a in answers)
     device = next(model.parameters()).device
-    ids = torch.full((len(answers), len(prompt) + width), pad_id, dtype=torch.long)
+    ids = torch.full((len(answers), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for row, a in enumerate(answers):
-        ids[row, : len(prompt) + len(a)] = torch.tensor(prompt + a)
-        mask[row, : len(prompt) + len(a)] = 1
+        ids[row, : len(a)] = torch.tensor(a)
+        mask[row, : len(a)] = 1
     ids, mask = ids.to(device), mask.to(device)
     lm = causal_lm(model)
-    hidden = lm.get_decoder()(
-        input_ids=ids, attention_mask=mask, use_cache=False
-    ).last_hidden_state[:, len(prompt) - 1 : -1]
-    target = ids[:, len(prompt):].contiguous()
-    weight = lm.get_output_embeddings().weight
+    last, cache = read_prompt(model, prompt, len(answers))
+    seen = torch.cat([torch.ones(len(answers), len(prompt), dtype=mask.dtype, device=device),
+                      mask], dim=1)
+    after = lm.get_decoder()(input_ids=ids, attention_mask=seen, cache=cache,
+                             use_cache=True).last_hidden_state
+    hidden = torch.cat([last[:, None], after[:, :-1]], dim=1)  # position t predicts token t
+    target = ids
     if rows is not None:
         rows = rows.to(device)
-        weight = weight.index_select(0, rows)
         # padding's ids need not be rows: any in-range index, masked out below
         target = torch.searchsorted(rows, target).clamp(max=len(rows) - 1)
-    logits = softcapped(lm, torch.nn.functional.linear(hidden, weight).float())
+    logits = softcapped(lm, torch.nn.functional.linear(hidden, output_rows(model, rows)).float())
     logp = logits.gather(-1, target[..., None]).squeeze(-1) - logits.logsumexp(-1)
-    return logp, mask[:, len(prompt):].float()
+    return logp, mask.float()
 
 
 def advantages(rewards: list[float]) -> torch.Tensor:
@@ -137,39 +159,37 @@ def grpo_loss(policy: nn.Module, ref: nn.Module, prompt: list[int], answers: lis
     return per_answer.mean(), mean_kl
 
 
-class OnlyRows:
-    """A `generate` logits processor: every token outside `rows` impossible."""
-
-    def __init__(self, rows: torch.Tensor) -> None:
-        self.rows = rows
-        self.outside: torch.Tensor | None = None  # built at the first step, reused after
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if self.outside is None:
-            self.outside = torch.ones(scores.shape[-1], dtype=torch.bool, device=scores.device)
-            self.outside[self.rows.to(scores.device)] = False
-        return scores.masked_fill(self.outside, float("-inf"))
-
-
-def draw(policy: nn.Module, tokenizer: Any, prompt: list[int], n: int, temperature: float,
+def draw(policy: nn.Module, prompt: list[int], n: int, temperature: float,
          max_new_tokens: int, stop_ids: list[int],
          rows: torch.Tensor | None = None) -> list[list[int]]:
     """`n` answers' token ids from the current policy (the stop token left off), each token
-    among `rows` when given."""
-    from transformers import LogitsProcessorList
-
+    drawn from the softmax over `rows` when given (the output layer applied to those rows
+    only). The prompt is read once and the answers decoded together, an answer leaving the
+    batch when it stops (as the engine's `sample`; transformers' `generate` would read the
+    prompt once an answer, and score all 262k rows each step)."""
+    lm = causal_lm(policy)
+    decoder = lm.get_decoder()
     device = next(policy.parameters()).device
-    only = LogitsProcessorList([OnlyRows(rows)] if rows is not None else [])
+    stops = set(stop_ids)
+    answers: list[list[int]] = [[] for _ in range(n)]
+    going = list(range(n))  # the answers still being decoded, in the cache's row order
     with torch.no_grad():
-        out = policy.generate(
-            input_ids=torch.tensor([prompt], device=device), do_sample=True,
-            temperature=temperature, top_k=0, top_p=1.0, num_return_sequences=n,
-            max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
-            pad_token_id=tokenizer.pad_token_id, use_cache=True, logits_processor=only)
-    answers = []
-    for row in out[:, len(prompt):].tolist():
-        ends = [i for i, t in enumerate(row) if t in stop_ids]
-        answers.append(row[: ends[0]] if ends else row)
+        weight = output_rows(policy, rows)
+        hidden, cache = read_prompt(policy, prompt, n)
+        for _ in range(max_new_tokens):
+            logits = softcapped(lm, torch.nn.functional.linear(hidden, weight).float())
+            column = torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1)[:, 0]
+            tokens = column if rows is None else rows.to(device)[column]
+            kept = [row for row, t in enumerate(tokens.tolist()) if t not in stops]
+            for row in kept:
+                answers[going[row]].append(int(tokens[row]))
+            if not kept:
+                break
+            if len(kept) < len(going):
+                cache.batch_select_indices(torch.tensor(kept, device=device))
+                going, tokens = [going[row] for row in kept], tokens[kept]
+            hidden = decoder(input_ids=tokens[:, None], cache=cache,
+                             use_cache=True).last_hidden_state[:, -1]
     return [a or [stop_ids[0]] for a in answers]  # an empty answer still scores (0)
 
 
@@ -265,7 +285,7 @@ def grpo(cfg: GrpoConfig, policy: nn.Module, tokenizer: Any, questions: list[Que
                     rows = None if answer_vocab is None else torch.tensor(
                         answer_vocab.for_prompt(prompt_text, prompt, also=stop_ids))
                     torch.manual_seed(cfg.seed * 1_000_003 + state.step * 1_009 + j)
-                    answers = draw(policy, tokenizer, prompt, cfg.group, cfg.temperature,
+                    answers = draw(policy, prompt, cfg.group, cfg.temperature,
                                    cfg.max_new_tokens, stop_ids, rows)
                     texts = tokenizer.batch_decode(answers, skip_special_tokens=True)
                     rewards = [reward(db, gold, extract_sql(t)) for t in texts]

@@ -99,11 +99,11 @@ def test_answers_are_drawn_and_scored_over_the_answer_vocabulary(tok: Any) -> No
     rows = torch.tensor(vocab.for_prompt(prompt_text, prompt, also=stops))
     assert len(rows) < 2_000  # of 262k: the restriction is real
     torch.manual_seed(0)
-    answers = draw(policy, tok, prompt, 6, 1.0, 8, stops, rows)
+    answers = draw(policy, prompt, 6, 1.0, 8, stops, rows)
     allowed = set(rows.tolist())
     assert all(t in allowed for a in answers for t in a)
     torch.manual_seed(0)
-    anywhere = draw(policy, tok, prompt, 6, 1.0, 8, stops)
+    anywhere = draw(policy, prompt, 6, 1.0, 8, stops)
     assert any(t not in allowed for a in anywhere for t in a)  # the random model strays
 
     with torch.no_grad():
@@ -116,3 +116,91 @@ def test_answers_are_drawn_and_scored_over_the_answer_vocabulary(tok: Any) -> No
     torch.testing.assert_close(over_rows[:, 0], renormalised, atol=1e-4, rtol=1e-4)
     assert bool((over_rows[:, 0] > full[:, 0]).all())  # less mass to share: likelier
     assert mask.sum() == sum(len(a) for a in answers)
+
+
+def full_forward_logprobs(policy: torch.nn.Module, prompt: list[int], answers: list[list[int]],
+                          pad_id: int) -> torch.Tensor:
+    """Each answer's token log-probabilities the plain way: prompt and answer read together,
+    one row each, the whole vocabulary's softmax (what `answer_logprobs` must equal)."""
+    out = []
+    for a in answers:
+        logits = policy(input_ids=torch.tensor([prompt + a])).logits[0, len(prompt) - 1 : -1]
+        out.append(logits.float().log_softmax(-1).gather(-1, torch.tensor(a)[:, None])[:, 0])
+    return torch.nn.utils.rnn.pad_sequence(out, batch_first=True)
+
+
+def test_the_prompt_read_once_gives_the_log_probabilities_and_gradients_of_a_full_read(
+        tok: Any) -> None:
+    """The prompt is read once and its cache shared by the answers: the same log-probabilities,
+    and the same LoRA gradient, as reading prompt and answer together for each answer; with a
+    prompt longer than the sliding window (64 in the tiny Gemma 3), so the windowed layers'
+    cut cache is exercised too."""
+    policy = policy_of(tok)
+    context = " ".join(f'CREATE TABLE "t{i}" ("id" int, "name" text);' for i in range(12))
+    prompt = tok(build_prompt("How many singers are there?", context))["input_ids"]
+    assert len(prompt) > 64
+    answers = [tok(text, add_special_tokens=False)["input_ids"] for text in (
+        " SELECT count(*) FROM t1", " SELECT name FROM t2 WHERE id = 3", " SELECT id")]
+    lora = [p for n, p in policy.named_parameters() if "lora_" in n]
+
+    def grads(logp: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+        policy.zero_grad()
+        ((logp * mask).sum(1) * torch.tensor([1.0, -0.5, 0.25])).sum().backward()
+        return [p.grad.clone() for p in lora]
+
+    shared, mask = answer_logprobs(policy, prompt, answers, tok.pad_token_id)
+    full = full_forward_logprobs(policy, prompt, answers, tok.pad_token_id)
+    torch.testing.assert_close(shared * mask, full, atol=1e-4, rtol=1e-4)
+    for a, b in zip(grads(shared, mask), grads(full, (full != 0).float()), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-3)
+
+
+def test_a_draw_follows_the_model(tok: Any) -> None:
+    """The draw's tokens are the model's: at a temperature near 0 each answer is the greedy
+    continuation of a full forward, and answers of one draw stop on their own (an answer
+    leaving the batch does not disturb the others)."""
+    policy = policy_of(tok)
+    prompt = tok(build_prompt("How many singers are there?",
+                              'CREATE TABLE "singer" ("id" int, "name" text);'))["input_ids"]
+    stops = sorted(stop_ids_for(policy, tok))
+    torch.manual_seed(0)
+    answers = draw(policy, prompt, 3, 1e-4, 12, stops)
+    greedy = list(prompt)
+    with torch.no_grad():
+        for _ in range(12):
+            t = int(policy(input_ids=torch.tensor([greedy])).logits[0, -1].argmax())
+            if t in stops:
+                break
+            greedy.append(t)
+    assert answers == [greedy[len(prompt):]] * 3
+
+
+@pytest.mark.skipif(not SPIDER.exists(), reason="Spider data not on this machine")
+def test_grpo_command_trains_from_a_supervised_adapter(tok: Any, rows_file: Path,
+                                                       tmp_path: Path) -> None:
+    """`gemma-sql finetune grpo` as a user runs it, after `finetune`: its adapter in, a
+    loadable adapter out, `--questions` questions a step."""
+    from typer.testing import CliRunner
+
+    from tui.cli import app
+
+    runner = CliRunner()
+    base, sft, out = tmp_path / "base", tmp_path / "sft", tmp_path / "grpo"
+    tiny_gemma(tok).save_pretrained(base)
+    tok.save_pretrained(base)
+    trained = runner.invoke(app, [
+        "finetune", "--base", str(base), "--quant", "none", "--data", str(rows_file),
+        "--output", str(sft), "--max-steps", "1", "--batch-size", "2", "--lora-r", "4",
+        "--no-gradient-checkpointing"])
+    assert trained.exit_code == 0, trained.output
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(SPIDER.read_text().splitlines(keepends=True)[:4]))
+    result = runner.invoke(app, [
+        "finetune", "grpo", str(data), "--db-root", str(SPIDER_DBS), "--adapter", str(sft),
+        "--output", str(out), "--steps", "2", "--questions", "2", "--group", "2",
+        "--max-new-tokens", "8"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and metrics["config"]["questions"] == 2
+    assert (out / "adapter_model.safetensors").is_file()
+    assert (out / "answer_vocab.json").read_text() == (sft / "answer_vocab.json").read_text()
