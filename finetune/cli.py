@@ -131,15 +131,17 @@ app = typer.Typer(
 )
 
 
-def train_flags() -> tuple[list[inspect.Parameter], dict[str, object]]:
+def train_flags() -> tuple[list[inspect.Parameter], dict[str, Any]]:
     """One typer option a TrainConfig field (finetune/config.py imports no torch)."""
-    kinds = {"int": int, "float": float, "str": str, "bool": bool}
-    params, hints = [], {}
+    kinds: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": bool}
+    params: list[inspect.Parameter] = []
+    hints: dict[str, Any] = {}
     for f in fields(TrainConfig):
         kind = kinds[str(f.type)]
         flag = "--" + f.name.replace("_", "-")
         decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
-        hint = Annotated[kind, typer.Option(*decls, help=f.metadata["help"])]
+        # the type is the field's, chosen at run time: typer reads it, mypy cannot
+        hint = Annotated[kind, typer.Option(*decls, help=f.metadata["help"])]  # type: ignore[valid-type]
         default = f.default if f.default is not MISSING else None
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
                                         default=default, annotation=hint))

@@ -324,8 +324,8 @@ def grpo(cfg: GrpoConfig, policy: nn.Module, tokenizer: Any, questions: list[Que
                 db.close()
     save_checkpoint(out, policy, opt, state, cfg)
     policy.save_pretrained(out)
-    for name in COMPANIONS if start_adapter is not None else ():
-        if (start_adapter / name).is_file():
+    for name in COMPANIONS:
+        if start_adapter is not None and (start_adapter / name).is_file():
             shutil.copy(start_adapter / name, out / name)
     recent = state.history[-20:]
     metrics = {"status": state.status, "steps": state.step,

@@ -68,6 +68,7 @@ class AnswerLoss(nn.Module):
             logits = head(states).float()
         else:  # the head is frozen: its rows are a constant, no graph to keep
             logits = F.linear(states, head.weight.index_select(0, rows)).float()
+        if rows is not None and allowed is not None:
             example = torch.cat([keep.nonzero()[:, 0], keep.new_zeros(extra, dtype=torch.long)])
             logits = logits.masked_fill(~allowed[example], float("-inf"))
         logits = softcapped(lm, logits)

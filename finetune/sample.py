@@ -56,7 +56,7 @@ class Question:
 def read_questions(path: Path) -> list[Question]:
     """The rows of a JSONL with question, sql and db_id (Spider's train file, or
     `prepare-spider`'s); ValueError naming the line that lacks them."""
-    out = []
+    out: list[Question] = []
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():

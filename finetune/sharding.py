@@ -120,13 +120,13 @@ def gradient_sync_off(loss_fn: nn.Module) -> Iterator[None]:
     """Accumulate gradients locally (micro-batches before the last): DDP's no_sync, FSDP2's
     set_requires_gradient_sync(False) (the reduce-scatter then happens once, after the last)."""
     if is_sharded(loss_fn):
-        loss_fn.set_requires_gradient_sync(False)  # type: ignore[operator]
+        loss_fn.set_requires_gradient_sync(False)
         try:
             yield
         finally:
-            loss_fn.set_requires_gradient_sync(True)  # type: ignore[operator]
+            loss_fn.set_requires_gradient_sync(True)
     else:
-        with loss_fn.no_sync():  # type: ignore[operator]
+        with loss_fn.no_sync():
             yield
 
 

@@ -60,7 +60,7 @@ def test_no_model_starts_without_torch(tmp_path: Path) -> None:
 
 
 def test_the_type_checker_passes() -> None:
-    """mypy over model/ and tui/ (pyproject's [tool.mypy]: its files, its overrides)."""
+    """mypy over model/, tui/ and finetune/ (pyproject's [tool.mypy]: its files, its overrides)."""
     mypy = shutil.which("mypy", path=str(Path(sys.executable).parent))
     assert mypy is not None, "mypy is a dev extra: pip install -e '.[dev]'"
     root = Path(__file__).resolve().parent.parent
