@@ -20,8 +20,9 @@ torch.load(weights_only=True), step, history) is written every `save_every` step
 and on Ctrl+C/SIGTERM; the final adapter sits in OUT beside the starting adapter's answer
 vocabulary, drafts and prompt layout, so `--adapter OUT` loads it in the app.
 
-TRL's GRPOTrainer does the same sum; on the tiny model its steps took 2-3x the CPU time of
-these (bench/grpo.py), and it would not draw with `ask`'s prompts.
+TRL's GRPOTrainer does the same sum (bench/grpo.py compares the two on the tiny model), but
+it would not draw with `ask`'s prompts over the answer vocabulary, nor read a prompt once a
+group.
 """
 
 from __future__ import annotations
