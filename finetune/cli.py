@@ -312,7 +312,7 @@ def sample_cmd(
 
     questions = training_questions(data, db_root)
     report = SampleReport()
-    todo = pending(questions, out, start, limit, report)
+    todo = pending(questions, out, db_root, start, limit, report)
     engine = engine_or_exit(model, adapter, device, None, None,
                             progress=lambda m: typer.echo(m, err=True), dtype=dtype)
     from tqdm import tqdm
@@ -367,7 +367,7 @@ def grpo_cmd(
 ) -> None:
     """Reinforce the adapter with an execution reward (GRPO; docs/training.md)."""
     from finetune.grpo import GrpoConfig, grpo, load_policy
-    from finetune.sample import select
+    from finetune.sample import SampleReport, select
     from model.llm.decoding.loading import resolve_device
     from model.llm.prompting.prompt import QUESTION_FIRST, read_layout
     from model.llm.weights.registry import DEFAULT_MODEL, MODELS, ModelUnavailable
@@ -377,9 +377,13 @@ def grpo_cmd(
     start_adapter = adapter or MODELS[DEFAULT_MODEL].adapter
     if start_adapter is None or not (start_adapter / "adapter_config.json").is_file():
         raise fail(f"--adapter {start_adapter}: not a PEFT adapter folder")
-    chosen = select(training, start, limit)
+    report = SampleReport()
+    chosen = select(training, db_root, start, limit, report)
     if not chosen:
         raise fail(f"{data}: no training questions in the range chosen", 1)
+    if report.skipped_missing:
+        typer.echo(f"skipped {report.skipped_missing} questions whose database is not under "
+                   f"--db-root", err=True)
     cfg = GrpoConfig(output=str(output), group=group, questions=questions, steps=steps, lr=lr,
                      beta=beta, temperature=temperature, max_new_tokens=max_new_tokens,
                      save_every=save_every, max_minutes=max_minutes, seed=seed, resume=resume)

@@ -51,7 +51,7 @@ from model.llm.decoding.vocab import AnswerVocab
 from model.llm.prompting.prompt import LAYOUT_FILE, build_prompt
 from model.llm.sql.extract import extract_sql
 from model.llm.weights.registry import causal_lm
-from model.sqlite.db import Database
+from model.sqlite.db import Database, DatabaseError
 
 CHECKPOINT = "checkpoint"
 # what load_engine reads next to an adapter besides its weights (decoding.vocab, drafts, layout)
@@ -273,13 +273,13 @@ def grpo(cfg: GrpoConfig, policy: nn.Module, tokenizer: Any, questions: list[Que
                 opt.zero_grad(set_to_none=True)
                 for j in range(cfg.questions):
                     q = questions[order[(state.step * cfg.questions + j) % len(order)]]
-                    if q.db_id not in dbs:
-                        dbs[q.db_id] = Database.open(spider_db_path(db_root, q.db_id))
-                    db = dbs[q.db_id]
                     try:
+                        if q.db_id not in dbs:
+                            dbs[q.db_id] = Database.open(spider_db_path(db_root, q.db_id))
+                        db = dbs[q.db_id]
                         gold = Gold.of(db, q.sql)
-                    except GoldError:
-                        continue
+                    except (GoldError, DatabaseError, OSError):
+                        continue  # a question whose gold cannot be had teaches nothing
                     context = asked_context(db, q.question, layout).text
                     prompt_text = build_prompt(q.question, context, layout)
                     prompt = tokenizer(prompt_text, add_special_tokens=True)["input_ids"]

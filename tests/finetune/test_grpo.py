@@ -194,12 +194,15 @@ def test_grpo_command_trains_from_a_supervised_adapter(tok: Any, rows_file: Path
         "--no-gradient-checkpointing"])
     assert trained.exit_code == 0, trained.output
     data = tmp_path / "q.jsonl"
-    data.write_text("".join(SPIDER.read_text().splitlines(keepends=True)[:4]))
+    soccer = next(line for line in SPIDER.read_text().splitlines(keepends=True)
+                  if '"soccer_1"' in line)  # its database is not under SPIDER_DBS
+    data.write_text("".join(SPIDER.read_text().splitlines(keepends=True)[:4]) + soccer)
     result = runner.invoke(app, [
         "finetune", "grpo", str(data), "--db-root", str(SPIDER_DBS), "--adapter", str(sft),
         "--output", str(out), "--steps", "2", "--questions", "2", "--group", "2",
         "--max-new-tokens", "8"])
     assert result.exit_code == 0, result.output
+    assert "skipped 1 questions whose database is not under --db-root" in result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 2 and metrics["config"]["questions"] == 2
     assert (out / "adapter_model.safetensors").is_file()

@@ -72,17 +72,17 @@ def test_sample_keeps_distinct_right_answers_and_resumes_where_it_stopped(tmp_pa
 
     first = DrawingEngine(golds, stop_at=2)
     with pytest.raises(KeyboardInterrupt):
-        sample_file(first, pending(questions, out), SPIDER_DBS, out, k=5)
+        sample_file(first, pending(questions, out, SPIDER_DBS), SPIDER_DBS, out, k=5)
     assert len(first.asked) == 2
     with out.open("a") as f:
         f.write('{"question": "torn by a ki')  # a kill in the middle of a line
 
     again = DrawingEngine(golds)
-    todo = pending(questions, out)
+    todo = pending(questions, out, SPIDER_DBS)
     assert [q.question for q in todo] == [q.question for q in questions[2:]]
     report = sample_file(again, todo, SPIDER_DBS, out, k=5)
     assert report.questions == 3 and len(again.asked) == 3
-    assert pending(questions, out) == []  # a third run has nothing left
+    assert pending(questions, out, SPIDER_DBS) == []  # a third run has nothing left
 
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     # each question once, in order, its two right answers kept (the duplicate, the wrong one
@@ -107,8 +107,23 @@ def test_held_out_databases_are_never_sampled(tmp_path: Path) -> None:
     held = json.loads((Path("finetune/data/spider_heldout.jsonl")).read_text().splitlines()[0])
     data = tmp_path / "mixed.jsonl"
     data.write_text(json.dumps(held) + "\n" + questions_file(tmp_path, 1).read_text())
-    todo = pending(read_questions(data), tmp_path / "kept.jsonl")
+    todo = pending(read_questions(data), tmp_path / "kept.jsonl", SPIDER_DBS)
     assert [q.db_id for q in todo] == ["department_management"]
+
+
+def test_questions_whose_database_is_missing_are_skipped_and_counted(tmp_path: Path) -> None:
+    """Spider's soccer_1 is in the training questions but not under the shared databases (its
+    file is over 4 MiB): its questions are left out up front, not a crash mid-run."""
+    from finetune.sample import SampleReport
+
+    soccer = next(line for line in SPIDER.read_text().splitlines() if '"soccer_1"' in line)
+    assert not (SPIDER_DBS / "soccer_1" / "soccer_1.sqlite").exists()
+    data = tmp_path / "mixed.jsonl"
+    data.write_text(soccer + "\n" + questions_file(tmp_path, 1).read_text())
+    report = SampleReport()
+    todo = pending(read_questions(data), tmp_path / "kept.jsonl", SPIDER_DBS, report=report)
+    assert [q.db_id for q in todo] == ["department_management"]
+    assert report.skipped_missing == 1 and "1 whose database is missing" in report.line()
 
 
 def test_mixing_weights_the_questions_the_greedy_answer_gets_wrong(tmp_path: Path) -> None:
